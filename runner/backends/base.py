@@ -1,0 +1,68 @@
+"""The backend interface: what the runner needs from anything that serves a model.
+
+A backend loads a model (timed), streams one chat request at a time per call
+(thread-safe for concurrent calls), and reports the token usage the server gave.
+Timestamps are `time.perf_counter()` seconds, taken as close to the wire as the
+backend allows; the metrics are derived from them in `runner/metrics.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+OnDelta = Callable[[str], None]
+
+
+@dataclass
+class GenParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    """One streamed request as observed by the client."""
+
+    t_sent: float  # request handed to the runtime / socket
+    t_end: float  # last byte (stream closed)
+    deltas: list[tuple[float, str]] = field(default_factory=list)  # (arrival, non-empty text)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False  # True when the server gave no usage and we counted chunks
+    finish_reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(t for _, t in self.deltas)
+
+
+class BackendError(Exception):
+    """A model or endpoint failure, recorded with its cause; the sweep goes on."""
+
+
+class Backend(ABC):
+    name: str = "abstract"
+
+    @abstractmethod
+    def load(self) -> float:
+        """Make the model ready; return the wall time it took, seconds."""
+
+    @abstractmethod
+    def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
+        """Send one streamed chat request and collect it."""
+
+    def unload(self) -> None:  # noqa: B027 - optional for remote backends
+        pass
+
+    def in_process(self) -> bool:
+        """True when the model runs in this process, so its RSS is ours to measure."""
+        return False
+
+    def describe(self) -> dict:
+        return {"backend": self.name}

@@ -1,0 +1,106 @@
+"""Foundry Local, in process: the model runs inside this Python process through the SDK."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from runner.backends.base import Backend, BackendError, Completion, GenParams, Message, OnDelta
+from runner.models import catalog
+
+_FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
+
+
+class FoundryBackend(Backend):
+    name = "foundry"
+
+    def __init__(self, model_id: str, timeout_s: float = 120.0, execution_provider: str = "cpu"):
+        self.model_id = model_id
+        self.timeout_s = timeout_s
+        self.execution_provider = execution_provider
+        self._model = None
+
+    def load(self) -> float:
+        try:
+            model = catalog.find(self.model_id)
+        except Exception as exc:  # native errors carry no stable type
+            raise BackendError(f"Foundry Local catalog: {exc}") from None
+        if model is None:
+            raise BackendError(f"model '{self.model_id}' is not registered with Foundry Local "
+                               f"(run `slmbench models pack` or `slmbench models import`)")
+        t0 = time.perf_counter()
+        try:
+            model.load()
+        except Exception as exc:
+            raise BackendError(f"loading {self.model_id} failed: {exc}") from None
+        self._model = model
+        return time.perf_counter() - t0
+
+    def unload(self) -> None:
+        if self._model is not None:
+            try:
+                self._model.unload()
+            finally:
+                self._model = None
+
+    def in_process(self) -> bool:
+        return True
+
+    def model_path(self) -> str | None:
+        return self._model.get_path() if self._model is not None else None
+
+    def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
+        from foundry_local_sdk import (
+            ChatSession,
+            MessageItem,
+            Request,
+            RequestOptions,
+            SearchOptions,
+            TextItem,
+        )
+
+        if self._model is None:
+            raise BackendError("model is not loaded")
+        build = {"system": MessageItem.system, "user": MessageItem.user, "assistant": MessageItem.assistant}
+        options = RequestOptions(search=SearchOptions(
+            temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            seed=params.seed, max_output_tokens=params.max_tokens,
+            do_sample=params.temperature > 0))
+        # A fresh session per request: ChatSession keeps turn history, and a
+        # benchmark request must not see the previous one.
+        with ChatSession(self._model) as session:
+            session.set_options(options)
+            session.set_streaming(True)
+            request = Request()
+            for m in messages:
+                request.add_item(build[m["role"]](m["content"]))
+            timer = threading.Timer(self.timeout_s, request.cancel)
+            deltas: list[tuple[float, str]] = []
+            t_sent = time.perf_counter()
+            timer.start()
+            try:
+                stream = session.process_streaming_request(request)
+                for item in stream:
+                    if isinstance(item, TextItem) and item.text:
+                        deltas.append((time.perf_counter(), item.text))
+                        if on_delta is not None:
+                            on_delta(item.text)
+                t_end = time.perf_counter()
+                final = stream.final_response
+                usage = final.get_usage()
+                finish = _FINISH.get(int(final.finish_reason), str(final.finish_reason))
+            except Exception as exc:
+                if time.perf_counter() - t_sent >= self.timeout_s:
+                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}") from None
+                raise BackendError(f"generation failed: {exc}") from None
+            finally:
+                timer.cancel()
+        return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas,
+                          prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                          finish_reason=finish)
+
+    def describe(self) -> dict:
+        import foundry_local_sdk
+
+        return {"backend": self.name, "runtime": f"foundry-local-sdk {foundry_local_sdk.__version__}",
+                "execution_provider": self.execution_provider}

@@ -1,0 +1,152 @@
+"""One job: a model x prompt set x hardware x decoding, measured end to end.
+
+Order: check hardware -> cold load (timed) -> warm-up rounds (not counted) ->
+measured rounds (each request streamed, recorded as it completes) -> unload ->
+aggregate. A failure anywhere is recorded with its cause; it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from runner import backends, hardware, records
+from runner.backends import BackendError, GenParams
+from runner.memory import PeakSampler, rss_mb
+from runner.metrics import request_metrics
+from runner.prompts import Prompt, PromptSet
+
+
+def config_hash(cfg, prompt_set: PromptSet) -> str:
+    """What makes two jobs' records comparable: model, decoding, hardware, backend, prompts."""
+    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "decoding", "hardware")}
+    ident["backend"] = {"name": cfg.backend.name, "base_url": cfg.backend.base_url}
+    ident["prompts"] = prompt_set.digest()
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Progress:
+    """One status line on a TTY; silent otherwise (logs and CI stay clean)."""
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.label, self.total, self.done = label, total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self._lock = threading.Lock()
+
+    def step(self, note: str = "") -> None:
+        with self._lock:
+            self.done += 1
+            if self.enabled:
+                sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} requests {note}\033[K")
+                sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
+    """Run and record one job; return the facts `summary.build` needs."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(cfg, prompt_set)
+    resumed = records.check_manifest(job_dir, {
+        "config_hash": chash, "model": cfg.model.alias, "model_id": cfg.model.id,
+        "prompts": prompt_set.name, "prompts_path": prompt_set.path})
+    req_path = job_dir / records.REQUESTS
+    done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
+    facts: dict = {"config_hash": chash, "resumed": resumed, "skipped_done": 0, "load_s": None,
+                   "rss_before_load_mb": None, "rss_mb": None, "rss_peak_mb": None, "error": None,
+                   "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None,
+                   "backend": {"backend": cfg.backend.name}}
+    params = GenParams(max_tokens=cfg.decoding.max_tokens, temperature=cfg.decoding.temperature,
+                       top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
+    todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
+    facts["skipped_done"] = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
+    backend = None
+    try:
+        facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
+        backend = backends.create(cfg.backend, cfg.model.id, cfg.hardware.execution_provider)
+        facts["backend"] = backend.describe()
+        facts["rss_before_load_mb"] = rss_mb()
+        facts["load_s"] = backend.load()
+        facts["rss_mb"] = rss_mb() if backend.in_process() else None
+        if not todo:
+            return facts
+        for _ in range(cfg.run.warmup):
+            for prompt in prompt_set.prompts:
+                facts["warmup_requests"] += 1
+                try:
+                    backend.chat(prompt.chat_messages(), params)
+                except BackendError:
+                    facts["warmup_errors"] += 1
+        writer = records.RecordWriter(req_path)
+        progress = Progress(f"{cfg.model.alias}", len(todo), cfg.run.progress)
+        try:
+            with PeakSampler() as sampler:
+                joules = rapl_joules()
+                t0 = time.perf_counter()
+                facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
+                facts["window_s"] = time.perf_counter() - t0
+                if joules is not None and rapl_joules() is not None:
+                    facts["rapl_joules"] = rapl_joules() - joules
+            facts["rss_peak_mb"] = sampler.peak_mb if backend.in_process() else None
+        finally:
+            progress.close()
+            writer.close()
+    except BackendError as exc:
+        facts["error"] = str(exc)
+    finally:
+        if backend is not None:
+            try:
+                backend.unload()
+            except Exception as exc:  # an unload failure must not hide the job's results
+                facts["unload_error"] = str(exc)
+    return facts
+
+
+RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
+
+
+def rapl_joules() -> float | None:
+    """CPU package energy counter (Linux RAPL), joules; None where not exposed or readable."""
+    try:
+        return int(RAPL.read_text()) / 1e6
+    except (OSError, ValueError):
+        return None
+
+
+def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0) -> dict:
+    """Run the pending requests; return this window's counts for throughput."""
+    base = {"model": cfg.model.alias, "model_id": cfg.model.id}
+
+    def one(item: tuple[int, Prompt]) -> dict:
+        rnd, prompt = item
+        record = {**base, "prompt_id": prompt.id, "round": rnd}
+        try:
+            c = backend.chat(prompt.chat_messages(), params)
+        except BackendError as exc:
+            record.update(status="error", error=str(exc), t_start_s=None, output=None)
+        else:
+            record.update(status="ok", error=None, **request_metrics(c), output=c.text,
+                          t_start_s=c.t_sent - t0)
+        writer.append(record)
+        progress.step(record["status"] if record["status"] != "ok" else "")
+        return record
+
+    if cfg.run.concurrency == 1:
+        done = [one(item) for item in todo]  # the lean path: no pool, no thread hop per request
+    else:
+        with ThreadPoolExecutor(max_workers=cfg.run.concurrency) as pool:
+            done = list(pool.map(one, todo))
+    ok = [r for r in done if r["status"] == "ok"]
+    return {"ok": len(ok), "errors": len(done) - len(ok),
+            "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
+            "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}

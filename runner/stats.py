@@ -1,0 +1,41 @@
+"""Distribution summaries: n, mean, std, p50/p90/p95/p99 and a bootstrap 95% CI of the median."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_N_FOR_P95 = 20  # below this a p95 is mostly the maximum; reports flag it
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def summarize(values: list[float], seed: int = 0) -> dict | None:
+    """Percentiles use linear interpolation (numpy's default). `ci95` is the 2.5th/97.5th
+    percentile of medians over `BOOTSTRAP_RESAMPLES` resamples with replacement (seeded, so
+    a report is reproducible). `std` is the sample standard deviation (ddof=1)."""
+    xs = np.asarray([v for v in values if v is not None], dtype=float)
+    if xs.size == 0:
+        return None
+    p50, p90, p95, p99 = np.percentile(xs, [50, 90, 95, 99])
+    return {
+        "n": int(xs.size),
+        "mean": float(xs.mean()),
+        "std": float(xs.std(ddof=1)) if xs.size > 1 else 0.0,
+        "min": float(xs.min()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+        "max": float(xs.max()),
+        "ci95": median_ci(xs, seed),
+        "p95_low_n": bool(xs.size < MIN_N_FOR_P95),
+    }
+
+
+def median_ci(xs: np.ndarray, seed: int = 0, level: float = 0.95) -> list[float]:
+    if xs.size == 1:
+        return [float(xs[0]), float(xs[0])]
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(xs, size=(BOOTSTRAP_RESAMPLES, xs.size), replace=True), axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(medians, [tail, 100 - tail])
+    return [float(lo), float(hi)]

@@ -1,0 +1,48 @@
+"""Shared fixtures. Tests drive the real Foundry Local runtime on the real model
+pack (built by `make test` before pytest; rebuilt here if missing), and the CLI in
+subprocesses exactly as a user would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripted_server
+SLMBENCH = str(Path(sys.executable).with_name("slmbench"))
+SMALL = "smollm2-135m-int8"  # the smallest model that reads well
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600,
+            input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([SLMBENCH, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd or ROOT, input=input)
+
+
+@pytest.fixture(scope="session")
+def pack_home() -> Path:
+    """The shared cache holding the built pack (SLMBENCH_HOME or the default)."""
+    from runner import paths
+    from runner.models import pack
+
+    pack.build_pack(log=lambda s: None)  # no-op when `make pack` already ran
+    return paths.home()
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path, pack_home: Path) -> Path:
+    """An empty SLMBENCH_HOME that reuses the verified source weights (no download)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "weights").symlink_to(pack_home / "weights")
+    return home
+
+
+def copy_hf(pack_home: Path, home: Path) -> None:
+    """Share the dequantized float32 folders, so only the ONNX build step runs."""
+    shutil.copytree(pack_home / "hf", home / "hf", symlinks=True)
