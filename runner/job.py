@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from omegaconf import OmegaConf
 
 from runner import backends, hardware, records
 from runner.backends import BackendError, GenParams
+from runner.errors import UserError
 from runner.memory import PeakSampler, rss_mb
 from runner.metrics import request_metrics
 from runner.prompts import Prompt, PromptSet
@@ -53,6 +55,47 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def run_job_isolated(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
+    """Run an in-process job in a fresh child process.
+
+    Why: a second model loaded into a process that already held one inherits its heap,
+    warm runtime and page cache, so its "cold" load time and RSS would be biased."""
+    ctx = multiprocessing.get_context("spawn")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(plain, str(job_dir), prompt_set, child_end), daemon=True)
+    proc.start()
+    child_end.close()
+    try:
+        result = parent_end.recv()
+    except EOFError:
+        result = None
+    proc.join()
+    if result is None:
+        return {**_empty_facts(), "error": f"job process died (exit code {proc.exitcode})"}
+    if isinstance(result, UserError):
+        raise result
+    return result
+
+
+def _child(plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
+    try:
+        conn.send(run_job(OmegaConf.create(plain), Path(job_dir), prompt_set))
+    except UserError as exc:
+        conn.send(exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        conn.close()
+
+
+def _empty_facts() -> dict:
+    return {"config_hash": None, "resumed": False, "skipped_done": 0, "load_s": None,
+            "rss_before_load_mb": None, "rss_mb": None, "rss_peak_mb": None, "error": None,
+            "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None,
+            "backend": {}}
+
+
 def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     """Run and record one job; return the facts `summary.build` needs."""
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -62,10 +105,8 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         "prompts": prompt_set.name, "prompts_path": prompt_set.path})
     req_path = job_dir / records.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
-    facts: dict = {"config_hash": chash, "resumed": resumed, "skipped_done": 0, "load_s": None,
-                   "rss_before_load_mb": None, "rss_mb": None, "rss_peak_mb": None, "error": None,
-                   "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None,
-                   "backend": {"backend": cfg.backend.name}}
+    facts = {**_empty_facts(), "config_hash": chash, "resumed": resumed, "prompts": prompt_set.name,
+             "backend": {"backend": cfg.backend.name}}
     params = GenParams(max_tokens=cfg.decoding.max_tokens, temperature=cfg.decoding.temperature,
                        top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
     todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
@@ -73,6 +114,8 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     backend = None
     try:
         facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
+        if cfg.backend.name == "foundry" and cfg.model.source.kind != "remote":
+            _ensure_registered(cfg.model)
         backend = backends.create(cfg.backend, cfg.model.id, cfg.hardware.execution_provider)
         facts["backend"] = backend.describe()
         facts["rss_before_load_mb"] = rss_mb()
@@ -110,6 +153,15 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
             except Exception as exc:  # an unload failure must not hide the job's results
                 facts["unload_error"] = str(exc)
     return facts
+
+
+def _ensure_registered(model) -> None:
+    """A built pack model whose registration was lost (fresh Foundry cache) is re-registered."""
+    from runner.models import catalog, pack
+
+    if not pack.is_built(model):
+        raise BackendError(f"model '{model.alias}' is not built; run `slmbench models pack {model.alias}`")
+    catalog.register(model.id, pack.model_folder(model), model.alias)
 
 
 RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")

@@ -92,6 +92,9 @@ class RunConfig:
     concurrency: int = 1  # requests in flight
     strict: bool = False  # any failed request or job -> non-zero exit
     progress: bool = True
+    # Run each in-process (foundry) job in a fresh child process, so its cold load time and
+    # RSS are not biased by models an earlier job loaded into the same process.
+    isolate: bool = True
 
 
 @dataclass

@@ -1,0 +1,84 @@
+"""`slmbench run`: the Hydra application. Everything after `run` is Hydra's command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner import paths, prompts, report, schema, summary
+from runner.errors import UserError
+from runner.job import run_job, run_job_isolated
+from runner.models import pack
+
+# Job outcomes of this process ("ok", "partial", "failed", "config-error"): the exit code.
+OUTCOMES: list[str] = []
+
+
+def register_resolvers() -> None:
+    # ${conf:prompts/data/x.yaml} -> absolute path inside the project's conf/ tree
+    OmegaConf.register_new_resolver("conf", lambda rel: str(paths.CONF_DIR / rel), replace=True)
+
+
+def task(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        schema.validate(cfg)
+        # A user's file (prompts.path=FILE) names itself; the group's name is for the shipped sets.
+        shipped = Path(cfg.prompts.path).resolve().is_relative_to(paths.CONF_DIR)
+        prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name if shipped else None, cfg.prompts.limit)
+        isolate = cfg.run.isolate and cfg.backend.name == "foundry"
+        facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
+    except UserError as exc:
+        print(f"slmbench: {exc}", file=sys.stderr)
+        OUTCOMES.append("config-error")
+        return
+    disk = None
+    if cfg.backend.name == "foundry" and cfg.model.source.kind != "remote":
+        folder = pack.model_folder(cfg.model)
+        disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
+    s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk)
+    out = report.write_job_report(job_dir)
+    outcome = "partial" if s["partial"] else s["status"]
+    OUTCOMES.append(outcome)
+    d = s["metrics"]["decode_tps"]
+    speed = f"decode p50 {d['p50']:.1f} tok/s, " if d else ""
+    print(f"{cfg.model.alias} [{outcome}] n={s['n']} {speed}"
+          f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
+
+
+def exit_code(outcomes: list[str], strict: bool) -> int:
+    if "config-error" in outcomes:
+        return 2
+    if not any(o in ("ok", "partial") for o in outcomes):
+        return 1
+    if strict and any(o != "ok" for o in outcomes):
+        return 1
+    return 0
+
+
+def run_cli(args: list[str]) -> int:
+    import hydra
+
+    schema.register()
+    register_resolvers()
+    user_conf = paths.user_conf_dir()
+    (user_conf / "model").mkdir(parents=True, exist_ok=True)
+    # Imported models live in the user's config dir; make them selectable as model=NAME.
+    extra = [] if any(a.startswith("hydra.searchpath") for a in args) else [
+        f"hydra.searchpath=[file://{user_conf}]"]
+    OUTCOMES.clear()
+    argv, sys.argv = sys.argv, ["slmbench run", *args, *extra]
+    try:
+        main = hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")(task)
+        main()
+    except SystemExit as exc:  # Hydra reports config errors itself, then exits
+        if exc.code not in (0, None):
+            return int(exc.code) if isinstance(exc.code, int) else 2
+    finally:
+        sys.argv = argv
+    strict = any(a.replace(" ", "") in ("run.strict=true", "run.strict=True") for a in args)
+    return exit_code(OUTCOMES, strict)

@@ -1,0 +1,169 @@
+"""Markdown reports and PNG plots, written from `requests.jsonl` and `summary.json` only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from runner import records  # noqa: E402
+from runner.metrics import DEFINITIONS  # noqa: E402
+from runner.stats import MIN_N_FOR_P95  # noqa: E402
+from runner.summary import COLUMNS, SUMMARY, flat_row, write_csv  # noqa: E402
+
+LOW_N = "†"
+LOW_N_NOTE = f"{LOW_N} p95/p99 from fewer than {MIN_N_FOR_P95} samples: read as a rough upper range."
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def metric_table(metrics: dict) -> str:
+    rows = []
+    for name in ["ttft_s", "e2e_s", "tpot_s", "decode_tps", "itl_p50_s"]:
+        m = metrics.get(name)
+        unit, formula = DEFINITIONS[name]
+        if not m:
+            rows.append([name, unit, 0] + ["-"] * 7 + [formula])
+            continue
+        flag = LOW_N if m["p95_low_n"] else ""
+        d = 1 if name == "decode_tps" else 4
+        rows.append([name, unit, m["n"], _fmt(m["mean"], d), _fmt(m["std"], d), _fmt(m["p50"], d),
+                     _fmt(m["p90"], d), _fmt(m["p95"], d) + flag, _fmt(m["p99"], d) + flag,
+                     f"{_fmt(m['ci95'][0], d)} - {_fmt(m['ci95'][1], d)}", formula])
+    return tabulate(rows, headers=["metric", "unit", "n", "mean", "std", "p50", "p90", "p95", "p99",
+                                   "95% CI of p50", "formula"], tablefmt="github")
+
+
+def write_job_report(job_dir: Path) -> Path:
+    s = json.loads((job_dir / SUMMARY).read_text())
+    ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
+    plot = _latency_plot({s["model"]: ok}, job_dir / "latency.png")
+    cfg = s["config"]
+    lines = [f"# {s['model']} on {s['prompts']}", "",
+             f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
+             + (f" - {s['error']}" if s["error"] else ""),
+             f"- requests: {s['n']} ok, {s['n_errors']} failed, {s['n_expected']} expected "
+             f"({cfg['run']['rounds']} rounds x prompts; {s['warmup']['requests']} warm-up requests not counted)",
+             f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
+             f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
+             f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
+             f"concurrency: {cfg['run']['concurrency']}",
+             f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
+             "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), "",
+             LOW_N_NOTE, "", "## Per model", ""]
+    per_model = [["load_s", _fmt(s["load_s"]), *DEFINITIONS["load_s"]],
+                 ["rss_mb", _fmt(s["rss_mb"], 1), *DEFINITIONS["rss_mb"]],
+                 ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *DEFINITIONS["rss_peak_mb"]],
+                 ["disk_mb", _fmt(s["disk_mb"], 1), *DEFINITIONS["disk_mb"]]]
+    if s["throughput"]:
+        for k in ("output_tps", "requests_per_s"):
+            per_model.append([f"throughput.{k}", _fmt(s["throughput"][k], 2), *DEFINITIONS[k]])
+    if s["energy"]:
+        per_model.append(["energy_wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4), "Wh",
+                          s["energy"]["source"]])
+    lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
+    det = s["determinism"]
+    if det.get("checked"):
+        lines += ["## Determinism", "",
+                  "Identical outputs across rounds at temperature 0: "
+                  + ("**yes**" if det["identical"] else f"**no** (differs: {', '.join(det['prompts_differing'])})"), ""]
+    if s["errors"]:
+        lines += ["## Errors", "", *[f"- {n} x {e}" for e, n in s["errors"].items()], ""]
+    if plot:
+        lines += ["## Latency distribution", "", f"![latency]({plot.name})", ""]
+    env = s["environment"]
+    lines += ["## Environment", "", f"{env['cpu']}, {env['cores']} cores, {env['ram_gb']} GiB RAM, "
+              f"GPU: {', '.join(env['gpu']) or 'none'}, {env['os']}, Python {env['python']}; "
+              f"git {(env['git']['commit'] or 'unknown')[:12]}{' (dirty)' if env['git']['dirty'] else ''}; "
+              + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v), ""]
+    out = job_dir / "report.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _latency_plot(series: dict[str, list[dict]], path: Path) -> Path | None:
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(series) + 3))
+    for ax, key, label in ((axes[0], "ttft_s", "TTFT (s)"), (axes[1], "e2e_s", "end-to-end latency (s)")):
+        data = [[r[key] for r in recs if r[key] is not None] for recs in series.values()]
+        ax.boxplot(data, vert=False, tick_labels=list(series), showfliers=True)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Latency per request (box: p25-p75, line: p50, whiskers: 1.5 IQR)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _speed_size_plot(rows: list[dict], path: Path) -> Path | None:
+    pts = [r for r in rows if r["decode_tps.p50"] is not None and r["disk_mb"] is not None]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in pts:
+        ax.scatter(r["disk_mb"], r["decode_tps.p50"])
+        ax.annotate(r["job"], (r["disk_mb"], r["decode_tps.p50"]), fontsize=8)
+    ax.set_xlabel("disk footprint (MB)")
+    ax.set_ylabel("decode tokens/s, p50")
+    ax.set_title("Speed against size")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_sweep_report(sweep_dir: Path) -> Path | None:
+    jobs = sorted((p.parent for p in sweep_dir.glob(f"*/{SUMMARY}")), key=lambda p: _job_num(p.name))
+    if not jobs:
+        return None
+    summaries = [json.loads((j / SUMMARY).read_text()) for j in jobs]
+    rows = [flat_row(s, j.name) for s, j in zip(summaries, jobs, strict=True)]
+    write_csv(sweep_dir / "summary.csv", rows)
+    ok_records = {j.name: [r for r in records.latest_per_key(records.read(j / records.REQUESTS))
+                           if r["status"] == "ok"] for j in jobs}
+    lat = _latency_plot(ok_records, sweep_dir / "latency.png")
+    size = _speed_size_plot(rows, sweep_dir / "speed_vs_size.png")
+    shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
+             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic"]
+    table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
+    failed = [r for r in rows if r["status"] != "ok"]
+    lines = [f"# Sweep {sweep_dir.name}", "",
+             f"{len(rows)} jobs, {len(rows) - len(failed)} ok, {len(failed)} failed. "
+             "One row per job; every job's own report.md has the full distributions.", "",
+             tabulate(table, headers=shown, tablefmt="github"), "",
+             "Definitions: " + "; ".join(f"`{k}` = {DEFINITIONS[k][1]} ({DEFINITIONS[k][0]})"
+                                         for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
+                                                   "rss_mb", "disk_mb")) + ".",
+             "p50 = median; ci95 = bootstrap 95% confidence interval of the median.", ""]
+    if failed:
+        lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
+    if lat:
+        lines += [f"![latency]({lat.name})", ""]
+    if size:
+        lines += [f"![speed against size]({size.name})", ""]
+    out = sweep_dir / "report.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _job_num(name: str) -> int:
+    head = name.split("_", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+__all__ = ["COLUMNS", "write_job_report", "write_sweep_report"]

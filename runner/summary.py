@@ -1,0 +1,152 @@
+"""`summary.json` / `summary.csv`: a job's aggregates, computed once from its records.
+
+Reports, the sweep table and (later) MLflow read these files; nothing recomputes a number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from runner import records
+from runner.environment import environment
+from runner.metrics import DEFINITIONS
+from runner.stats import summarize
+
+SUMMARY = "summary.json"
+TIMED = ["ttft_s", "e2e_s", "tpot_s", "decode_tps"]
+
+
+def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None) -> dict:
+    recs = records.latest_per_key(records.read(job_dir / records.REQUESTS))
+    ok = [r for r in recs if r["status"] == "ok"]
+    errors = [r for r in recs if r["status"] != "ok"]
+    metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
+    metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
+    metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
+    expected = cfg.run.rounds * n_prompts
+    failed = facts["error"] is not None or not ok
+    window = facts.get("window") or {}
+    window_s = facts.get("window_s")
+    throughput = None
+    if window_s and window.get("ok"):
+        throughput = {
+            "window_s": window_s,
+            "concurrency": cfg.run.concurrency,
+            "requests_per_s": window["ok"] / window_s,
+            "output_tps": window["output_tokens"] / window_s,
+            "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
+        }
+    summary = {
+        "model": cfg.model.alias,
+        "model_id": cfg.model.id,
+        "prompts": facts.get("prompts") or cfg.prompts.name,
+        "status": "failed" if failed else "ok",
+        "error": facts["error"] or (_first_error(errors) if failed else None),
+        "partial": bool(not failed and (errors or len(ok) < expected)),
+        "n": len(ok),
+        "n_errors": len(errors),
+        "n_expected": expected,
+        "errors": dict(Counter(r["error"] for r in errors).most_common(5)),
+        "metrics": metrics,
+        "load_s": facts["load_s"],
+        "rss_mb": facts["rss_mb"],
+        "rss_before_load_mb": facts["rss_before_load_mb"],
+        "rss_peak_mb": facts["rss_peak_mb"],
+        "disk_mb": disk_mb,
+        "license": cfg.model.license,
+        "precision": cfg.model.precision,
+        "params_m": cfg.model.params_m,
+        "throughput": throughput,
+        "energy": _energy(cfg, facts, window),
+        "determinism": _determinism(cfg, ok),
+        "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
+        "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
+        "warmup": {"rounds": cfg.run.warmup, "requests": facts["warmup_requests"],
+                   "errors": facts["warmup_errors"]},
+        "resumed": facts["resumed"],
+        "skipped_done": facts["skipped_done"],
+        "config_hash": facts["config_hash"],
+        "config": {
+            "decoding": OmegaConf.to_container(cfg.decoding, resolve=True),
+            "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
+            "backend": {"name": cfg.backend.name, "base_url": cfg.backend.base_url},
+            "run": OmegaConf.to_container(cfg.run, resolve=True),
+        },
+        "runtime": {**facts["backend"], **(facts["hardware"] or {})},
+        "environment": environment(),
+        "definitions": {k: {"unit": u, "formula": f} for k, (u, f) in DEFINITIONS.items()},
+    }
+    (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
+    return summary
+
+
+def _first_error(errors: list[dict]) -> str:
+    return errors[0]["error"] if errors else "no successful requests"
+
+
+def _energy(cfg, facts: dict, window: dict) -> dict | None:
+    tokens = window.get("output_tokens") if window else None
+    if not tokens or not facts.get("window_s"):
+        return None
+    if facts.get("rapl_joules") is not None:
+        wh, source = facts["rapl_joules"] / 3600, "measured: RAPL package counter (whole CPU package)"
+    elif cfg.hardware.power_w:
+        wh, source = cfg.hardware.power_w * facts["window_s"] / 3600, "estimate: hardware.power_w x window"
+    else:
+        return None
+    return {"wh_per_1k_tokens": wh / (tokens / 1000), "source": source}
+
+
+def _determinism(cfg, ok: list[dict]) -> dict:
+    """At temperature 0 every round must give the same text; record whether it did."""
+    if cfg.decoding.temperature != 0:
+        return {"checked": False, "reason": "sampled decoding"}
+    by_prompt = defaultdict(set)
+    for r in ok:
+        by_prompt[r["prompt_id"]].add(r["output"])
+    differing = sorted(p for p, outs in by_prompt.items() if len(outs) > 1)
+    return {"checked": True, "identical": not differing, "prompts_differing": differing}
+
+
+COLUMNS = ["job", "model", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
+           "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
+           "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
+           "output_tps", "requests_per_s", "concurrency", "deterministic", "error"]
+
+
+def flat_row(s: dict, job: str) -> dict:
+    m = s["metrics"]
+
+    def stat(name, key):
+        return m[name][key] if m.get(name) else None
+
+    det = s["determinism"]
+    tp = s["throughput"] or {}
+    ci = stat("decode_tps", "ci95")
+    return {
+        "job": job, "model": s["model"], "precision": s.get("precision"), "prompts": s["prompts"],
+        "decoding": s["config"]["decoding"]["name"], "hardware": s["config"]["hardware"]["name"],
+        "backend": s["config"]["backend"]["name"], "status": s["status"], "n": s["n"],
+        "n_errors": s["n_errors"], "ttft_s.p50": stat("ttft_s", "p50"), "ttft_s.p95": stat("ttft_s", "p95"),
+        "tpot_s.p50": stat("tpot_s", "p50"), "decode_tps.p50": stat("decode_tps", "p50"),
+        "decode_tps.ci95": f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None,
+        "e2e_s.p50": stat("e2e_s", "p50"), "e2e_s.p95": stat("e2e_s", "p95"), "load_s": s["load_s"],
+        "rss_mb": s["rss_mb"], "rss_peak_mb": s["rss_peak_mb"], "disk_mb": s["disk_mb"],
+        "license": s["license"], "output_tps": tp.get("output_tps"), "requests_per_s": tp.get("requests_per_s"),
+        "concurrency": s["config"]["run"]["concurrency"],
+        "deterministic": det.get("identical") if det.get("checked") else None, "error": s["error"],
+    }
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for row in rows:
+            w.writerow(row)
