@@ -18,10 +18,15 @@ install: $(INSTALLED)
 pack: install
 	$(BIN)/slmbench models pack
 
+# The default experiment over the pack's candidates, graded by the one pack model that is not
+# a candidate (SmolLM2 fp32). ~15 minutes on 2 cores.
+DEMO_ARGS ?= -m model=smollm2-135m-int4,smollm2-135m-int8,gemma3-270m-int4 prompts=meeting-notes \
+	judge=smollm2-135m-fp32 run.rounds=2 run.warmup=1 judge.injection_probe=3
+
 demo: pack
-	$(BIN)/slmbench run
+	$(BIN)/slmbench run $(DEMO_ARGS)
 	@echo
-	@echo "Report: the report.md in the run directory printed above (outputs/runs/...)."
+	@echo "Report: the sweep report.md printed above (outputs/sweeps/<time>/report.md)."
 	@echo "Try a model by hand: $(BIN)/slmbench models run smollm2-135m-int8 --prompt 'List three benefits of local inference.'"
 
 test: pack

@@ -30,6 +30,10 @@ def task(cfg: DictConfig) -> None:
         # A user's file (prompts.path=FILE) names itself; the group's name is for the shipped sets.
         shipped = Path(cfg.prompts.path).resolve().is_relative_to(paths.CONF_DIR)
         prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name if shipped else None, cfg.prompts.limit)
+        bare = [p.id for p in prompt_set.prompts if not p.aspects]
+        if cfg.judge.model and bare:
+            raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
+                            f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
         isolate = cfg.run.isolate and cfg.backend.name == "foundry"
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
     except UserError as exc:

@@ -152,6 +152,10 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
                 backend.unload()
             except Exception as exc:  # an unload failure must not hide the job's results
                 facts["unload_error"] = str(exc)
+    # Graded after the candidate is unloaded: grading never overlaps the measured window.
+    from judges.grading import grade_job
+
+    facts["grading"] = grade_job(cfg, job_dir, prompt_set)
     return facts
 
 

@@ -73,6 +73,7 @@ def write_job_report(job_dir: Path) -> Path:
         per_model.append(["energy_wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4), "Wh",
                           s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
+    lines += quality_section(s.get("quality") or {})
     det = s["determinism"]
     if det.get("checked"):
         lines += ["## Determinism", "",
@@ -90,6 +91,59 @@ def write_job_report(job_dir: Path) -> Path:
     out = job_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def quality_section(q: dict) -> list[str]:
+    lines = ["## Quality", ""]
+    if q.get("judge"):
+        overall = q.get("overall")
+        lines.append(f"Judge **{q['judge']}** graded {q['n_graded']} of {q['n_answers']} answers 1-5 per aspect "
+                     f"({q['n_judge_errors']} judge errors, parse-failure rate "
+                     f"{_fmt(q['parse_failure_rate'], 2)}). Overall = mean over aspects per answer, then over answers.")
+        lines.append("")
+        rows = [[a, _fmt(v["mean"], 2), v["n"]] for a, v in q["aspects"].items()]
+        if overall:
+            rows.append(["**overall**", f"{overall['mean']:.2f} (95% CI of median {overall['ci95'][0]:.2f}-"
+                                        f"{overall['ci95'][1]:.2f})", overall["n"]])
+        lines += [tabulate(rows, headers=["aspect", "mean score (1-5)", "n"], tablefmt="github"), ""]
+        rel = [f"score distribution {q['distribution']}"]
+        if q.get("repeat_consistency"):
+            rc = q["repeat_consistency"]
+            rel.append(f"repeat consistency: {rc['all_equal']:.0%} of {rc['n']} (answer, aspect) pairs graded "
+                       f"identically across repeats, mean range {rc['mean_range']:.2f}")
+        if q.get("injection"):
+            inj = q["injection"]
+            rel.append(f"prompt-injection probe: answers that tell the grader to give top marks moved the "
+                       f"overall score by {inj['mean_shift']:+.2f} on average (max {inj['max_shift']:+.2f}, n={inj['n']})")
+        lines += ["Judge reliability: " + "; ".join(rel) + ".", ""]
+        lines += [f"Warning: {w}" for w in q.get("warnings", [])]
+        if q.get("errors"):
+            lines += ["Judge errors: " + "; ".join(f"{n} x {e}" for e, n in q["errors"].items()), ""]
+    else:
+        lines += ["No LLM judge in this run (judge=none).", ""]
+    if q.get("scorers"):
+        rows = [[k, _fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
+        lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings):", "",
+                  tabulate(rows, headers=["scorer.field", "mean", "n"], tablefmt="github"), ""]
+    return lines
+
+
+def _quality_speed_plot(rows: list[dict], path: Path) -> Path | None:
+    pts = [r for r in rows if r["quality.overall"] is not None and r["decode_tps.p50"] is not None]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in pts:
+        ax.scatter(r["e2e_s.p50"], r["quality.overall"])
+        ax.annotate(r["job"], (r["e2e_s.p50"], r["quality.overall"]), fontsize=8)
+    ax.set_xlabel("end-to-end latency p50 (s)")
+    ax.set_ylabel("judge score, overall mean (1-5)")
+    ax.set_title("Quality against speed")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _latency_plot(series: dict[str, list[dict]], path: Path) -> Path | None:
@@ -138,8 +192,10 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
                            if r["status"] == "ok"] for j in jobs}
     lat = _latency_plot(ok_records, sweep_dir / "latency.png")
     size = _speed_size_plot(rows, sweep_dir / "speed_vs_size.png")
+    quality = _quality_speed_plot(rows, sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
-             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic"]
+             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic", "judge",
+             "quality.overall", "quality.ci95", "rouge_l.f1"]
     table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
     failed = [r for r in rows if r["status"] != "ok"]
     lines = [f"# Sweep {sweep_dir.name}", "",
@@ -149,13 +205,17 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              "Definitions: " + "; ".join(f"`{k}` = {DEFINITIONS[k][1]} ({DEFINITIONS[k][0]})"
                                          for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
                                                    "rss_mb", "disk_mb")) + ".",
-             "p50 = median; ci95 = bootstrap 95% confidence interval of the median.", ""]
+             "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = judge "
+             "score 1-5, mean over aspects per answer then over answers; rouge_l.f1 = LCS F1 against the "
+             "reference.", ""]
     if failed:
         lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
     if lat:
         lines += [f"![latency]({lat.name})", ""]
     if size:
         lines += [f"![speed against size]({size.name})", ""]
+    if quality:
+        lines += [f"![quality against speed]({quality.name})", ""]
     out = sweep_dir / "report.md"
     out.write_text("\n".join(lines))
     return out

@@ -81,8 +81,23 @@ class BackendConfig:
 @dataclass
 class JudgeConfig:
     name: str = "none"
-    model: str | None = None
-    allow_self: bool = False
+    model: str | None = None  # alias of the judge model in the registry; None = no LLM judge
+    model_id: str | None = None  # override of the id sent to the judge's backend
+    backend: str = "foundry"  # foundry | openai
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = 120.0
+    temperature: float = 0.0
+    seed: int | None = 42
+    max_tokens: int = 400
+    retries: int = 2  # extra attempts after an unparseable reply
+    repeats: int = 1  # grade each answer k times (repeat consistency)
+    structured: bool = True  # constrain replies to the JSON schema where the runtime can
+    injection_probe: int = 5  # answers re-graded with a "give top marks" note appended; 0 = off
+    allow_self: bool = False  # a model grading itself is refused unless this is set
+    # Cheap scorers run beside (or without) the judge: see judges/scorers.py
+    scorers: list[str] = field(default_factory=lambda: ["rouge_l", "keyword_coverage", "length", "format",
+                                                         "refusal"])
 
 
 @dataclass
@@ -138,9 +153,28 @@ def validate(cfg: Any) -> None:
          "is required for backend=openai"),
         (cfg.hardware.device in ("cpu", "gpu"), "hardware.device", "must be cpu or gpu"),
     ]
+    judge = cfg.judge
+    checks += [
+        (judge.backend in ("foundry", "openai"), "judge.backend", "must be foundry or openai"),
+        (judge.backend != "openai" or bool(judge.base_url), "judge.base_url", "is required for judge.backend=openai"),
+        (judge.repeats >= 1, "judge.repeats", "must be >= 1"),
+        (judge.retries >= 0, "judge.retries", "must be >= 0"),
+        (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
+    ]
     for ok, key, why in checks:
         if not ok:
             raise UserError(f"{key}={_get(cfg, key)!r} {why}")
+    from judges import scorers
+
+    scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error
+    if judge.model and judge.backend == "foundry":
+        from runner.models import registry
+
+        registry.get(judge.model)  # an unknown judge alias is a configuration error
+    if judge.model and not judge.allow_self and (
+            judge.model == cfg.model.alias or (judge.model_id or "") == cfg.model.id):
+        raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
+                        f"(pick another judge, or set judge.allow_self=true)")
 
 
 def _get(cfg: Any, dotted: str) -> Any:

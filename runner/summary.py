@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from judges.quality import quality_summary
 from runner import records
 from runner.environment import environment
 from runner.metrics import DEFINITIONS
@@ -81,9 +82,22 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "environment": environment(),
         "definitions": {k: {"unit": u, "formula": f} for k, (u, f) in DEFINITIONS.items()},
     }
+    summary["quality"] = quality_summary(job_dir, ok, cfg.judge.model, _family_warning(cfg))
     (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
     return summary
+
+
+def _family_warning(cfg) -> str | None:
+    """A judge from the candidate's own family tends to favour its style: say so."""
+    if not cfg.judge.model or cfg.judge.backend != "foundry":
+        return None
+    from runner.models import registry
+
+    judge = registry.get(cfg.judge.model)
+    if judge.family and judge.family == cfg.model.family:
+        return f"judge {judge.alias} is from the candidate's model family ({judge.family}): scores may favour it"
+    return None
 
 
 def _first_error(errors: list[dict]) -> str:
@@ -117,7 +131,8 @@ def _determinism(cfg, ok: list[dict]) -> dict:
 COLUMNS = ["job", "model", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
            "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
            "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
-           "output_tps", "requests_per_s", "concurrency", "deterministic", "error"]
+           "output_tps", "requests_per_s", "concurrency", "deterministic", "judge", "quality.overall",
+           "quality.ci95", "quality.graded_fraction", "rouge_l.f1", "error"]
 
 
 def flat_row(s: dict, job: str) -> dict:
@@ -129,6 +144,8 @@ def flat_row(s: dict, job: str) -> dict:
     det = s["determinism"]
     tp = s["throughput"] or {}
     ci = stat("decode_tps", "ci95")
+    q = s.get("quality") or {}
+    overall = q.get("overall")
     return {
         "job": job, "model": s["model"], "precision": s.get("precision"), "prompts": s["prompts"],
         "decoding": s["config"]["decoding"]["name"], "hardware": s["config"]["hardware"]["name"],
@@ -140,7 +157,11 @@ def flat_row(s: dict, job: str) -> dict:
         "rss_mb": s["rss_mb"], "rss_peak_mb": s["rss_peak_mb"], "disk_mb": s["disk_mb"],
         "license": s["license"], "output_tps": tp.get("output_tps"), "requests_per_s": tp.get("requests_per_s"),
         "concurrency": s["config"]["run"]["concurrency"],
-        "deterministic": det.get("identical") if det.get("checked") else None, "error": s["error"],
+        "deterministic": det.get("identical") if det.get("checked") else None,
+        "judge": q.get("judge"), "quality.overall": overall["mean"] if overall else None,
+        "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,
+        "quality.graded_fraction": q.get("graded_fraction"),
+        "rouge_l.f1": (q.get("scorers", {}).get("rouge_l.f1") or {}).get("mean"), "error": s["error"],
     }
 
 

@@ -154,8 +154,10 @@ def test_max_tokens_cap_gives_length_finish(server, backend):
 
 def test_http_500_is_backend_error(server, backend):
     server.script = Script(status=500)
+    n_before = len(server.requests)
     with pytest.raises(BackendError, match=r"HTTP 500.*scripted error status 500"):
         backend.chat(MESSAGES, GenParams())
+    assert len(server.requests) == n_before + 1  # no silent retry hiding the failure in the timings
 
 
 def test_unknown_model_is_backend_error(server, backend):

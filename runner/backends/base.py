@@ -57,6 +57,11 @@ class Backend(ABC):
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
         """Send one streamed chat request and collect it."""
 
+    def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None) -> str:
+        """One whole reply, untimed (used by judges). Backends that can constrain output to
+        `json_schema` override this; the default ignores the schema."""
+        return self.chat(messages, params).text
+
     def unload(self) -> None:  # noqa: B027 - optional for remote backends
         pass
 

@@ -14,6 +14,7 @@ class OpenAIBackend(Backend):
     def __init__(self, model_id: str, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0):
         import openai
 
+        self.timeout_s = timeout_s
         self.model_id = model_id
         self.base_url = base_url
         # The key is read from the environment at run time and held only here:
@@ -48,6 +49,9 @@ class OpenAIBackend(Backend):
                 extra_body=extra)
             for chunk in stream:
                 now = time.perf_counter()
+                if now - t_sent > self.timeout_s:  # the client's timeout bounds each read, not the request
+                    stream.close()
+                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
                 if chunk.usage is not None:
                     usage = chunk.usage
                 for choice in chunk.choices:
@@ -60,7 +64,11 @@ class OpenAIBackend(Backend):
                         finish = choice.finish_reason
             t_end = time.perf_counter()
         except self._errors.APITimeoutError:
-            raise BackendError("request exceeded backend.timeout_s") from None
+            raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}") from None
+        except self._errors.APIConnectionError as exc:
+            cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else str(exc)
+            where = f"stream broken after {len(deltas)} chunks" if deltas else f"cannot reach {self.base_url}"
+            raise BackendError(f"{where} ({cause})") from None
         except self._errors.APIError as exc:
             raise BackendError(_reason(exc)) from None
         except Exception as exc:  # a connection dropped mid-stream surfaces as httpx errors
@@ -69,6 +77,24 @@ class OpenAIBackend(Backend):
             # No usage from the server: one chunk ~ one token is an estimate, flagged as such.
             return Completion(t_sent, t_end, deltas, None, len(deltas), True, finish)
         return Completion(t_sent, t_end, deltas, usage.prompt_tokens, usage.completion_tokens, False, finish)
+
+    def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None) -> str:
+        kwargs = dict(model=self.model_id, messages=messages, max_tokens=params.max_tokens,
+                      temperature=params.temperature, seed=params.seed)
+        if json_schema is not None:
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "grade", "schema": json_schema, "strict": True}}
+        try:
+            try:
+                reply = self._client.chat.completions.create(**kwargs)
+            except self._errors.BadRequestError:
+                if json_schema is None:
+                    raise
+                kwargs.pop("response_format")  # the server cannot constrain output: ask plainly
+                reply = self._client.chat.completions.create(**kwargs)
+        except self._errors.APIError as exc:
+            raise BackendError(_reason(exc)) from None
+        return reply.choices[0].message.content or ""
 
     def describe(self) -> dict:
         return {"backend": self.name, "base_url": self.base_url}

@@ -1,0 +1,134 @@
+"""The grading phase of a job: after the measured requests (so it never perturbs their
+timing), run the cheap scorers and the rubric judge over every answer, append each
+grading to `judgements.jsonl` as it happens, then fold the results into the records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from judges import scorers
+from judges.rubric import INJECTION, RubricJudge
+from runner import records
+from runner.backends import BackendError, create
+from runner.prompts import PromptSet
+
+JUDGEMENTS = "judgements.jsonl"
+
+
+def judge_backend(judge_cfg):
+    """A backend serving the judge model: the pack model in process, or an endpoint."""
+    from omegaconf import OmegaConf
+
+    if judge_cfg.backend == "foundry":
+        from runner.models import catalog, pack, registry
+
+        spec = registry.get(judge_cfg.model)
+        if not pack.is_built(spec):
+            raise BackendError(f"judge model '{spec.alias}' is not built; run `slmbench models pack {spec.alias}`")
+        catalog.register(spec.id, pack.model_folder(spec), spec.alias)
+        model_id = judge_cfg.model_id or spec.id
+    else:
+        model_id = judge_cfg.model_id or judge_cfg.model
+    backend_cfg = OmegaConf.create({"name": judge_cfg.backend, "base_url": judge_cfg.base_url,
+                                    "api_key_env": judge_cfg.api_key_env, "timeout_s": judge_cfg.timeout_s})
+    return create(backend_cfg, model_id)
+
+
+def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
+    """Score and grade the job's ok records; returns facts for the summary."""
+    by_id = {p.id: p for p in prompt_set.prompts}
+    path = job_dir / records.REQUESTS
+    recs = records.latest_per_key(records.read(path))
+    ok = [r for r in recs if r["status"] == "ok" and r["prompt_id"] in by_id]
+    for r in ok:  # cheap, deterministic: recomputed every time
+        r["scores"] = scorers.score_all(list(cfg.judge.scorers), by_id[r["prompt_id"]], r["output"] or "")
+    facts: dict = {"judge": cfg.judge.model, "judge_error": None}
+    if cfg.judge.model:
+        facts.update(_run_judge(cfg, job_dir, ok, by_id))
+    _fold(path, recs, job_dir, cfg.judge.model)
+    return facts
+
+
+def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict) -> dict:
+    jpath = job_dir / JUDGEMENTS
+    judge_name = cfg.judge.model
+    done = {(j["round"], j["prompt_id"], j["repeat"], j["probe"]) for j in records.read(jpath)
+            if j.get("judge_model") == judge_name and not j.get("error")}
+    todo = []
+    for r in ok:
+        for k in range(cfg.judge.repeats):
+            todo.append((r, k, None))
+    for r in ok[: cfg.judge.injection_probe]:
+        todo.append((r, 0, "injection"))
+    todo = [t for t in todo if (t[0]["round"], t[0]["prompt_id"], t[1], t[2]) not in done]
+    if not todo:
+        return {}
+    try:
+        backend = judge_backend(cfg.judge)
+        backend.load()
+    except BackendError as exc:
+        return _record_failures(jpath, todo, judge_name, f"judge unavailable: {exc}")
+    judge = RubricJudge(backend, judge_name, cfg.judge.max_tokens, cfg.judge.seed, cfg.judge.temperature,
+                        cfg.judge.retries, cfg.judge.structured)
+    writer = records.RecordWriter(jpath)
+    # Deterministic candidates repeat their answers across rounds: grade each distinct answer
+    # once per (repeat, probe) and reuse the grade for its twins.
+    memo: dict[tuple, object] = {}
+    try:
+        for r, repeat, probe in todo:
+            answer = (r["output"] or "") + (INJECTION if probe == "injection" else "")
+            key = (r["prompt_id"], answer, repeat, probe)
+            if key not in memo:
+                memo[key] = judge.grade(by_id[r["prompt_id"]], answer)
+            g = memo[key]
+            writer.append({"prompt_id": r["prompt_id"], "round": r["round"], "model": r["model"],
+                           "judge_model": judge_name, "repeat": repeat, "probe": probe, "scores": g.scores,
+                           "rationales": g.rationales, "error": g.error, "attempts": g.attempts})
+    finally:
+        writer.close()
+        backend.unload()
+    return {}
+
+
+def _record_failures(jpath: Path, todo, judge_name: str, error: str) -> dict:
+    writer = records.RecordWriter(jpath)
+    try:
+        for r, repeat, probe in todo:
+            writer.append({"prompt_id": r["prompt_id"], "round": r["round"], "model": r["model"],
+                           "judge_model": judge_name, "repeat": repeat, "probe": probe, "scores": {},
+                           "rationales": {}, "error": error, "attempts": 0})
+    finally:
+        writer.close()
+    return {"judge_error": error}
+
+
+def latest_judgements(job_dir: Path, judge_name: str | None = None) -> list[dict]:
+    """One judgement per (judge, round, prompt, repeat, probe): a successful retry wins."""
+    seen: dict[tuple, dict] = {}
+    for j in records.read(job_dir / JUDGEMENTS):
+        if judge_name and j.get("judge_model") != judge_name:
+            continue
+        key = (j["judge_model"], j["round"], j["prompt_id"], j["repeat"], j["probe"])
+        if key not in seen or not j.get("error") or seen[key].get("error"):
+            seen[key] = j
+    return list(seen.values())
+
+
+def _fold(path: Path, recs: list[dict], job_dir: Path, judge_name: str | None) -> None:
+    """Rewrite requests.jsonl with `scores` and `judge` on each record (atomic replace)."""
+    grades = {(j["round"], j["prompt_id"]): j for j in latest_judgements(job_dir, judge_name)
+              if j["repeat"] == 0 and j["probe"] is None} if judge_name else {}
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in recs:
+            g = grades.get((r["round"], r["prompt_id"]))
+            if g is not None:
+                r["judge"] = {"model": judge_name, "scores": g["scores"], "rationales": g["rationales"],
+                              "error": g["error"]}
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
