@@ -46,12 +46,37 @@ def task(cfg: DictConfig) -> None:
         disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
     s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk)
     out = report.write_job_report(job_dir)
+    if cfg.tracking.enabled:
+        log_to_mlflow(cfg, job_dir)
+    if cfg.get("baseline"):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from runner import baseline
+
+        sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+        kept = baseline.save(job_dir, str(cfg.baseline), job_dir.name if sweep else None)
+        print(f"baseline saved: {kept} (commit it; compare against it with `slmbench compare {cfg.baseline} RUN`)",
+              file=sys.stderr)
     outcome = "partial" if s["partial"] else s["status"]
     OUTCOMES.append(outcome)
     d = s["metrics"]["decode_tps"]
     speed = f"decode p50 {d['p50']:.1f} tok/s, " if d else ""
     print(f"{cfg.model.alias} [{outcome}] n={s['n']} {speed}"
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
+
+
+def log_to_mlflow(cfg: DictConfig, job_dir: Path) -> None:
+    import os
+
+    from runner import tracking
+
+    try:
+        tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+        tracker.log_job(job_dir, tracking.job_config(job_dir), os.environ.get(tracking.PARENT_ENV))
+    except Exception as exc:  # the run's files are complete; tracking can be replayed
+        print(f"slmbench: MLflow tracking failed ({str(exc).splitlines()[0][:200]}); the run's files are "
+              f"complete: replay with `slmbench ui --log {job_dir}`", file=sys.stderr)
 
 
 def exit_code(outcomes: list[str], strict: bool) -> int:

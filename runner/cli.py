@@ -24,7 +24,47 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("run_dir", type=Path)
     ag = sub.add_parser("agreement", help="judge-human (and inter-judge) agreement from annotations.csv")
     ag.add_argument("run_dir", type=Path)
+    cp = sub.add_parser("compare", help="set a run against a baseline; non-zero exit on a regression")
+    cp.add_argument("baseline", help="job dir, sweep dir, baseline name (outputs/baselines/NAME) or MLflow run id")
+    cp.add_argument("candidate", help="same kinds as baseline")
+    cp.add_argument("--out", type=Path, default=None, help="where compare.md/json go (default: the candidate dir)")
+    cp.add_argument("--tolerance", action="append", default=[], metavar="METRIC=REL",
+                    help="relative tolerance override, e.g. tpot_s=0.1 (defaults: conf/compare/default.yaml)")
+    cp.add_argument("--uri", default=None, help="tracking store for MLflow run ids")
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's tracking store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--uri", default=None, help="tracking store (default: $MLFLOW_TRACKING_URI or outputs/mlflow.db)")
+    ui.add_argument("--experiment", default="slmbench")
+    ui.add_argument("--log", type=Path, metavar="DIR",
+                    help="instead of starting the UI, log a finished job or sweep directory to the store (replay)")
     return p
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from runner import tracking
+
+    if args.log is not None:
+        if not args.log.is_dir():
+            raise UserError(f"{args.log}: no such directory")
+        ids = tracking.replay(args.log, args.uri, args.experiment)
+        print(f"logged {args.log} to {tracking.tracking_uri(args.uri)} as run(s) {', '.join(ids)}")
+        return 0
+    uri = tracking.tracking_uri(args.uri)
+    if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) and "://" in uri:
+        print(f"{uri} is a tracking server: open it in a browser")
+        return 0
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(args.port)]
+    root = tracking.artifact_root(uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C to stop", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _job_dir(path: Path) -> Path:
@@ -66,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             from runner.models import cli as models_cli
 
             return models_cli.main(args)
+        if args.cmd == "compare":
+            from runner import compare, tracking
+
+            resolver = tracking.run_resolver(args.uri)
+            return compare.main(args.baseline, args.candidate, args.out, args.tolerance, resolvers=[resolver])
+        if args.cmd == "ui":
+            return cmd_ui(args)
         if args.cmd == "annotate":
             return cmd_annotate(args)
         if args.cmd == "agreement":

@@ -114,8 +114,8 @@ class RunConfig:
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = False
-    uri: str | None = None
+    enabled: bool = True  # log every job to MLflow (a failure to log never fails the run)
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db
     experiment: str = "slmbench"
 
 

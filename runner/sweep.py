@@ -1,18 +1,51 @@
-"""Hydra callback: after a multirun, write the sweep's report from its jobs' summaries."""
+"""Hydra callback around a multirun: the MLflow parent run (opened before the jobs, closed
+after them) and the sweep's report, written from its jobs' summaries."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from runner import tracking
 from runner.report import write_sweep_report
+from runner.summary import SUMMARY
 
 
 class SweepReport(Callback):
+    def __init__(self) -> None:
+        self.tracker = None
+        self.parent_run_id = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if not config.tracking.enabled:
+            return
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        try:
+            self.tracker = tracking.Tracker(config.tracking.uri, config.tracking.experiment)
+            self.parent_run_id = self.tracker.start_parent(
+                sweep_dir.name, {"sweep_dir": str(sweep_dir), "overrides": " ".join(config.hydra.overrides.task)})
+            os.environ[tracking.PARENT_ENV] = self.parent_run_id  # jobs, here or in launched processes
+        except Exception as exc:
+            self.tracker = None
+            print(f"slmbench: MLflow tracking unavailable ({str(exc).splitlines()[0][:200]}); the sweep runs "
+                  f"and writes its files: replay with `slmbench ui --log {sweep_dir}`", file=sys.stderr)
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        out = write_sweep_report(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        out = write_sweep_report(sweep_dir)
         if out is not None:
             print(f"sweep report: {out}", file=sys.stderr)
+        if self.tracker is None:
+            return
+        statuses = [json.loads(p.read_text())["status"] for p in sweep_dir.glob(f"*/{SUMMARY}")]
+        try:
+            self.tracker.end_parent(self.parent_run_id, sweep_dir, "FINISHED" if "ok" in statuses else "FAILED")
+        except Exception as exc:
+            print(f"slmbench: MLflow tracking failed at the end of the sweep ({exc})", file=sys.stderr)
+        finally:
+            os.environ.pop(tracking.PARENT_ENV, None)

@@ -24,6 +24,16 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, input=input)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_store(tmp_path_factory) -> str:
+    """Every CLI run logs to MLflow (tracking is on by default): into a throwaway store,
+    not the repository's outputs/."""
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
+
+
 @pytest.fixture(scope="session")
 def pack_home() -> Path:
     """The shared cache holding the built pack (SLMBENCH_HOME or the default)."""

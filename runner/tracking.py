@@ -1,0 +1,316 @@
+"""MLflow logging: one run per job, nested under one parent run per sweep.
+
+Everything logged is read from the job's files (summary.json, requests.jsonl, the
+Hydra config), so a finished directory can be logged again later (`slmbench ui --log DIR`)
+exactly as it was logged live. Tracking never fails a run: errors are reported with the
+replay command.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner import records
+from runner.summary import SUMMARY
+
+PARENT_ENV = "SLMBENCH_PARENT_RUN_ID"  # set before a sweep's jobs start; other processes inherit it
+SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization", re.I)
+REDACTED = "***"
+ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
+             "agreement.json", "job.json"]
+
+
+def tracking_uri(uri: str | None) -> str:
+    """Explicit uri, else $MLFLOW_TRACKING_URI, else a SQLite store under ./outputs (absolute path;
+    the file store is deprecated in MLflow 3)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    db = (Path.cwd() / "outputs" / "mlflow.db").resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a local SQLite store go beside it; a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+@contextmanager
+def _creation_lock(uri: str):
+    """The first touch of a new SQLite store creates its tables; two processes doing it at once
+    fail ("table experiments already exists"). Serialize that first touch across processes."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def retry(fn, *args, attempts: int = 8, **kwargs):
+    """SQLite allows one writer: parallel jobs can meet 'database is locked'. Back off and retry."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if "locked" not in str(exc).lower() or i == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**i)
+
+
+def flatten(node, prefix: str = "") -> dict[str, str]:
+    """{'decoding': {'temperature': 0}} -> {'decoding.temperature': '0'}; secrets redacted."""
+    out: dict[str, str] = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    key = prefix[:-1]
+    leaf = key.rsplit(".", 1)[-1]
+    value = REDACTED if SECRET.search(leaf) and node not in (None, "") else node
+    if isinstance(value, list):
+        value = json.dumps(value)
+    out[key] = str(value)[:6000]
+    return out
+
+
+def summary_metrics(s: dict) -> dict[str, float]:
+    """The aggregates of summary.json as MLflow metrics (same names, dotted)."""
+    m: dict[str, float] = {}
+    for name, stats in (s.get("metrics") or {}).items():
+        for stat, v in (stats or {}).items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                m[f"{name}.{stat}"] = float(v)
+    for key in ("load_s", "rss_mb", "rss_peak_mb", "disk_mb", "n", "n_errors"):
+        if isinstance(s.get(key), int | float):
+            m[key] = float(s[key])
+    for k, v in (s.get("throughput") or {}).items():
+        m[f"throughput.{k}"] = float(v)
+    if s.get("energy"):
+        m["energy.wh_per_1k_tokens"] = float(s["energy"]["wh_per_1k_tokens"])
+    q = s.get("quality") or {}
+    if q.get("overall"):
+        m["quality.overall"] = float(q["overall"]["mean"])
+    for aspect, v in (q.get("aspects") or {}).items():
+        m[f"quality.{aspect}"] = float(v["mean"])
+    for k in ("graded_fraction", "parse_failure_rate"):
+        if isinstance(q.get(k), int | float):
+            m[f"quality.{k}"] = float(q[k])
+    if q.get("injection"):
+        m["quality.injection_shift"] = float(q["injection"]["mean_shift"])
+    for k, v in (q.get("scorers") or {}).items():
+        m[f"scorer.{k}"] = float(v["mean"])
+    return m
+
+
+class Tracker:
+    def __init__(self, uri: str | None, experiment: str):
+        # An unreachable server must cost seconds, not MLflow's default minutes of retries.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri(uri)
+        with _creation_lock(self.uri):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = retry(self._experiment, experiment)
+
+    def _experiment(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+        except Exception:  # created by a parallel job in between
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_parent(self, name: str, tags: dict[str, str]) -> str:
+        run = retry(self.client.create_run, self.experiment_id, run_name=name,
+                    tags={**tags, "slmbench.kind": "sweep"})
+        run_id = run.info.run_id
+        atexit.register(self._kill_if_open, run_id)  # an interrupted sweep is not left RUNNING
+        return run_id
+
+    def _kill_if_open(self, run_id: str) -> None:
+        try:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
+        except Exception:
+            pass
+
+    def end_parent(self, run_id: str, sweep_dir: Path, status: str) -> None:
+        for name in ("report.md", "summary.csv", "latency.png", "speed_vs_size.png", "quality_vs_speed.png",
+                     "multirun.yaml", "decision.json"):
+            if (sweep_dir / name).is_file():
+                retry(self.client.log_artifact, run_id, str(sweep_dir / name))
+        retry(self.client.set_terminated, run_id, status)
+
+    def log_job(self, job_dir: Path, config: dict, parent_run_id: str | None = None) -> str:
+        from mlflow.entities import Metric, Param
+
+        s = json.loads((job_dir / SUMMARY).read_text())
+        env = s.get("environment") or {}
+        tags = {"slmbench.kind": "job", "model": s["model"], "prompts": s["prompts"],
+                "hardware": s["config"]["hardware"]["name"], "backend": s["config"]["backend"]["name"],
+                "decoding": s["config"]["decoding"]["name"], "status": s["status"],
+                "git.commit": str((env.get("git") or {}).get("commit")),
+                "git.dirty": str((env.get("git") or {}).get("dirty")), "host": socket.gethostname(),
+                "job_dir": str(job_dir.resolve()), **{f"runtime.{k}": str(v) for k, v in s.get("runtime", {}).items()
+                                                      if not isinstance(v, list | dict)},
+                **{f"version.{k}": str(v) for k, v in (env.get("packages") or {}).items() if v}}
+        if s.get("error"):
+            tags["error"] = s["error"][:5000]
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run = retry(self.client.create_run, self.experiment_id, run_name=job_dir.name, tags=tags)
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        params = [Param(k, v) for k, v in flatten(config).items()]
+        metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(s).items()]
+        ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
+        ok.sort(key=lambda r: r.get("t_start_s") or 0)
+        for step, r in enumerate(ok):  # per-request series: the charts show drift over a run
+            for k in ("ttft_s", "e2e_s", "decode_tps"):
+                if r.get(k) is not None:
+                    metrics.append(Metric(f"request.{k}", float(r[k]), now, step))
+        for i in range(0, len(params), 100):
+            retry(self.client.log_batch, run_id, params=params[i:i + 100])
+        for i in range(0, len(metrics), 1000):
+            retry(self.client.log_batch, run_id, metrics=metrics[i:i + 1000])
+        for name in ARTIFACTS:
+            if (job_dir / name).is_file():
+                retry(self.client.log_artifact, run_id, str(job_dir / name))
+        for png in job_dir.glob("*.png"):
+            retry(self.client.log_artifact, run_id, str(png))
+        if (job_dir / ".hydra").is_dir():
+            retry(self.client.log_artifacts, run_id, str(job_dir / ".hydra"), "hydra")
+        self._log_tables(run_id, ok, config)
+        retry(self.client.set_terminated, run_id, "FINISHED" if s["status"] == "ok" else "FAILED")
+        return run_id
+
+    def _log_tables(self, run_id: str, ok: list[dict], config: dict) -> None:
+        """The per-request table (prompt, output, scores, rationale, timings) for the UI's
+        evaluation views, and the prompt set as a dataset input."""
+        import pandas as pd
+        from mlflow.entities import DatasetInput, InputTag
+
+        from runner.prompts import load
+
+        prompts_cfg = config.get("prompts") or {}
+        by_id = {}
+        try:
+            ps = load(prompts_cfg["path"])
+            by_id = {p.id: p for p in ps.prompts}
+            frame = pd.DataFrame([{"id": p.id, "prompt": p.messages[-1][1], "aspects": json.dumps(p.aspects),
+                                   "reference": p.reference} for p in ps.prompts])
+            import warnings
+
+            import mlflow.data
+
+            with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a file
+                warnings.simplefilter("ignore")
+                ds = mlflow.data.from_pandas(frame, source=ps.path, name=ps.name)
+            retry(self.client.log_inputs, run_id, [DatasetInput(ds._to_mlflow_entity(),
+                                                                [InputTag("mlflow.data.context", "prompts")])])
+        except Exception:  # a prompt file moved since the run: the table below still goes in
+            pass
+        rows = [{"prompt_id": r["prompt_id"], "round": r["round"],
+                 "prompt": by_id[r["prompt_id"]].messages[-1][1] if r["prompt_id"] in by_id else None,
+                 "output": r["output"], "ttft_s": r["ttft_s"], "e2e_s": r["e2e_s"], "tpot_s": r["tpot_s"],
+                 "decode_tps": r["decode_tps"], "completion_tokens": r["completion_tokens"],
+                 "judge_scores": json.dumps((r.get("judge") or {}).get("scores")),
+                 "judge_rationales": json.dumps((r.get("judge") or {}).get("rationales")),
+                 "judge_error": (r.get("judge") or {}).get("error")} for r in ok]
+        if rows:
+            import mlflow
+
+            mlflow.set_tracking_uri(self.uri)
+            retry(mlflow.log_table, pd.DataFrame(rows), "requests_table.json", run_id=run_id)
+
+
+def job_config(job_dir: Path) -> dict:
+    """The job's resolved config, from the file Hydra wrote (live and replay read the same)."""
+    from omegaconf import OmegaConf
+
+    path = job_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    from runner.app import register_resolvers
+
+    register_resolvers()
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def replay(path: Path, uri: str | None, experiment: str) -> list[str]:
+    """Log a finished job or sweep directory (e.g. after the tracking server was down)."""
+    from runner.errors import UserError
+
+    tracker = Tracker(uri, experiment)
+    if (path / SUMMARY).is_file():
+        return [tracker.log_job(path, job_config(path))]
+    jobs = sorted(p.parent for p in path.glob(f"*/{SUMMARY}"))
+    if not jobs:
+        raise UserError(f"{path}: not a job or sweep directory (no summary.json)")
+    parent = tracker.start_parent(path.name, {"sweep_dir": str(path.resolve())})
+    ids = [tracker.log_job(j, job_config(j), parent) for j in jobs]
+    statuses = [json.loads((j / SUMMARY).read_text())["status"] for j in jobs]
+    tracker.end_parent(parent, path, "FINISHED" if "ok" in statuses else "FAILED")
+    return [parent, *ids]
+
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run_resolver(uri: str | None):
+    """For `compare`: an MLflow run id -> a local directory laid out as a job (or, for a sweep's
+    parent run, a sweep) dir, downloaded from the store's artifacts."""
+
+    def resolve(ref: str) -> Path | None:
+        if not RUN_ID.match(ref) or Path(ref).exists():
+            return None
+        import tempfile
+
+        from runner.errors import UserError
+
+        tracker = Tracker(uri, "slmbench")
+        try:
+            run = tracker.client.get_run(ref)
+        except Exception:
+            raise UserError(f"{ref}: no such MLflow run in {tracker.uri}") from None
+        root = Path(tempfile.mkdtemp(prefix=f"slmbench-run-{ref[:8]}-"))
+        if run.data.tags.get("slmbench.kind") == "sweep":
+            children = tracker.client.search_runs([run.info.experiment_id],
+                                                  f"tags.mlflow.parentRunId = '{ref}'", max_results=1000)
+            for child in children:
+                _download(tracker, child.info.run_id, root / child.info.run_name)
+        else:
+            _download(tracker, ref, root)
+        return root
+
+    return resolve
+
+
+def _download(tracker: Tracker, run_id: str, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("requests.jsonl", "summary.json"):
+        tracker.client.download_artifacts(run_id, name, str(into))
