@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test install pack lint clean
+.PHONY: demo test install pack lint clean screenshot
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,16 @@ demo: pack
 	$(BIN)/slmbench run $(DEMO_ARGS)
 	@echo
 	@echo "Report: the sweep report.md printed above (outputs/sweeps/<time>/report.md)."
+	@echo "Compare the runs in MLflow: $(BIN)/slmbench ui   (then open http://127.0.0.1:5000)"
 	@echo "Try a model by hand: $(BIN)/slmbench models run smollm2-135m-int8 --prompt 'List three benefits of local inference.'"
 
 test: pack
 	$(BIN)/python -m pytest -q
+
+# The README's MLflow UI picture, taken headless (installs Debian's chromium when missing).
+screenshot: install
+	command -v chromium >/dev/null || apt-get install -y -q chromium
+	$(BIN)/python docs/screenshot.py sqlite:///$(CURDIR)/outputs/mlflow.db docs/mlflow-ui.png '#/experiments/1/runs'
 
 lint: install
 	$(BIN)/ruff check .

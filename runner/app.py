@@ -27,6 +27,9 @@ def task(cfg: DictConfig) -> None:
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         schema.validate(cfg)
+        from runner import decision
+
+        decision.check_selection(cfg.selection)
         # A user's file (prompts.path=FILE) names itself; the group's name is for the shipped sets.
         shipped = Path(cfg.prompts.path).resolve().is_relative_to(paths.CONF_DIR)
         prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name if shipped else None, cfg.prompts.limit)
@@ -99,6 +102,9 @@ def run_cli(args: list[str]) -> int:
     # Imported models live in the user's config dir; make them selectable as model=NAME.
     extra = [] if any(a.startswith("hydra.searchpath") for a in args) else [
         f"hydra.searchpath=[file://{user_conf}]"]
+    from runner import decision
+
+    args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
     OUTCOMES.clear()
     argv, sys.argv = sys.argv, ["slmbench run", *args, *extra]
     try:

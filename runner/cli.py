@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("run_dir", type=Path)
     ag = sub.add_parser("agreement", help="judge-human (and inter-judge) agreement from annotations.csv")
     ag.add_argument("run_dir", type=Path)
+    dp = sub.add_parser("decide", help="re-decide a finished sweep under other limits (no re-run)")
+    dp.add_argument("sweep_dir", type=Path)
+    dp.add_argument("overrides", nargs="*", help="selection overrides, e.g. max.e2e_s.p95=2.0 licenses=[Apache-2.0]")
     cp = sub.add_parser("compare", help="set a run against a baseline; non-zero exit on a regression")
     cp.add_argument("baseline", help="job dir, sweep dir, baseline name (outputs/baselines/NAME) or MLflow run id")
     cp.add_argument("candidate", help="same kinds as baseline")
@@ -106,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from runner.models import cli as models_cli
 
             return models_cli.main(args)
+        if args.cmd == "decide":
+            from runner.decision import decide_main
+
+            return decide_main(args.sweep_dir, args.overrides)
         if args.cmd == "compare":
             from runner import compare, tracking
 

@@ -137,6 +137,10 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
                 joules = rapl_joules()
                 t0 = time.perf_counter()
                 facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
+                facts["rounds"] = cfg.run.rounds
+                if cfg.run.target_ci:
+                    facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                                                       req_path, facts)
                 facts["window_s"] = time.perf_counter() - t0
                 if joules is not None and rapl_joules() is not None:
                     facts["rapl_joules"] = rapl_joules() - joules
@@ -157,6 +161,42 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
 
     facts["grading"] = grade_job(cfg, job_dir, prompt_set)
     return facts
+
+
+def ci_precision(req_path: Path, metrics: list[str]) -> dict[str, dict]:
+    """Per metric: n and the relative half-width of the bootstrap 95% CI of the median,
+    (hi - lo) / 2 / p50, from the job's ok records."""
+    from runner.stats import summarize
+
+    ok = [r for r in records.latest_per_key(records.read(req_path)) if r["status"] == "ok"]
+    out = {}
+    for m in metrics:
+        s = summarize([r[m] for r in ok])
+        rel = (s["ci95"][1] - s["ci95"][0]) / 2 / s["p50"] if s and s["p50"] else None
+        out[m] = {"n": s["n"] if s else 0, "rel_half_width": rel}
+    return out
+
+
+def _until_precise(backend, prompt_set, params, cfg, writer, progress, t0, req_path, facts) -> dict:
+    """Add whole rounds until every target metric's median is known to +/- target_ci."""
+    target = cfg.run.target_ci
+    metrics = list(cfg.run.target_metrics)
+    rounds = cfg.run.rounds
+    while True:
+        precision = ci_precision(req_path, metrics)
+        reached = {m: p["rel_half_width"] is not None and p["rel_half_width"] <= target
+                   for m, p in precision.items()}
+        if all(reached.values()) or rounds >= cfg.run.max_rounds:
+            break
+        done = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
+        extra = [(rounds, p) for p in prompt_set.prompts if (rounds, p.id) not in done]  # a resume keeps them
+        progress.total += len(extra)
+        counts = _measure(backend, extra, params, cfg, writer, progress, t0)
+        facts["window"] = {k: facts["window"][k] + counts[k] for k in counts}
+        rounds += 1
+    facts["rounds"] = rounds
+    return {"target_ci": target, "max_rounds": cfg.run.max_rounds, "rounds": rounds, "reached": reached,
+            "precision": precision}
 
 
 def _ensure_registered(model) -> None:

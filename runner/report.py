@@ -54,14 +54,22 @@ def write_job_report(job_dir: Path) -> Path:
              f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
              + (f" - {s['error']}" if s["error"] else ""),
              f"- requests: {s['n']} ok, {s['n_errors']} failed, {s['n_expected']} expected "
-             f"({cfg['run']['rounds']} rounds x prompts; {s['warmup']['requests']} warm-up requests not counted)",
+             f"({s.get('rounds', cfg['run']['rounds'])} rounds x prompts; {s['warmup']['requests']} warm-up requests not counted)",
              f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
              f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
              f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
              f"concurrency: {cfg['run']['concurrency']}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
              "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), "",
-             LOW_N_NOTE, "", "## Per model", ""]
+             LOW_N_NOTE, ""]
+    ad = s.get("adaptive")
+    if ad:
+        parts = [f"{m} +/-{p['rel_half_width'] * 100:.1f}% ({'reached' if ad['reached'][m] else 'NOT reached'}, "
+                 f"n={p['n']})" if p["rel_half_width"] is not None else f"{m}: no data"
+                 for m, p in ad["precision"].items()]
+        lines += [f"Enough samples: target 95% CI of the median within +/-{ad['target_ci'] * 100:.0f}% of it; "
+                  f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
+    lines += ["## Per model", ""]
     per_model = [["load_s", _fmt(s["load_s"]), *DEFINITIONS["load_s"]],
                  ["rss_mb", _fmt(s["rss_mb"], 1), *DEFINITIONS["rss_mb"]],
                  ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *DEFINITIONS["rss_peak_mb"]],

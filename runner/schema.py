@@ -110,6 +110,11 @@ class RunConfig:
     # Run each in-process (foundry) job in a fresh child process, so its cold load time and
     # RSS are not biased by models an earlier job loaded into the same process.
     isolate: bool = True
+    # Enough samples: after `rounds`, keep adding rounds until the 95% CI of the median of each
+    # `target_metrics` is within +/- target_ci x median, or `max_rounds` is reached. None = off.
+    target_ci: float | None = None
+    max_rounds: int = 20
+    target_metrics: list[str] = field(default_factory=lambda: ["e2e_s", "decode_tps"])
 
 
 @dataclass
@@ -117,6 +122,24 @@ class TrackingConfig:
     enabled: bool = True  # log every job to MLflow (a failure to log never fails the run)
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/outputs/mlflow.db
     experiment: str = "slmbench"
+
+
+@dataclass
+class ObjectiveConfig:
+    metric: str = "auto"  # auto: quality.overall when judged, else decode_tps.p50
+    goal: str | None = None  # max | min; None: inferred from the metric
+
+
+@dataclass
+class SelectionConfig:
+    """What the decision optimizes and the hard limits it respects (see runner/decision.py)."""
+
+    max: dict[str, Any] = field(default_factory=dict)  # e.g. {e2e_s.p95: 2.0, rss_mb: 1500}
+    min: dict[str, Any] = field(default_factory=dict)  # e.g. {quality.overall: 3.0}
+    licenses: list[str] | None = None  # allowed licences; None: any
+    commercial: bool = False  # require commercial use per the model registry
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    weights: dict[str, Any] = field(default_factory=dict)  # weights over normalized metrics
 
 
 @dataclass
@@ -129,6 +152,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
 def register() -> None:
@@ -147,6 +171,10 @@ def validate(cfg: Any) -> None:
         (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
         (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
         (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
+        (cfg.run.target_ci is None or 0 < cfg.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
+        (cfg.run.max_rounds >= cfg.run.rounds, "run.max_rounds", "must be >= run.rounds"),
+        (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
+         "must name ttft_s, e2e_s, tpot_s or decode_tps"),
         (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
         (cfg.backend.name in ("foundry", "openai"), "backend.name", "must be foundry or openai"),
         (cfg.backend.name != "openai" or bool(cfg.backend.base_url), "backend.base_url",

@@ -29,7 +29,7 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
     metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
     metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
     metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
-    expected = cfg.run.rounds * n_prompts
+    expected = (facts.get("rounds") or cfg.run.rounds) * n_prompts
     failed = facts["error"] is not None or not ok
     window = facts.get("window") or {}
     window_s = facts.get("window_s")
@@ -69,6 +69,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
         "warmup": {"rounds": cfg.run.warmup, "requests": facts["warmup_requests"],
                    "errors": facts["warmup_errors"]},
+        "rounds": facts.get("rounds") or cfg.run.rounds,
+        "adaptive": facts.get("adaptive"),
         "resumed": facts["resumed"],
         "skipped_done": facts["skipped_done"],
         "config_hash": facts["config_hash"],

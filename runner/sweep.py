@@ -12,6 +12,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from runner import tracking
+from runner.decision import write_decision
+from runner.errors import UserError
 from runner.report import write_sweep_report
 from runner.summary import SUMMARY
 
@@ -39,6 +41,11 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         out = write_sweep_report(sweep_dir)
         if out is not None:
+            try:
+                made = write_decision(sweep_dir, config.selection)
+                print(f"decision: {made['summary_sentence']}", file=sys.stderr)
+            except UserError as exc:
+                print(f"slmbench: decision: {exc}", file=sys.stderr)
             print(f"sweep report: {out}", file=sys.stderr)
         if self.tracker is None:
             return

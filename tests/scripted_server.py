@@ -43,6 +43,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import random
 import socket
 import threading
 import time
@@ -97,6 +98,8 @@ class Script:
     """Drop the connection abruptly after emitting this many tokens."""
     model_ids: tuple[str, ...] = ("scripted-model",)
     """Models listed by /v1/models and accepted by chat completions."""
+    jitter_s: float = 0.0
+    """Each request's whole schedule starts up to this much later (uniform, seeded): a noisy endpoint."""
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -181,6 +184,7 @@ class ScriptedHTTPServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         self.lock = threading.Lock()
+        self.rng = random.Random(0)  # jitter: reproducible across runs
         self._ids = itertools.count()
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -292,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "request body must be a JSON object")
             return
         req_no = self.server.record(body, arrival)
+        if script.jitter_s:
+            with self.server.lock:
+                arrival += self.server.rng.uniform(0, script.jitter_s)
 
         if script.status != 200:
             self._send_error(script.status, f"scripted error status {script.status}")

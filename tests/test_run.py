@@ -60,7 +60,7 @@ def test_single_run_writes_the_contract(tmp_path, pack_home):
 def test_multirun_sweeps_two_pack_models(tmp_path, pack_home):
     sweep = tmp_path / "sweep"
     done = run_cli("run", "-m", "model=glob(smollm2-135m-int*)", "prompts=smoke", "run.rounds=2",
-                   f"hydra.sweep.dir={sweep}")
+                   "selection.max.disk_mb=200", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr
     with (sweep / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -71,6 +71,18 @@ def test_multirun_sweeps_two_pack_models(tmp_path, pack_home):
     report = (sweep / "report.md").read_text()
     assert "smollm2-135m-int4" in report and "smollm2-135m-int8" in report
     assert (sweep / "latency.png").is_file() and (sweep / "speed_vs_size.png").is_file()
+    # the decision follows from the sweep's own numbers: only int4 fits a 200 MB disk limit
+    decision = json.loads((sweep / "decision.json").read_text())
+    assert decision["recommended"]["model"] == "smollm2-135m-int4"
+    int8 = next(c for c in decision["candidates"] if c["model"] == "smollm2-135m-int8")
+    assert not int8["eligible"] and any(r.startswith("disk_mb") for r in int8["reasons"])
+    assert report.lstrip().startswith("<!-- decision:start -->")
+    redo = run_cli("decide", str(sweep), "max.disk_mb=1000", "objective.metric=decode_tps.p50")
+    assert redo.returncode == 0, redo.stderr
+    again = json.loads((sweep / "decision.json").read_text())
+    assert all(c["eligible"] for c in again["candidates"]) and (sweep / "decision.previous.json").is_file()
+    best = max(again["candidates"], key=lambda c: c["objective_value"])
+    assert again["recommended"]["job"] == best["job"]
 
 
 def test_failing_job_is_recorded_and_sweep_goes_on(tmp_path, pack_home):
@@ -190,3 +202,23 @@ def test_concurrency_overlaps_requests(tmp_path):
             assert done.returncode == 0, done.stderr
             out[c] = json.loads((job / "summary.json").read_text())["throughput"]["requests_per_s"]
     assert out[4] > 2.5 * out[1]
+
+
+def _adaptive(tmp_path, name: str, script: Script) -> dict:
+    job = tmp_path / name
+    with ScriptedServer(script) as srv:
+        done = run_cli("run", "backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
+                       "prompts=rag-basics", "run.rounds=2", "run.warmup=0", "run.target_ci=0.02",
+                       "run.max_rounds=6", "run.target_metrics=[e2e_s]", "tracking.enabled=false",
+                       f"hydra.run.dir={job}")
+    assert done.returncode == 0, done.stderr
+    return json.loads((job / "summary.json").read_text())
+
+
+def test_adaptive_rounds_stop_early_when_steady_and_hit_the_cap_when_noisy(tmp_path):
+    steady = _adaptive(tmp_path, "steady", Script(ttft_s=0.05, tpot_s=0.002, tokens=20))
+    assert steady["rounds"] == 2 and steady["adaptive"]["reached"] == {"e2e_s": True}
+    assert steady["n"] == 2 * 4
+    noisy = _adaptive(tmp_path, "noisy", Script(ttft_s=0.02, tpot_s=0.002, tokens=20, jitter_s=0.3))
+    assert noisy["rounds"] == 6 and noisy["adaptive"]["reached"] == {"e2e_s": False}
+    assert noisy["n"] == 6 * 4 and noisy["adaptive"]["precision"]["e2e_s"]["rel_half_width"] > 0.02

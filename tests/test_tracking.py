@@ -136,7 +136,7 @@ def test_compare_by_mlflow_run_id_and_by_baseline_name(tmp_path):
     uri = f"sqlite:///{tmp_path / 'cmp.db'}"
     env = {"MLFLOW_TRACKING_URI": uri}
     common = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.rounds=4", "run.warmup=0"]
-    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.004, tokens=24)) as srv:
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.01, tokens=24)) as srv:
         url = f"backend.base_url={srv.base_url}"
         first = run_cli("run", *common, url, "+baseline=nightly", f"hydra.run.dir={tmp_path / 'a'}", env=env,
                         cwd=tmp_path)
@@ -144,16 +144,19 @@ def test_compare_by_mlflow_run_id_and_by_baseline_name(tmp_path):
         assert (tmp_path / "outputs" / "baselines" / "nightly" / "requests.jsonl").is_file()
         second = run_cli("run", *common, url, f"hydra.run.dir={tmp_path / 'b'}", env=env, cwd=tmp_path)
         assert second.returncode == 0, second.stderr
-        srv.script = Script(ttft_s=0.01, tpot_s=0.006, tokens=24)  # decode 1.5x slower
+        srv.script = Script(ttft_s=0.01, tpot_s=0.015, tokens=24)  # decode 1.5x slower
         slow = run_cli("run", *common, url, f"hydra.run.dir={tmp_path / 'c'}", env=env, cwd=tmp_path)
         assert slow.returncode == 0, slow.stderr
     _, runs = runs_by_name(uri)
     a, b, c = (runs[n].info.run_id for n in ("a", "b", "c"))
-    same = run_cli("compare", a, b, "--uri", uri, "--out", str(tmp_path / "cmp1"), cwd=tmp_path)
+    # client-side timing on a busy 2-core machine wobbles by a few %: gate at 15% here
+    loose = ["--tolerance", "tpot_s=0.15", "--tolerance", "decode_tps=0.15", "--tolerance", "ttft_s=0.5",
+             "--tolerance", "e2e_s=0.15"]
+    same = run_cli("compare", a, b, "--uri", uri, "--out", str(tmp_path / "cmp1"), *loose, cwd=tmp_path)
     assert same.returncode == 0, same.stdout + same.stderr
-    worse = run_cli("compare", "nightly", str(tmp_path / "c"), cwd=tmp_path)
+    worse = run_cli("compare", "nightly", str(tmp_path / "c"), *loose, cwd=tmp_path)
     assert worse.returncode == 1 and "decode_tps" in worse.stdout and "REGRESSION" in worse.stdout
-    by_id = run_cli("compare", a, c, "--uri", uri, "--out", str(tmp_path / "cmp2"), cwd=tmp_path)
+    by_id = run_cli("compare", a, c, "--uri", uri, "--out", str(tmp_path / "cmp2"), *loose, cwd=tmp_path)
     assert by_id.returncode == 1 and "tpot_s" in by_id.stdout
     bad = run_cli("compare", "f" * 32, b, "--uri", uri, cwd=tmp_path)
     assert bad.returncode == 2 and "no such MLflow run" in bad.stderr
