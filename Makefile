@@ -19,9 +19,9 @@ pack: install
 	$(BIN)/slmbench models pack
 
 # The default experiment over the pack's candidates, graded by the one pack model that is not
-# a candidate (SmolLM2 fp32). ~15 minutes on 2 cores.
+# a candidate (SmolLM2 fp32). ~20-25 minutes on 2 cores, most of it the fp32 judge.
 DEMO_ARGS ?= -m model=smollm2-135m-int4,smollm2-135m-int8,gemma3-270m-int4 prompts=meeting-notes \
-	judge=smollm2-135m-fp32 run.rounds=2 run.warmup=1 judge.injection_probe=3
+	judge=smollm2-135m-fp32 run.rounds=2 run.warmup=1 decoding.max_tokens=160 judge.injection_probe=2
 
 demo: pack
 	$(BIN)/slmbench run $(DEMO_ARGS)

@@ -121,33 +121,8 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         facts["rss_before_load_mb"] = rss_mb()
         facts["load_s"] = backend.load()
         facts["rss_mb"] = rss_mb() if backend.in_process() else None
-        if not todo:
-            return facts
-        for _ in range(cfg.run.warmup):
-            for prompt in prompt_set.prompts:
-                facts["warmup_requests"] += 1
-                try:
-                    backend.chat(prompt.chat_messages(), params)
-                except BackendError:
-                    facts["warmup_errors"] += 1
-        writer = records.RecordWriter(req_path)
-        progress = Progress(f"{cfg.model.alias}", len(todo), cfg.run.progress)
-        try:
-            with PeakSampler() as sampler:
-                joules = rapl_joules()
-                t0 = time.perf_counter()
-                facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
-                facts["rounds"] = cfg.run.rounds
-                if cfg.run.target_ci:
-                    facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
-                                                       req_path, facts)
-                facts["window_s"] = time.perf_counter() - t0
-                if joules is not None and rapl_joules() is not None:
-                    facts["rapl_joules"] = rapl_joules() - joules
-            facts["rss_peak_mb"] = sampler.peak_mb if backend.in_process() else None
-        finally:
-            progress.close()
-            writer.close()
+        if todo:
+            _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
     except BackendError as exc:
         facts["error"] = str(exc)
     finally:
@@ -156,11 +131,41 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
                 backend.unload()
             except Exception as exc:  # an unload failure must not hide the job's results
                 facts["unload_error"] = str(exc)
-    # Graded after the candidate is unloaded: grading never overlaps the measured window.
+    # Graded after the candidate is unloaded: grading never overlaps the measured window. A rerun
+    # with nothing left to measure still grades (e.g. a second judge on a finished job).
     from judges.grading import grade_job
 
     facts["grading"] = grade_job(cfg, job_dir, prompt_set)
     return facts
+
+
+def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: dict) -> None:
+    """Warm-up passes (not recorded), then the measured window with RSS sampling."""
+    for _ in range(cfg.run.warmup):
+        for prompt in prompt_set.prompts:
+            facts["warmup_requests"] += 1
+            try:
+                backend.chat(prompt.chat_messages(), params)
+            except BackendError:
+                facts["warmup_errors"] += 1
+    writer = records.RecordWriter(req_path)
+    progress = Progress(f"{cfg.model.alias}", len(todo), cfg.run.progress)
+    try:
+        with PeakSampler() as sampler:
+            joules = rapl_joules()
+            t0 = time.perf_counter()
+            facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
+            facts["rounds"] = cfg.run.rounds
+            if cfg.run.target_ci:
+                facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                                                   req_path, facts)
+            facts["window_s"] = time.perf_counter() - t0
+            if joules is not None and rapl_joules() is not None:
+                facts["rapl_joules"] = rapl_joules() - joules
+        facts["rss_peak_mb"] = sampler.peak_mb if backend.in_process() else None
+    finally:
+        progress.close()
+        writer.close()
 
 
 def ci_precision(req_path: Path, metrics: list[str]) -> dict[str, dict]:

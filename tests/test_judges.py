@@ -164,3 +164,31 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
     assert agree.returncode == 0, agree.stderr
     report = json.loads((job / "agreement.json").read_text())
     assert report["judge_human"]["overall"]["exact"] == 1.0
+
+
+def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pack_home):
+    job = tmp_path / "job"
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv:
+        common = ["backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
+                  "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge.injection_probe=0", f"hydra.run.dir={job}"]
+        first = run_cli("run", *common, "judge=smollm2-135m-int4")
+        assert first.returncode == 0, first.stderr
+        n_requests = len(srv.requests)
+        second = run_cli("run", *common, "judge=gemma3-270m-int4")  # a rerun: nothing left to measure
+        assert second.returncode == 0, second.stderr
+        assert len(srv.requests) == n_requests  # the candidate was not asked again
+    judges = {json.loads(x)["judge_model"] for x in (job / "judgements.jsonl").read_text().splitlines()}
+    assert judges == {"smollm2-135m-int4", "gemma3-270m-int4"}
+    assert run_cli("annotate", str(job)).returncode == 0
+    path = job / "annotations.csv"
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0]["human_score"] = "3"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    agree = run_cli("agreement", str(job))
+    assert agree.returncode == 0, agree.stderr
+    report = json.loads((job / "agreement.json").read_text())
+    assert report["inter_judge"] is not None and set(report["inter_judge"]["judges"]) == judges
