@@ -136,17 +136,18 @@ def quality_section(q: dict) -> list[str]:
     return lines
 
 
-def _quality_speed_plot(rows: list[dict], path: Path) -> Path | None:
-    pts = [r for r in rows if r["quality.overall"] is not None and r["decode_tps.p50"] is not None]
+def _scatter(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: str, path: Path) -> Path | None:
+    """One labelled point per job (sweep rows keyed by summary.csv column names)."""
+    pts = [r for r in rows if r[x] is not None and r[y] is not None]
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in pts:
-        ax.scatter(r["e2e_s.p50"], r["quality.overall"])
-        ax.annotate(r["job"], (r["e2e_s.p50"], r["quality.overall"]), fontsize=8)
-    ax.set_xlabel("end-to-end latency p50 (s)")
-    ax.set_ylabel("judge score, overall mean (1-5)")
-    ax.set_title("Quality against speed")
+        ax.scatter(r[x], r[y])
+        ax.annotate(r["job"], (r[x], r[y]), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -171,24 +172,6 @@ def _latency_plot(series: dict[str, list[dict]], path: Path) -> Path | None:
     return path
 
 
-def _speed_size_plot(rows: list[dict], path: Path) -> Path | None:
-    pts = [r for r in rows if r["decode_tps.p50"] is not None and r["disk_mb"] is not None]
-    if not pts:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in pts:
-        ax.scatter(r["disk_mb"], r["decode_tps.p50"])
-        ax.annotate(r["job"], (r["disk_mb"], r["decode_tps.p50"]), fontsize=8)
-    ax.set_xlabel("disk footprint (MB)")
-    ax.set_ylabel("decode tokens/s, p50")
-    ax.set_title("Speed against size")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def write_sweep_report(sweep_dir: Path) -> Path | None:
     jobs = sorted((p.parent for p in sweep_dir.glob(f"*/{SUMMARY}")), key=lambda p: _job_num(p.name))
     if not jobs:
@@ -199,8 +182,10 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     ok_records = {j.name: [r for r in records.latest_per_key(records.read(j / records.REQUESTS))
                            if r["status"] == "ok"] for j in jobs}
     lat = _latency_plot(ok_records, sweep_dir / "latency.png")
-    size = _speed_size_plot(rows, sweep_dir / "speed_vs_size.png")
-    quality = _quality_speed_plot(rows, sweep_dir / "quality_vs_speed.png")
+    size = _scatter(rows, "disk_mb", "decode_tps.p50", "disk footprint (MB)", "decode tokens/s, p50",
+                    "Speed against size", sweep_dir / "speed_vs_size.png")
+    quality = _scatter(rows, "e2e_s.p50", "quality.overall", "end-to-end latency p50 (s)",
+                       "judge score, overall mean (1-5)", "Quality against speed", sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
              "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic", "judge",
              "quality.overall", "quality.ci95", "rouge_l.f1"]

@@ -123,6 +123,18 @@ def test_judge_endpoint_down_is_recorded_per_record(tmp_path):
     assert q["n_graded"] == 0 and q["n_judge_errors"] == 2 and q["overall"] is None
 
 
+def fill_human_scores(path, score) -> None:
+    """Play the human: set human_score on each row of annotations.csv to score(index, row)."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for i, row in enumerate(rows):
+        row["human_score"] = score(i, row)
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
     job = tmp_path / "job"
     done = run_cli("run", "model=gemma3-270m-int4", "judge=smollm2-135m-int8", "prompts=rag-basics",
@@ -151,15 +163,7 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
     assert graded, "constrained decoding should let even the 135M judge produce parseable grades"
     ann = run_cli("annotate", str(job))
     assert ann.returncode == 0, ann.stderr
-    path = job / "annotations.csv"
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for row in rows:  # a human who agrees with the judge everywhere
-        row["human_score"] = row["judge_score"]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    fill_human_scores(job / "annotations.csv", lambda i, row: row["judge_score"])  # agrees everywhere
     agree = run_cli("agreement", str(job))
     assert agree.returncode == 0, agree.stderr
     report = json.loads((job / "agreement.json").read_text())
@@ -180,14 +184,7 @@ def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pa
     judges = {json.loads(x)["judge_model"] for x in (job / "judgements.jsonl").read_text().splitlines()}
     assert judges == {"smollm2-135m-int4", "gemma3-270m-int4"}
     assert run_cli("annotate", str(job)).returncode == 0
-    path = job / "annotations.csv"
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    rows[0]["human_score"] = "3"
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    fill_human_scores(job / "annotations.csv", lambda i, row: "3" if i == 0 else "")
     agree = run_cli("agreement", str(job))
     assert agree.returncode == 0, agree.stderr
     report = json.loads((job / "agreement.json").read_text())
