@@ -23,6 +23,7 @@ def register_resolvers() -> None:
 
 def task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     job_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -49,12 +50,16 @@ def task(cfg: DictConfig) -> None:
         disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
     s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk)
     out = report.write_job_report(job_dir)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep decides once, over all its jobs
+        from runner.decision import write_decision
+
+        try:
+            write_decision(job_dir, cfg.selection)
+        except UserError as exc:
+            print(f"slmbench: decision: {exc}", file=sys.stderr)
     if cfg.tracking.enabled:
         log_to_mlflow(cfg, job_dir)
     if cfg.get("baseline"):
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         from runner import baseline
 
         sweep = HydraConfig.get().mode == RunMode.MULTIRUN

@@ -789,9 +789,10 @@ def _job_key(name: str) -> tuple[int, str]:
 
 def read_summaries(sweep_dir: Path) -> list[tuple[str, dict]]:
     files = sorted(sweep_dir.glob(f"*/{SUMMARY}"), key=lambda p: _job_key(p.parent.name))
+    if not files and (sweep_dir / SUMMARY).is_file():
+        files = [sweep_dir / SUMMARY]  # a single run: a sweep of one candidate
     if not files:
-        hint = " (it is a job directory: decide works on a sweep's directory)" if (sweep_dir / SUMMARY).is_file() else ""
-        raise UserError(f"{sweep_dir}: no job summaries (*/{SUMMARY}): nothing to decide{hint}")
+        raise UserError(f"{sweep_dir}: no job summaries (*/{SUMMARY}): nothing to decide")
     out = []
     for f in files:
         try:

@@ -24,7 +24,7 @@ PARENT_ENV = "SLMBENCH_PARENT_RUN_ID"  # set before a sweep's jobs start; other 
 SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization", re.I)
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
-             "agreement.json", "job.json"]
+             "agreement.json", "job.json", "decision.json"]
 
 
 def tracking_uri(uri: str | None) -> str:

@@ -55,6 +55,9 @@ def test_single_run_writes_the_contract(tmp_path, pack_home):
     assert "(completion_tokens - 1)" in report and "decode_tps" in report and (job / "latency.png").is_file()
     with (job / "summary.csv").open() as fh:
         assert next(csv.DictReader(fh))["model"] == SMALL
+    decision = json.loads((job / "decision.json").read_text())  # a single run is a sweep of one
+    assert decision["recommended"]["model"] == SMALL and decision["runner_up"] is None
+    assert report.lstrip().startswith("<!-- decision:start -->")
 
 
 def test_multirun_sweeps_two_pack_models(tmp_path, pack_home):
