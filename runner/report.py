@@ -60,8 +60,9 @@ def write_job_report(job_dir: Path) -> Path:
              f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
              f"concurrency: {cfg['run']['concurrency']}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
-             "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), "",
-             LOW_N_NOTE, ""]
+             "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), ""]
+    if any(m and m["p95_low_n"] for m in s["metrics"].values()):
+        lines += [LOW_N_NOTE, ""]
     ad = s.get("adaptive")
     if ad:
         parts = [f"{m} +/-{p['rel_half_width'] * 100:.1f}% ({'reached' if ad['reached'][m] else 'NOT reached'}, "
@@ -124,7 +125,7 @@ def quality_section(q: dict) -> list[str]:
             rel.append(f"prompt-injection probe: answers that tell the grader to give top marks moved the "
                        f"overall score by {inj['mean_shift']:+.2f} on average (max {inj['max_shift']:+.2f}, n={inj['n']})")
         lines += ["Judge reliability: " + "; ".join(rel) + ".", ""]
-        lines += [f"Warning: {w}" for w in q.get("warnings", [])]
+        lines += [line for w in q.get("warnings", []) for line in (f"Warning: {w}", "")]
         if q.get("errors"):
             lines += ["Judge errors: " + "; ".join(f"{n} x {e}" for e, n in q["errors"].items()), ""]
     else:
