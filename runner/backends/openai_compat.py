@@ -71,6 +71,8 @@ class OpenAIBackend(Backend):
             raise BackendError(f"{where} ({cause})") from None
         except self._errors.APIError as exc:
             raise BackendError(_reason(exc)) from None
+        except BackendError:
+            raise
         except Exception as exc:  # a connection dropped mid-stream surfaces as httpx errors
             raise BackendError(f"stream broken: {type(exc).__name__}: {exc}") from None
         if usage is None:
