@@ -211,7 +211,7 @@ def _adaptive(tmp_path, name: str, script: Script) -> dict:
     job = tmp_path / name
     with ScriptedServer(script) as srv:
         done = run_cli("run", "backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
-                       "prompts=rag-basics", "run.rounds=2", "run.warmup=0", "run.target_ci=0.02",
+                       "prompts=rag-basics", "run.rounds=2", "run.warmup=0", "run.target_ci=0.05",
                        "run.max_rounds=6", "run.target_metrics=[e2e_s]", "tracking.enabled=false",
                        f"hydra.run.dir={job}")
     assert done.returncode == 0, done.stderr
@@ -219,9 +219,10 @@ def _adaptive(tmp_path, name: str, script: Script) -> dict:
 
 
 def test_adaptive_rounds_stop_early_when_steady_and_hit_the_cap_when_noisy(tmp_path):
-    steady = _adaptive(tmp_path, "steady", Script(ttft_s=0.05, tpot_s=0.002, tokens=20))
+    # steady: e2e ~0.24 s, so a few ms of client jitter is ~1%, well inside the 5% target
+    steady = _adaptive(tmp_path, "steady", Script(ttft_s=0.2, tpot_s=0.002, tokens=20))
     assert steady["rounds"] == 2 and steady["adaptive"]["reached"] == {"e2e_s": True}
     assert steady["n"] == 2 * 4
-    noisy = _adaptive(tmp_path, "noisy", Script(ttft_s=0.02, tpot_s=0.002, tokens=20, jitter_s=0.3))
+    noisy = _adaptive(tmp_path, "noisy", Script(ttft_s=0.02, tpot_s=0.002, tokens=20, jitter_s=0.5))
     assert noisy["rounds"] == 6 and noisy["adaptive"]["reached"] == {"e2e_s": False}
-    assert noisy["n"] == 6 * 4 and noisy["adaptive"]["precision"]["e2e_s"]["rel_half_width"] > 0.02
+    assert noisy["n"] == 6 * 4 and noisy["adaptive"]["precision"]["e2e_s"]["rel_half_width"] > 0.05
