@@ -331,21 +331,22 @@ def test_malformed_annotations_name_row_and_column(tmp_path):
 
     for bad in ("6", "0", "3.5", "four"):
         rows[5]["human_score"] = bad
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
+        _write_rows(path, rows)
         with pytest.raises(UserError, match=rf"row 7, column human_score: '{bad}'"):
             read_annotations(path)
 
     rows[5]["human_score"] = "3"
     rows[2]["judge_score"] = "9"
+    _write_rows(path, rows)
+    with pytest.raises(UserError, match=r"row 4, column judge_score: '9' is not an integer 1-5"):
+        read_annotations(path)
+
+
+def _write_rows(path, rows) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    with pytest.raises(UserError, match=r"row 4, column judge_score: '9' is not an integer 1-5"):
-        read_annotations(path)
 
 
 def test_annotations_missing_file_and_columns(tmp_path):
