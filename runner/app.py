@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import paths, prompts, report, schema, summary
+from runner import launchers, paths, prompts, report, schema, summary
 from runner.errors import UserError
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
@@ -25,9 +27,19 @@ def task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    started = time.time()
+    hc = HydraConfig.get()
+    job_dir = Path(hc.runtime.output_dir)
+    launcher, parallel = launchers.launcher_of(hc)
+    context = launchers.adopt_context(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else {}
     try:
         schema.validate(cfg)
+        if parallel and cfg.backend.name == "foundry" and not cfg.run.allow_parallel_inprocess:
+            raise UserError(f"backend=foundry runs the model inside the job's process: under hydra/launcher="
+                            f"{launcher} several jobs would share this machine's cores and bias each other's "
+                            f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
+                            f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
+                            f"when every job gets a machine of its own")
         from runner import decision
 
         decision.check_selection(cfg.selection)
@@ -40,6 +52,8 @@ def task(cfg: DictConfig) -> None:
                             f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
         isolate = cfg.run.isolate and cfg.backend.name == "foundry"
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
+        facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
+        facts["launcher"] = launcher
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)
         OUTCOMES.append("config-error")
@@ -58,7 +72,7 @@ def task(cfg: DictConfig) -> None:
         except UserError as exc:
             print(f"slmbench: decision: {exc}", file=sys.stderr)
     if cfg.tracking.enabled:
-        log_to_mlflow(cfg, job_dir)
+        log_to_mlflow(cfg, job_dir, context)
     if cfg.get("baseline"):
         from runner import baseline
 
@@ -74,14 +88,16 @@ def task(cfg: DictConfig) -> None:
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
 
 
-def log_to_mlflow(cfg: DictConfig, job_dir: Path) -> None:
+def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:
+    """A job of a sweep logs where the sweep does, under its parent run, even from another host."""
     import os
 
     from runner import tracking
 
     try:
-        tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
-        tracker.log_job(job_dir, tracking.job_config(job_dir), os.environ.get(tracking.PARENT_ENV))
+        tracker = tracking.Tracker(cfg.tracking.uri or context.get("tracking_uri"), cfg.tracking.experiment)
+        parent = os.environ.get(tracking.PARENT_ENV) or context.get("parent_run_id")
+        tracker.log_job(job_dir, tracking.job_config(job_dir), parent)
     except Exception as exc:  # the run's files are complete; tracking can be replayed
         print(f"slmbench: MLflow tracking failed ({str(exc).splitlines()[0][:200]}); the run's files are "
               f"complete: replay with `slmbench ui --log {job_dir}`", file=sys.stderr)
@@ -110,6 +126,7 @@ def run_cli(args: list[str]) -> int:
     from runner import decision
 
     args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
+    launchers.check(args)
     OUTCOMES.clear()
     argv, sys.argv = sys.argv, ["slmbench run", *args, *extra]
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from runner import backends, hardware, records
+from runner import backends, hardware, load, records
 from runner.backends import BackendError, GenParams
 from runner.errors import UserError
 from runner.memory import PeakSampler, rss_mb
@@ -111,6 +111,8 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
                        top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
     todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
     facts["skipped_done"] = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
+    if cfg.run.rate is not None:
+        todo = _open_loop_pending(job_dir, facts)
     backend = None
     try:
         facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
@@ -154,12 +156,17 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
         with PeakSampler() as sampler:
             joules = rapl_joules()
             t0 = time.perf_counter()
-            facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
-            facts["rounds"] = cfg.run.rounds
-            if cfg.run.target_ci:
-                facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
-                                                   req_path, facts)
-            facts["window_s"] = time.perf_counter() - t0
+            if cfg.run.rate is not None:
+                window = _measure_open_loop(backend, prompt_set, params, cfg, writer, progress)
+                facts.update(window)
+                (req_path.parent / OPEN_LOOP).write_text(json.dumps(window, indent=2))
+            else:
+                facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
+                facts["rounds"] = cfg.run.rounds
+                if cfg.run.target_ci:
+                    facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                                                       req_path, facts)
+                facts["window_s"] = time.perf_counter() - t0
             if joules is not None and rapl_joules() is not None:
                 facts["rapl_joules"] = rapl_joules() - joules
         facts["rss_peak_mb"] = sampler.peak_mb if backend.in_process() else None
@@ -251,3 +258,85 @@ def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg
     return {"ok": len(ok), "errors": len(done) - len(ok),
             "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
             "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
+
+
+OPEN_LOOP = "load.json"  # written when an open-loop window completes: a rerun skips it
+
+
+def _open_loop_pending(job_dir: Path, facts: dict) -> list:
+    """An open-loop window is measured whole or not at all: a partial one would not hold the
+    offered rate. A completed window is reused; an interrupted one is set aside and rerun."""
+    done = job_dir / OPEN_LOOP
+    if done.exists():
+        facts.update(json.loads(done.read_text()))
+        return []
+    partial = job_dir / records.REQUESTS
+    if partial.exists():
+        partial.rename(job_dir / "requests.interrupted.jsonl")
+    facts["skipped_done"] = 0
+    return ["window"]
+
+
+def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress) -> dict:
+    """Requests at their scheduled times (runner/load.py); measured ones recorded as they end."""
+    run = cfg.run
+    prompts = prompt_set.prompts
+    count = run.requests if run.requests is not None or run.duration_s else run.rounds * len(prompts)
+    arrivals = load.schedule(run.rate, count if not run.duration_s else None, run.duration_s, run.warmup_s,
+                             run.cooldown_s, run.burstiness, run.seed)
+    measured = [a for a in arrivals if a.phase == load.MEASURED]
+    progress.total = len(measured)
+    base = {"model": cfg.model.alias, "model_id": cfg.model.id}
+    done: list[dict] = []
+    lock = threading.Lock()
+
+    def prompt_of(a: load.Arrival) -> tuple[int, Prompt]:
+        """Measured arrivals walk the prompt set round by round; the others cycle through it."""
+        if a.phase != load.MEASURED:
+            return -1, prompts[a.seq % len(prompts)]
+        return a.index // len(prompts), prompts[a.index % len(prompts)]
+
+    def fire(a: load.Arrival, due: float) -> None:
+        rnd, prompt = prompt_of(a)
+        t_call = time.perf_counter()
+        try:
+            c = backend.chat(prompt.chat_messages(), params)
+        except BackendError as exc:
+            if a.phase != load.MEASURED:
+                return
+            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "error", "error": str(exc),
+                      "output": None, "t_start_s": t_call - t0}
+        else:
+            if a.phase != load.MEASURED:
+                return
+            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
+                      **request_metrics(c), "output": c.text, "t_start_s": c.t_sent - t0}
+        record.update(scheduled_s=a.offset_s, lag_s=t_call - due)
+        _keep(record)
+
+    def drop(a: load.Arrival, in_flight: int) -> None:
+        if a.phase == load.MEASURED:
+            rnd, prompt = prompt_of(a)
+            _keep({**base, "prompt_id": prompt.id, "round": rnd, "status": "dropped", "output": None,
+                   "t_start_s": None, "scheduled_s": a.offset_s, "lag_s": None,
+                   "error": f"dropped: {in_flight} requests in flight at its arrival (run.max_in_flight)"})
+
+    def _keep(record: dict) -> None:
+        writer.append(record)
+        with lock:
+            done.append(record)
+        progress.step(record["status"] if record["status"] != "ok" else "")
+
+    t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
+    gen = load.run(arrivals, fire, drop, run.max_in_flight, t0)
+    ok = [r for r in done if r["status"] == "ok"]
+    sent = [r["t_start_s"] for r in done if r["t_start_s"] is not None]
+    ends = [r["t_start_s"] + r["e2e_s"] for r in ok]
+    window = {"ok": len(ok), "errors": sum(r["status"] == "error" for r in done),
+              "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
+              "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
+    gen_facts = {"scheduled": len(arrivals), "dropped": gen["dropped"], "in_flight_peak": gen["in_flight_peak"],
+                 "dispatch_s": gen["dispatch_s"], "wall_s": gen["wall_s"]}
+    return {"window": window, "window_s": (max(ends) - min(sent)) if ends else None,
+            "expected": len(measured), "generator": gen_facts,
+            "load": load.summarize(done, gen_facts, run)}

@@ -29,6 +29,14 @@ DEFINITIONS = {
     "disk_mb": ("MB", "bytes of the model folder / 10^6"),
     "output_tps": ("tokens/s", "sum(completion_tokens) / measured window wall time"),
     "requests_per_s": ("req/s", "completed requests / measured window wall time"),
+    "total_tps": ("tokens/s", "sum(prompt_tokens + completion_tokens) / measured window wall time"),
+    "window_s": ("s", "closed loop: the measured rounds' wall time; open loop (run.rate): first measured "
+                      "send to last measured completion"),
+    "goodput_rps": ("req/s", "requests meeting every SLO in run.slo / measured window wall time"),
+    "goodput_fraction": ("1", "requests meeting every SLO / measured requests (failed and dropped count "
+                              "against it)"),
+    "arrival_rate": ("req/s", "open loop: (sends - 1) / (last send - first send), the rate actually offered"),
+    "lag_s": ("s", "open loop: t(sent) - t(scheduled); a send more than 10 ms behind schedule is late"),
     "energy_wh_per_1k_tokens": ("Wh", "hardware.power_w x window seconds / 3600 / (output tokens / 1000); estimate"),
 }
 

@@ -58,7 +58,7 @@ def write_job_report(job_dir: Path) -> Path:
              f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
              f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
              f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
-             f"concurrency: {cfg['run']['concurrency']}",
+             f"load: {load_label(s)}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
              "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), ""]
     if any(m and m["p95_low_n"] for m in s["metrics"].values()):
@@ -82,6 +82,7 @@ def write_job_report(job_dir: Path) -> Path:
         per_model.append(["energy_wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4), "Wh",
                           s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
+    lines += load_section(s)
     lines += quality_section(s.get("quality") or {})
     det = s["determinism"]
     if det.get("checked"):
@@ -100,6 +101,42 @@ def write_job_report(job_dir: Path) -> Path:
     out = job_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def load_label(s: dict) -> str:
+    """How the requests were offered: sequential, closed loop at c=N, or open loop at R req/s."""
+    ld = s.get("load") or {}
+    if ld.get("profile") == "rate":
+        shape = "Poisson" if ld["burstiness"] == 1 else f"gamma (burstiness {ld['burstiness']})"
+        return f"open loop, {ld['rate']:g} req/s, {shape} arrivals"
+    c = s["config"]["run"]["concurrency"]
+    return f"closed loop, {c} in flight" if c > 1 else "sequential"
+
+
+def load_section(s: dict) -> list[str]:
+    ld, gp = s.get("load") or {}, s.get("goodput")
+    lines = ["## Under load", "", f"Profile: {load_label(s)}."]
+    if ld.get("profile") == "rate":
+        lag = ld["lag_s"]
+        ms = (lambda v: "-" if v is None else f"{v * 1000:.1f} ms")  # noqa: E731
+        lines += [f"{ld['measured']} measured of {ld['scheduled']} scheduled requests (seed {ld['seed']}; "
+                  f"{ld['warmup_s']:g} s warm-up and {ld['cooldown_s']:g} s cool-down of load not recorded). "
+                  f"Offered rate actually sent: {_fmt(ld['arrival_rate'], 2)} req/s [{DEFINITIONS['arrival_rate'][1]}]. "
+                  f"Generator lag [{DEFINITIONS['lag_s'][1]}]: p50 {ms(lag['p50'])}, p99 {ms(lag['p99'])}, "
+                  f"max {ms(lag['max'])}; **{ld['late']} late**, **{ld['dropped']} dropped** (an arrival finding "
+                  f"run.max_in_flight={ld['max_in_flight']} in flight is dropped, not queued); "
+                  f"peak in flight {ld['in_flight_peak']}."]
+    tp = s.get("throughput")
+    if tp:
+        lines.append(f"Throughput over the {tp['window_s']:.2f} s window: {tp['requests_per_s']:.2f} req/s, "
+                     f"{tp['output_tps']:.1f} output tok/s, {tp['total_tps']:.1f} total tok/s "
+                     f"[{DEFINITIONS['window_s'][1]}]. Latency under this load: the per-request table above.")
+    if gp:
+        bounds = " and ".join(f"{k.removesuffix('_s').upper()} <= {v * 1000:g} ms" for k, v in gp["slo"].items())
+        rate = f", {gp['requests_per_s']:.2f} req/s" if gp["requests_per_s"] is not None else ""
+        lines.append(f"Goodput: **{gp['good']} of {gp['attempted']}** requests met {bounds} "
+                     f"({gp['fraction']:.0%}{rate}; SLOs from run.slo).")
+    return lines + [""]
 
 
 def quality_section(q: dict) -> list[str]:
@@ -210,9 +247,81 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
         lines += [f"![speed against size]({size.name})", ""]
     if quality:
         lines += [f"![quality against speed]({quality.name})", ""]
+    lines += load_curve(summaries, [j.name for j in jobs], sweep_dir)
+    lines += [concurrency_note(summaries), ""]
     out = sweep_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def _load_point(s: dict) -> tuple[str, float]:
+    ld = s.get("load") or {}
+    if ld.get("profile") == "rate":
+        return f"r={ld['rate']:g}", ld["rate"]
+    c = s["config"]["run"]["concurrency"]
+    return f"c={c}", c
+
+
+def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list[str]:
+    """Throughput against latency, one line per configuration swept over load points
+    (`-m run.concurrency=1,2,4,8` or `run.rate=...`); nothing when no load was swept."""
+    lines_of: dict[str, list[tuple]] = {}
+    for s, name in zip(summaries, names, strict=True):
+        tp = s.get("throughput")
+        if not tp or not s["metrics"].get("e2e_s"):
+            continue
+        c = s["config"]
+        key = " / ".join([s["model"], c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
+        label, x = _load_point(s)
+        lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
+    if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, pts in lines_of.items():
+        pts.sort(key=lambda p: p[0])
+        xs = [p[2]["output_tps"] for p in pts]
+        for ax, metric in ((axes[0], "e2e_s"), (axes[1], "ttft_s")):
+            p50 = [p[3][metric]["p50"] if p[3].get(metric) else None for p in pts]
+            p95 = [p[3][metric]["p95"] if p[3].get(metric) else None for p in pts]
+            line, = ax.plot(xs, p50, marker="o", label=f"{key} p50")
+            ax.plot(xs, p95, marker="x", linestyle="--", color=line.get_color(), label=f"{key} p95")
+            for x, y, p in zip(xs, p50, pts, strict=True):
+                if y is not None:
+                    ax.annotate(p[1], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    for ax, title in ((axes[0], "end-to-end latency (s)"), (axes[1], "TTFT (s)")):
+        ax.set_xlabel("throughput, output tokens/s (sum of completion tokens / window)")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Throughput against latency (labels: c = requests in flight, r = offered req/s)")
+    fig.tight_layout()
+    path = sweep_dir / "throughput_latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    rows = []
+    for key, pts in lines_of.items():
+        for _, label, tp, m, gp, name in pts:
+            rows.append([key, label, _fmt(tp["requests_per_s"], 2), _fmt(tp["output_tps"], 1),
+                         _fmt((m.get("ttft_s") or {}).get("p95")), _fmt(m["e2e_s"]["p50"]), _fmt(m["e2e_s"]["p95"]),
+                         f"{gp['fraction']:.0%}" if gp else "-", name])
+    table = tabulate(rows, headers=["configuration", "load", "req/s", "output tok/s", "ttft_s.p95", "e2e_s.p50",
+                                    "e2e_s.p95", "goodput", "job"], tablefmt="github")
+    return ["## Throughput against latency", "", table, "",
+            f"req/s and output tok/s: {DEFINITIONS['requests_per_s'][1]}; goodput: "
+            f"{DEFINITIONS['goodput_fraction'][1]}.", "", f"![throughput against latency]({path.name})", ""]
+
+
+def concurrency_note(summaries: list[dict]) -> str:
+    """How many jobs ran at once, from their recorded start and end times (not from the config)."""
+    spans = [(s["job_wall"]["host"], s["job_wall"]["start"], s["job_wall"]["end"]) for s in summaries
+             if s.get("job_wall")]
+    peak = 0
+    for host, start, _ in spans:
+        peak = max(peak, sum(1 for h, a, b in spans if h == host and a <= start < b))
+    launchers = sorted({s.get("launcher") or "basic" for s in summaries})
+    return (f"Jobs at once on one host: up to {peak} (from each job's host, start and end time; launcher: "
+            f"{', '.join(launchers)}). " + ("Overlapping jobs shared that host's cores: compare their speed with "
+                                            "care." if peak > 1 else "Each job had its host to itself."))
 
 
 def _job_num(name: str) -> int:

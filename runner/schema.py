@@ -104,7 +104,22 @@ class JudgeConfig:
 class RunConfig:
     rounds: int = 3  # measured passes over the prompt set
     warmup: int = 1  # passes run first and not counted
-    concurrency: int = 1  # requests in flight
+    concurrency: int = 1  # closed loop: this many requests in flight
+    # Open loop (runner/load.py): requests/s with Poisson arrivals, whether or not earlier
+    # requests have finished. None: closed loop at run.concurrency.
+    rate: float | None = None
+    requests: int | None = None  # measured requests at run.rate; None: rounds x prompts
+    duration_s: float | None = None  # instead of a count: measure the arrivals of this many seconds
+    warmup_s: float = 0.0  # run.rate: load applied before the measured window, not recorded
+    cooldown_s: float = 0.0  # run.rate: load kept on after it, so the last measured requests still see it
+    burstiness: float = 1.0  # gamma shape of the inter-arrival gaps: 1 = Poisson, < 1 burstier
+    seed: int = 0  # arrival schedule seed (a rerun replays the same schedule)
+    max_in_flight: int = 256  # run.rate: an arrival finding this many in flight is dropped, not queued
+    # Service-level objectives for goodput (requests meeting all of them); upper bounds, seconds.
+    slo: dict[str, float | None] = field(default_factory=lambda: {"ttft_s": 0.5, "tpot_s": 0.05})
+    # In-process (foundry) jobs under a parallel launcher share the machine's cores and bias each
+    # other's numbers: refused unless each job has a machine of its own and you say so here.
+    allow_parallel_inprocess: bool = False
     strict: bool = False  # any failed request or job -> non-zero exit
     progress: bool = True
     # Run each in-process (foundry) job in a fresh child process, so its cold load time and
@@ -171,6 +186,23 @@ def validate(cfg: Any) -> None:
         (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
         (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
         (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
+        (cfg.run.rate is None or cfg.run.rate > 0, "run.rate", "must be > 0 requests/s"),
+        (cfg.run.rate is None or cfg.run.concurrency == 1, "run.rate",
+         "and run.concurrency are two load profiles (open and closed loop): set one"),
+        (cfg.run.rate is None or not cfg.run.target_ci, "run.target_ci", "adds rounds; it needs a closed loop, "
+         "not run.rate"),
+        (cfg.run.requests is None or cfg.run.requests >= 1, "run.requests", "must be >= 1"),
+        (cfg.run.duration_s is None or cfg.run.duration_s > 0, "run.duration_s", "must be > 0"),
+        (cfg.run.requests is None or cfg.run.duration_s is None, "run.requests",
+         "and run.duration_s both bound the window: set one"),
+        ((cfg.run.requests is None and cfg.run.duration_s is None and not cfg.run.warmup_s
+          and not cfg.run.cooldown_s) or cfg.run.rate is not None, "run.rate",
+         "is needed by run.requests, run.duration_s, run.warmup_s and run.cooldown_s (open-loop options)"),
+        (cfg.run.warmup_s >= 0 and cfg.run.cooldown_s >= 0, "run.warmup_s", "and run.cooldown_s must be >= 0"),
+        (cfg.run.burstiness > 0, "run.burstiness", "must be > 0 (1 = Poisson)"),
+        (cfg.run.max_in_flight >= 1, "run.max_in_flight", "must be >= 1"),
+        (set(cfg.run.slo) <= {"ttft_s", "tpot_s", "e2e_s"}, "run.slo", "may bound ttft_s, tpot_s and e2e_s"),
+        (all(v is None or v > 0 for v in cfg.run.slo.values()), "run.slo", "bounds must be > 0 seconds"),
         (cfg.run.target_ci is None or 0 < cfg.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
         (cfg.run.max_rounds >= cfg.run.rounds, "run.max_rounds", "must be >= run.rounds"),
         (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",

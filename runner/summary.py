@@ -29,7 +29,7 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
     metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
     metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
     metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
-    expected = (facts.get("rounds") or cfg.run.rounds) * n_prompts
+    expected = facts.get("expected") or (facts.get("rounds") or cfg.run.rounds) * n_prompts
     failed = facts["error"] is not None or not ok
     window = facts.get("window") or {}
     window_s = facts.get("window_s")
@@ -63,6 +63,9 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "precision": cfg.model.precision,
         "params_m": cfg.model.params_m,
         "throughput": throughput,
+        "load": facts.get("load") or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
+                                      "concurrency": cfg.run.concurrency},
+        "goodput": goodput(ok, len(recs), window_s, cfg.run.slo),
         "energy": _energy(cfg, facts, window),
         "determinism": _determinism(cfg, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
@@ -71,6 +74,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
                    "errors": facts["warmup_errors"]},
         "rounds": facts.get("rounds") or cfg.run.rounds,
         "adaptive": facts.get("adaptive"),
+        "job_wall": facts.get("job_wall"),  # host and unix times: the sweep report counts overlapping jobs
+        "launcher": facts.get("launcher"),
         "resumed": facts["resumed"],
         "skipped_done": facts["skipped_done"],
         "config_hash": facts["config_hash"],
@@ -88,6 +93,20 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
     (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
     return summary
+
+
+def goodput(ok: list[dict], attempted: int, window_s: float | None, slo) -> dict | None:
+    """Requests that met every SLO: good = ok requests with metric <= bound for each bound set.
+
+    requests_per_s = good / window_s; fraction = good / attempted (failed and dropped requests
+    count against it). A metric a request does not define (TPOT of a one-token answer) is not
+    held against it."""
+    bounds = {k: float(v) for k, v in (slo or {}).items() if v is not None}
+    if not bounds or not attempted:
+        return None
+    good = sum(all(r.get(k) is None or r[k] <= b for k, b in bounds.items()) for r in ok)
+    return {"slo": bounds, "good": good, "attempted": attempted, "fraction": good / attempted,
+            "requests_per_s": good / window_s if window_s else None}
 
 
 def _family_warning(cfg) -> str | None:
@@ -133,7 +152,7 @@ def _determinism(cfg, ok: list[dict]) -> dict:
 COLUMNS = ["job", "model", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
            "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
            "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
-           "output_tps", "requests_per_s", "concurrency", "deterministic", "judge", "quality.overall",
+           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "judge", "quality.overall",
            "quality.ci95", "quality.graded_fraction", "rouge_l.f1", "error"]
 
 
@@ -158,7 +177,8 @@ def flat_row(s: dict, job: str) -> dict:
         "e2e_s.p50": stat("e2e_s", "p50"), "e2e_s.p95": stat("e2e_s", "p95"), "load_s": s["load_s"],
         "rss_mb": s["rss_mb"], "rss_peak_mb": s["rss_peak_mb"], "disk_mb": s["disk_mb"],
         "license": s["license"], "output_tps": tp.get("output_tps"), "requests_per_s": tp.get("requests_per_s"),
-        "concurrency": s["config"]["run"]["concurrency"],
+        "concurrency": s["config"]["run"]["concurrency"], "rate": s["config"]["run"].get("rate"),
+        "goodput.fraction": (s.get("goodput") or {}).get("fraction"),
         "deterministic": det.get("identical") if det.get("checked") else None,
         "judge": q.get("judge"), "quality.overall": overall["mean"] if overall else None,
         "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import tracking
+from runner import app, launchers, tracking
 from runner.decision import write_decision
 from runner.errors import UserError
 from runner.report import write_sweep_report
@@ -24,14 +24,17 @@ class SweepReport(Callback):
         self.parent_run_id = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        # Launched jobs read this file: they inherit neither this process's environment nor its cwd.
+        launchers.write_context(sweep_dir, None, None)
         if not config.tracking.enabled:
             return
-        sweep_dir = Path(config.hydra.sweep.dir).resolve()
         try:
             self.tracker = tracking.Tracker(config.tracking.uri, config.tracking.experiment)
             self.parent_run_id = self.tracker.start_parent(
                 sweep_dir.name, {"sweep_dir": str(sweep_dir), "overrides": " ".join(config.hydra.overrides.task)})
-            os.environ[tracking.PARENT_ENV] = self.parent_run_id  # jobs, here or in launched processes
+            os.environ[tracking.PARENT_ENV] = self.parent_run_id  # jobs in this process
+            launchers.write_context(sweep_dir, self.tracker.uri, self.parent_run_id)
         except Exception as exc:
             self.tracker = None
             print(f"slmbench: MLflow tracking unavailable ({str(exc).splitlines()[0][:200]}); the sweep runs "
@@ -39,6 +42,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        app.OUTCOMES[:] = job_outcomes(sweep_dir)  # jobs may have run in other processes
         out = write_sweep_report(sweep_dir)
         if out is not None:
             try:
@@ -56,3 +60,17 @@ class SweepReport(Callback):
             print(f"slmbench: MLflow tracking failed at the end of the sweep ({exc})", file=sys.stderr)
         finally:
             os.environ.pop(tracking.PARENT_ENV, None)
+
+
+def job_outcomes(sweep_dir: Path) -> list[str]:
+    """Each job's outcome from its files: a job directory without a summary stopped on a
+    configuration error (the job reported it)."""
+    out = []
+    for job in sorted(p.parent for p in sweep_dir.glob("*/.hydra")):
+        path = job / SUMMARY
+        if not path.is_file():
+            out.append("config-error")
+            continue
+        s = json.loads(path.read_text())
+        out.append("partial" if s["partial"] else s["status"])
+    return out

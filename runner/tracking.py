@@ -103,6 +103,14 @@ def summary_metrics(s: dict) -> dict[str, float]:
             m[key] = float(s[key])
     for k, v in (s.get("throughput") or {}).items():
         m[f"throughput.{k}"] = float(v)
+    for k in ("good", "fraction", "requests_per_s"):
+        v = (s.get("goodput") or {}).get(k)
+        if isinstance(v, int | float):
+            m[f"goodput.{k}"] = float(v)
+    for k in ("arrival_rate", "dropped", "late", "in_flight_peak"):
+        v = (s.get("load") or {}).get(k)
+        if isinstance(v, int | float):
+            m[f"load.{k}"] = float(v)
     if s.get("energy"):
         m["energy.wh_per_1k_tokens"] = float(s["energy"]["wh_per_1k_tokens"])
     q = s.get("quality") or {}

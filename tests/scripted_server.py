@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import random
@@ -100,6 +101,8 @@ class Script:
     """Models listed by /v1/models and accepted by chat completions."""
     jitter_s: float = 0.0
     """Each request's whole schedule starts up to this much later (uniform, seeded): a noisy endpoint."""
+    ttft_cycle: tuple[float, ...] = ()
+    """If set, request k (in arrival order) gets ttft_s = ttft_cycle[k % len]: known fast and slow ones."""
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -296,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "request body must be a JSON object")
             return
         req_no = self.server.record(body, arrival)
+        if script.ttft_cycle:
+            script = dataclasses.replace(script, ttft_s=script.ttft_cycle[req_no % len(script.ttft_cycle)])
         if script.jitter_s:
             with self.server.lock:
                 arrival += self.server.rng.uniform(0, script.jitter_s)
