@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[import,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[import,dev,joblib,ray,slurm]'
 	touch $(INSTALLED)
 
 install: $(INSTALLED)

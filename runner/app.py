@@ -28,6 +28,7 @@ def task(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     started = time.time()
+    register_resolvers()  # a launched job may run in a fresh process that never ran run_cli
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     launcher, parallel = launchers.launcher_of(hc)

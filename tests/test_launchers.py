@@ -1,0 +1,169 @@
+"""Sweeps fanned out by Hydra launchers, logging to one real MLflow tracking server on
+127.0.0.1: joblib (parallel processes here), Ray (a local `ray start --head` on 127.0.0.1,
+stopped after), and the refusals and bad input around them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from scripted_server import Script, ScriptedServer
+
+BIN = Path(sys.executable).parent
+OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with its own SQLite store and artifact folder."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _runs(url: str, sweep: Path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.get_experiment_by_name("slmbench")
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    parent = [r for r in runs if r.data.tags.get("slmbench.kind") == "sweep"
+              and r.data.tags.get("sweep_dir") == str(sweep)]
+    assert len(parent) == 1, [r.data.tags for r in runs]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    return parent[0], children
+
+
+def _check_sweep(sweep: Path, url: str, launcher: str) -> list[dict]:
+    summaries = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/summary.json"))]
+    assert len(summaries) == 2 and all(s["status"] == "ok" and s["n"] == 12 for s in summaries)
+    assert {s["launcher"] for s in summaries} == {launcher}
+    parent, children = _runs(url, sweep)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert all(c.info.status == "FINISHED" and c.data.metrics["n"] == 12 for c in children)
+    assert "report.md" in {a.path for a in _artifacts(url, parent.info.run_id)}
+    return summaries
+
+
+def _artifacts(url: str, run_id: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=url).list_artifacts(run_id)
+
+
+def test_joblib_runs_two_jobs_at_once_into_one_tracking_server(tmp_path, mlflow_server):
+    sweep = tmp_path / "sweep"
+    with ScriptedServer(Script(ttft_s=0.3, tpot_s=0.005, tokens=10)) as srv:
+        done = run_cli("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *OPENAI,
+                       f"backend.base_url={srv.base_url}", "run.rounds=3", "decoding=deterministic,creative",
+                       f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr
+    summaries = _check_sweep(sweep, mlflow_server, "joblib (n_jobs=2)")
+    starts = sorted(s["job_wall"]["start"] for s in summaries)
+    ends = sorted(s["job_wall"]["end"] for s in summaries)
+    assert starts[1] < ends[0]  # they overlapped: two processes, not one after the other
+    assert "Jobs at once on one host: up to 2" in (sweep / "report.md").read_text()
+
+
+def test_parallel_launcher_refuses_in_process_models(tmp_path):
+    done = run_cli("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "prompts=smoke",
+                   "model=smollm2-135m-int8,smollm2-135m-int4", "tracking.enabled=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("would share this machine's cores") == 2
+    assert not list((tmp_path / "sweep").glob("*/requests.jsonl"))  # refused before any load
+
+
+def test_missing_launcher_plugin_names_the_extra(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoRayPlugin:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith('hydra_plugins.hydra_ray_launcher'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _NoRayPlugin())\n")
+    done = run_cli("run", "-m", "hydra/launcher=ray", *OPENAI, "backend.base_url=http://127.0.0.1:9/v1",
+                   env={"PYTHONPATH": str(site)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "pip install 'slmbench[ray]'" in done.stderr
+
+
+def test_unreachable_ray_address_fails_fast(tmp_path):
+    t0 = time.monotonic()
+    done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{_free_port()}",
+                   *OPENAI, "backend.base_url=http://127.0.0.1:9/v1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no Ray cluster answers there" in done.stderr and time.monotonic() - t0 < 30
+
+
+# Ray on Linux advertises and binds the host's network address even when told 127.0.0.1; its
+# single-machine mode keeps every port on loopback. `ray start` turns token authentication on
+# (the token is generated into ~/.ray/auth_token), so the driver must use it too.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.fixture
+def ray_head():
+    """A local Ray cluster on 127.0.0.1, stopped after the test. Its temp dir is short: Ray's
+    socket paths must fit in 107 bytes."""
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = {**os.environ, **RAY_ENV}
+    start = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                            f"--temp-dir={temp}"], capture_output=True, text=True, env=env,
+                           timeout=180)
+    try:
+        assert start.returncode == 0, start.stderr[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_multirun_on_a_local_cluster_logs_to_one_store(tmp_path, mlflow_server, ray_head):
+    sweep = tmp_path / "sweep"
+    with ScriptedServer(Script(ttft_s=0.05, tpot_s=0.005, tokens=10)) as srv:
+        done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head}", *OPENAI,
+                       f"backend.base_url={srv.base_url}", "run.rounds=3", "decoding=deterministic,creative",
+                       f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}", timeout=600, env=RAY_ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_sweep(sweep, mlflow_server, "ray")
