@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -127,7 +128,12 @@ def run_cli(args: list[str]) -> int:
     from runner import decision
 
     args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
-    launchers.check(args)
+    launcher = launchers.check(args)
+    # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
+    # would reach Hydra's handler, which prints a traceback: have them raised to us instead.
+    catch = launcher is not None and not os.environ.get("HYDRA_FULL_ERROR")
+    if catch:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     OUTCOMES.clear()
     argv, sys.argv = sys.argv, ["slmbench run", *args, *extra]
     try:
@@ -136,7 +142,15 @@ def run_cli(args: list[str]) -> int:
     except SystemExit as exc:  # Hydra reports config errors itself, then exits
         if exc.code not in (0, None):
             return int(exc.code) if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        if not catch:
+            raise
+        message, code = launchers.explain(launcher, exc)
+        print(f"slmbench: {message}", file=sys.stderr)
+        return code
     finally:
         sys.argv = argv
+        if catch:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
     strict = any(a.replace(" ", "") in ("run.strict=true", "run.strict=True") for a in args)
     return exit_code(OUTCOMES, strict)

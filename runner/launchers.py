@@ -28,8 +28,9 @@ PLUGINS = {
 }
 
 
-def check(args: list[str]) -> None:
-    """Before Hydra starts: the chosen launcher's plugin is installed, and a Ray address answers."""
+def check(args: list[str]) -> str | None:
+    """Before Hydra starts: the chosen launcher's plugin is installed, and a Ray address answers.
+    Returns the launcher chosen on the command line, if any."""
     chosen = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "hydra/launcher"), None)
     if chosen in PLUGINS:
         module, extra = PLUGINS[chosen]
@@ -43,6 +44,27 @@ def check(args: list[str]) -> None:
     address = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.launcher.ray.init.address=")), None)
     if address and address not in ("auto", "local", "null"):
         _check_reachable(address)
+    elif chosen == "ray":
+        # A private Ray instance for this sweep: Ray's single-machine mode keeps it on loopback
+        # (by default Ray on Linux binds and advertises the host's network address).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    return chosen
+
+
+def explain(launcher: str, exc: Exception) -> tuple[str, int]:
+    """A launcher's failure outside any job as one message, and the exit code: 2 for a bad
+    configuration, 1 for anything else."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, HydraException | OmegaConfBaseException):
+        return str(exc), 2
+    cause = f" ({_last_line(exc.__cause__)})" if exc.__cause__ else ""
+    message = f"hydra/launcher={launcher} failed: {type(exc).__name__}: {_last_line(exc)}{cause}"
+    if launcher == "ray" and "Authentication" in message + repr(exc.__cause__):
+        message += ("; the cluster uses token authentication: set RAY_AUTH_MODE=token here (the token is "
+                    "read from ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
+    return message, 1
 
 
 def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -87,3 +109,10 @@ def adopt_context(sweep_dir: Path) -> dict:
     if ctx.get("slmbench_home") and not os.environ.get("SLMBENCH_HOME"):
         os.environ["SLMBENCH_HOME"] = ctx["slmbench_home"]
     return ctx
+
+
+def _last_line(exc: BaseException) -> str:
+    """The line that says what went wrong (a chained error's text may embed a traceback)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip() and not x.startswith(" ")]
+    said = [x for x in lines if "Error" in x and not x.startswith("Traceback")]
+    return (said or lines or [type(exc).__name__])[-1][:300]

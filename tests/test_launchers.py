@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -136,16 +137,19 @@ def test_unreachable_ray_address_fails_fast(tmp_path):
 
 # Ray on Linux advertises and binds the host's network address even when told 127.0.0.1; its
 # single-machine mode keeps every port on loopback. `ray start` turns token authentication on
-# (the token is generated into ~/.ray/auth_token), so the driver must use it too.
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# (here with a token of the test's own, in a temporary file), and the driver must use it too.
+RAY_TOKEN = Path(tempfile.mkdtemp(prefix="raytoken")) / "auth_token"
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_TOKEN_PATH": str(RAY_TOKEN)}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
     """A local Ray cluster on 127.0.0.1, stopped after the test. Its temp dir is short: Ray's
     socket paths must fit in 107 bytes."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    RAY_TOKEN.write_text(secrets.token_hex(32))
     env = {**os.environ, **RAY_ENV}
     start = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
@@ -157,6 +161,7 @@ def ray_head():
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120, env=env)
         shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(RAY_TOKEN.parent, ignore_errors=True)
 
 
 def test_ray_multirun_on_a_local_cluster_logs_to_one_store(tmp_path, mlflow_server, ray_head):
@@ -167,3 +172,12 @@ def test_ray_multirun_on_a_local_cluster_logs_to_one_store(tmp_path, mlflow_serv
                        f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}", timeout=600, env=RAY_ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     _check_sweep(sweep, mlflow_server, "ray")
+
+
+def test_ray_cluster_with_token_auth_says_how_to_connect(tmp_path, ray_head):
+    env = {k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"}
+    done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head}", *OPENAI,
+                   "backend.base_url=http://127.0.0.1:9/v1", "tracking.enabled=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env={**env, "RAY_AUTH_MODE": "disabled"}, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "set RAY_AUTH_MODE=token" in done.stderr
