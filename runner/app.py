@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -129,6 +130,9 @@ def run_cli(args: list[str]) -> int:
 
     args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
     launcher = launchers.check(args)
+    # conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
+    # preset against it (what we want) and warns that this matching is deprecated.
+    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
     # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
     # would reach Hydra's handler, which prints a traceback: have them raised to us instead.
     catch = launcher is not None and not os.environ.get("HYDRA_FULL_ERROR")
