@@ -116,6 +116,30 @@ def exit_code(outcomes: list[str], strict: bool) -> int:
     return 0
 
 
+# Hydra's flags that take a value (`--info` takes one optionally, from INFO_VALUES).
+VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                "-cd", "--experimental-rerun"}
+INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def split_hydra_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Flags (with their values) apart from overrides: Hydra's parser takes the overrides as one
+    contiguous run, so the ones slmbench adds must join the user's, not follow a flag."""
+    options, overrides = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        takes_value = a in VALUED_FLAGS or (a in ("--info", "-i") and i + 1 < len(args)
+                                            and args[i + 1] in INFO_VALUES)
+        if a.startswith("-") and "=" not in a:
+            options += args[i:i + 2] if takes_value else [a]
+            i += 2 if takes_value else 1
+        else:
+            overrides.append(a)
+            i += 1
+    return options, overrides
+
+
 def run_cli(args: list[str]) -> int:
     import hydra
 
@@ -132,14 +156,15 @@ def run_cli(args: list[str]) -> int:
     launcher = launchers.check(args)
     # conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
     # preset against it (what we want) and warns that this matching is deprecated.
-    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+    warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
     # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
     # would reach Hydra's handler, which prints a traceback: have them raised to us instead.
     catch = launcher is not None and not os.environ.get("HYDRA_FULL_ERROR")
     if catch:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     OUTCOMES.clear()
-    argv, sys.argv = sys.argv, ["slmbench run", *args, *extra]
+    options, overrides = split_hydra_args(args)
+    argv, sys.argv = sys.argv, ["slmbench run", *options, *overrides, *extra]
     try:
         main = hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")(task)
         main()
@@ -156,5 +181,7 @@ def run_cli(args: list[str]) -> int:
         sys.argv = argv
         if catch:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+    if set(options) & {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}:
+        return 0  # Hydra printed what was asked; nothing ran
     strict = any(a.replace(" ", "") in ("run.strict=true", "run.strict=True") for a in args)
     return exit_code(OUTCOMES, strict)

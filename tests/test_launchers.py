@@ -181,3 +181,25 @@ def test_ray_cluster_with_token_auth_says_how_to_connect(tmp_path, ray_head):
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", env={**env, "RAY_AUTH_MODE": "disabled"}, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "set RAY_AUTH_MODE=token" in done.stderr
+
+
+def test_slurm_preset_composes_with_its_setup_line(tmp_path):
+    done = run_cli("run", "hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                   "hydra.launcher.gpus_per_node=1", *OPENAI, "backend.base_url=http://127.0.0.1:9/v1",
+                   "--cfg", "hydra", "--package", "hydra.launcher", "--resolve",
+                   env={"MLFLOW_TRACKING_URI": "http://mlflow.internal:5000"})
+    assert done.returncode == 0, done.stderr
+    assert "SlurmLauncher" in done.stdout and "partition: gpu" in done.stdout and "gpus_per_node: 1" in done.stdout
+    assert "export MLFLOW_TRACKING_URI=http://mlflow.internal:5000" in done.stdout
+
+
+def test_submitit_runs_self_contained_jobs(tmp_path, mlflow_server):
+    """submitit's local executor pickles each job and runs it in a process of its own, as
+    it would on a SLURM node: the job must find everything from its config and the sweep."""
+    sweep = tmp_path / "sweep"
+    with ScriptedServer(Script(ttft_s=0.05, tpot_s=0.005, tokens=10)) as srv:
+        done = run_cli("run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", *OPENAI,
+                       f"backend.base_url={srv.base_url}", "run.rounds=3", "decoding=deterministic,creative",
+                       f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_sweep(sweep, mlflow_server, "local")
