@@ -16,6 +16,11 @@ from runner.errors import UserError
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
 
+# conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
+# preset against it (what we want) and warns, in the driver and in every launched job, that this
+# matching is deprecated.
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
+
 # Job outcomes of this process ("ok", "partial", "failed", "config-error"): the exit code.
 OUTCOMES: list[str] = []
 
@@ -154,9 +159,6 @@ def run_cli(args: list[str]) -> int:
 
     args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
     launcher = launchers.check(args)
-    # conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
-    # preset against it (what we want) and warns that this matching is deprecated.
-    warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
     # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
     # would reach Hydra's handler, which prints a traceback: have them raised to us instead.
     catch = launcher is not None and not os.environ.get("HYDRA_FULL_ERROR")

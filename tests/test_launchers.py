@@ -203,3 +203,18 @@ def test_submitit_runs_self_contained_jobs(tmp_path, mlflow_server):
                        f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     _check_sweep(sweep, mlflow_server, "local")
+
+
+def test_default_sweep_dir_is_absolute_under_the_callers_cwd(tmp_path):
+    """Launched jobs resolve relative paths in their own working directory; the default sweep
+    directory must already be absolute, under the directory slmbench was started from."""
+    with ScriptedServer(Script(ttft_s=0.02, tpot_s=0.002, tokens=5)) as srv:
+        done = run_cli("run", "-m", "hydra/launcher=joblib", *OPENAI, f"backend.base_url={srv.base_url}",
+                       "run.rounds=1", "decoding=deterministic,creative", "tracking.enabled=false",
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "is validated against ConfigStore schema" not in done.stderr
+    (sweep,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    assert len(list(sweep.glob("*/summary.json"))) == 2 and (sweep / "report.md").is_file()
+    context = json.loads((sweep / "slmbench-sweep.json").read_text())
+    assert context["parent_run_id"] is None and context["tracking_uri"] is None

@@ -142,3 +142,20 @@ def test_endpoint_dying_mid_load_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert 30 <= first["n"] < 40 and first["n"] + first["n_errors"] == 100, first["errors"]
     assert any("unreachable" in e or "connect" in e.lower() for e in first["errors"]), first["errors"]
     assert second["status"] == "ok" and second["n"] == 100
+
+
+def test_foundry_in_process_serves_concurrent_requests(tmp_path, pack_home):
+    """The real runtime under a closed loop: two requests in flight overlap and finish faster
+    together than one after the other (2 cores: one generation per core)."""
+    sweep = tmp_path / "sweep"
+    done = run_cli("run", "-m", "model=smollm2-135m-int4", "prompts=rag-basics", "run.rounds=2",
+                   "decoding.max_tokens=48", "run.concurrency=1,2", "tracking.enabled=false",
+                   f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr
+    jobs = {json.loads(p.read_text())["throughput"]["concurrency"]: p.parent for p in sweep.glob("*/summary.json")}
+    recs = _records(jobs[2])
+    assert len(recs) == 8 and all(r["status"] == "ok" for r in recs)
+    spans = sorted((r["t_start_s"], r["t_start_s"] + r["e2e_s"]) for r in recs)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))  # requests overlapped
+    rps = {c: _summary(j)["throughput"]["requests_per_s"] for c, j in jobs.items()}
+    assert rps[2] > 1.1 * rps[1], rps
