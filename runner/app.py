@@ -42,7 +42,8 @@ def task(cfg: DictConfig) -> None:
     context = launchers.adopt_context(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else {}
     try:
         schema.validate(cfg)
-        if parallel and cfg.backend.name == "foundry" and not cfg.run.allow_parallel_inprocess:
+        if (parallel and hc.mode == RunMode.MULTIRUN and cfg.backend.name == "foundry"
+                and not cfg.run.allow_parallel_inprocess):
             raise UserError(f"backend=foundry runs the model inside the job's process: under hydra/launcher="
                             f"{launcher} several jobs would share this machine's cores and bias each other's "
                             f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
@@ -134,14 +135,18 @@ def split_hydra_args(args: list[str]) -> tuple[list[str], list[str]]:
     i = 0
     while i < len(args):
         a = args[i]
-        takes_value = a in VALUED_FLAGS or (a in ("--info", "-i") and i + 1 < len(args)
-                                            and args[i + 1] in INFO_VALUES)
-        if a.startswith("-") and "=" not in a:
-            options += args[i:i + 2] if takes_value else [a]
-            i += 2 if takes_value else 1
-        else:
+        if not a.startswith("-"):
             overrides.append(a)
+        elif a in VALUED_FLAGS and i + 1 < len(args):
+            options += args[i:i + 2]
             i += 1
+        elif a in ("--info", "-i"):  # its value is optional: give it one, so no override is taken for it
+            has_value = i + 1 < len(args) and args[i + 1] in INFO_VALUES
+            options += [a, args[i + 1] if has_value else "all"]
+            i += has_value
+        else:
+            options.append(a)  # -m, --multirun, --cfg=job, --config-name=x, ...
+        i += 1
     return options, overrides
 
 
@@ -158,6 +163,7 @@ def run_cli(args: list[str]) -> int:
     from runner import decision
 
     args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
+    args = launchers.absolute_paths(args)
     launcher = launchers.check(args)
     # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
     # would reach Hydra's handler, which prints a traceback: have them raised to us instead.
@@ -183,7 +189,9 @@ def run_cli(args: list[str]) -> int:
         sys.argv = argv
         if catch:
             os.environ.pop("HYDRA_FULL_ERROR", None)
-    if set(options) & {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--shell-completion", "-sc"}:
+    asked = {o.split("=", 1)[0] for o in options}
+    if asked & {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion",
+                "-sc"}:
         return 0  # Hydra printed what was asked; nothing ran
     strict = any(a.replace(" ", "") in ("run.strict=true", "run.strict=True") for a in args)
     return exit_code(OUTCOMES, strict)

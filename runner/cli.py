@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
-
     from runner import tracking
 
     if args.log is not None:
@@ -64,10 +63,9 @@ def cmd_ui(args) -> int:
     if root:
         cmd += ["--default-artifact-root", root]
     print(f"MLflow UI on http://127.0.0.1:{args.port} (store {uri}); Ctrl-C to stop", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    # Become the UI process: a signal to `slmbench ui` then reaches MLflow itself (a child would
+    # outlive a terminated parent and keep the port).
+    os.execv(sys.executable, cmd)
 
 
 def _job_dir(path: Path) -> Path:

@@ -112,7 +112,7 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
     facts["skipped_done"] = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
     if cfg.run.rate is not None:
-        todo = _open_loop_pending(job_dir, facts)
+        todo = _open_loop_pending(job_dir, facts, cfg)
     backend = None
     try:
         facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
@@ -159,7 +159,10 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
             if cfg.run.rate is not None:
                 window = _measure_open_loop(backend, prompt_set, params, cfg, writer, progress)
                 facts.update(window)
-                (req_path.parent / OPEN_LOOP).write_text(json.dumps(window, indent=2))
+                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": load_settings(cfg)},
+                                                                    indent=2))
+                if cfg.run.warmup_s or cfg.run.cooldown_s:
+                    joules = None  # RAPL would count the unrecorded load around the window too
             else:
                 facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
                 facts["rounds"] = cfg.run.rounds
@@ -263,16 +266,31 @@ def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg
 OPEN_LOOP = "load.json"  # written when an open-loop window completes: a rerun skips it
 
 
-def _open_loop_pending(job_dir: Path, facts: dict) -> list:
+LOAD_KEYS = ("rate", "requests", "duration_s", "warmup_s", "cooldown_s", "burstiness", "seed", "max_in_flight")
+
+
+def load_settings(cfg) -> dict:
+    """What an open-loop window's figures depend on beyond the config hash (which leaves out `run`)."""
+    return {k: cfg.run[k] for k in LOAD_KEYS} | {"rounds": cfg.run.rounds}
+
+
+def _open_loop_pending(job_dir: Path, facts: dict, cfg) -> list:
     """An open-loop window is measured whole or not at all: a partial one would not hold the
-    offered rate. A completed window is reused; an interrupted one is set aside and rerun."""
+    offered rate. A completed window with the same load settings is reused; otherwise the old
+    records are set aside (appended to requests.interrupted.jsonl) and the window is rerun."""
     done = job_dir / OPEN_LOOP
     if done.exists():
-        facts.update(json.loads(done.read_text()))
-        return []
-    partial = job_dir / records.REQUESTS
-    if partial.exists():
-        partial.rename(job_dir / "requests.interrupted.jsonl")
+        kept = json.loads(done.read_text())
+        if kept.get("settings") == load_settings(cfg):
+            facts.update(kept)
+            facts["skipped_done"] = kept["expected"]
+            return []
+        done.unlink()
+    old = job_dir / records.REQUESTS
+    if old.exists():
+        with (job_dir / "requests.interrupted.jsonl").open("a") as fh:
+            fh.write(old.read_text())
+        old.unlink()
     facts["skipped_done"] = 0
     return ["window"]
 
@@ -301,16 +319,18 @@ def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, w
         t_call = time.perf_counter()
         try:
             c = backend.chat(prompt.chat_messages(), params)
-        except BackendError as exc:
+            metrics = request_metrics(c)
+        except Exception as exc:  # a thread's exception would vanish in its future: record it
             if a.phase != load.MEASURED:
                 return
-            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "error", "error": str(exc),
+            error = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "error", "error": error,
                       "output": None, "t_start_s": t_call - t0}
         else:
             if a.phase != load.MEASURED:
                 return
             record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
-                      **request_metrics(c), "output": c.text, "t_start_s": c.t_sent - t0}
+                      **metrics, "output": c.text, "t_start_s": c.t_sent - t0}
         record.update(scheduled_s=a.offset_s, lag_s=t_call - due)
         _keep(record)
 

@@ -41,7 +41,8 @@ def check(args: list[str]) -> str | None:
         if not found:
             raise UserError(f"hydra/launcher={chosen} needs its Hydra plugin ({module.split('.')[-1]}), which is "
                             f"not installed: pip install 'slmbench[{extra}]'")
-    address = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.launcher.ray.init.address=")), None)
+    address = next((a.split("=", 1)[1] for a in args
+                    if a.lstrip("+").startswith("hydra.launcher.ray.init.address=")), None)
     if address and address not in ("auto", "local", "null"):
         _check_reachable(address)
     elif chosen == "ray":
@@ -79,6 +80,23 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
         raise UserError(f"hydra.launcher.ray.init.address={address}: no Ray cluster answers there ({exc.strerror or exc}); "
                         f"start one with `ray start --head --node-ip-address=127.0.0.1 --port={port}` or fix "
                         f"the address") from None
+
+
+PATH_KEYS = ("prompts.path", "model.source.path")  # files a user names on the command line
+
+
+def absolute_paths(args: list[str]) -> list[str]:
+    """`prompts.path=mine.json` made absolute here, where the user means it: a launched job
+    resolves relative paths in its own working directory (a Ray worker's is not yours)."""
+    out = []
+    for a in args:
+        key, sep, value = a.partition("=")
+        if sep and key.lstrip("+") in PATH_KEYS and value and not value.startswith(("$", "[", "'", '"')):
+            value = ",".join(p if not p or Path(p).is_absolute() else str(Path(p).resolve())
+                             for p in value.split(","))
+            a = f"{key}={value}"
+        out.append(a)
+    return out
 
 
 def launcher_of(hc) -> tuple[str, bool]:

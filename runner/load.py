@@ -64,7 +64,7 @@ def schedule(rate: float, requests: int | None, duration_s: float | None, warmup
         t += gaps(1)[0]
     if requests is not None:
         inner = np.asarray(gaps(requests - 1))
-        if requests > 1:
+        if requests > 1 and inner.sum() > 0:
             inner *= (requests - 1) / rate / inner.sum()
         for i, at in enumerate(np.concatenate([[0.0], np.cumsum(inner)]) + t):
             add(float(at), MEASURED, i)

@@ -54,7 +54,7 @@ def write_job_report(job_dir: Path) -> Path:
              f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
              + (f" - {s['error']}" if s["error"] else ""),
              f"- requests: {s['n']} ok, {s['n_errors']} failed, {s['n_expected']} expected "
-             f"({s.get('rounds', cfg['run']['rounds'])} rounds x prompts; {s['warmup']['requests']} warm-up requests not counted)",
+             f"({_expected_from(s)}; {s['warmup']['requests']} warm-up requests not counted)",
              f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
              f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
              f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
@@ -101,6 +101,13 @@ def write_job_report(job_dir: Path) -> Path:
     out = job_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def _expected_from(s: dict) -> str:
+    ld = s.get("load") or {}
+    if ld.get("profile") == "rate":
+        return f"the measured arrivals of an open loop at {ld['rate']:g} req/s"
+    return f"{s.get('rounds', s['config']['run']['rounds'])} rounds x prompts"
 
 
 def load_label(s: dict) -> str:

@@ -29,7 +29,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
     metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
     metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
     metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
-    expected = facts.get("expected") or (facts.get("rounds") or cfg.run.rounds) * n_prompts
+    expected = facts["expected"] if facts.get("expected") is not None else (
+        (facts.get("rounds") or cfg.run.rounds) * n_prompts)
     failed = facts["error"] is not None or not ok
     window = facts.get("window") or {}
     window_s = facts.get("window_s")
@@ -65,7 +66,7 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "throughput": throughput,
         "load": facts.get("load") or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
                                       "concurrency": cfg.run.concurrency},
-        "goodput": goodput(ok, len(recs), window_s, cfg.run.slo),
+        "goodput": goodput(ok, len(recs), window_s, window.get("ok"), cfg.run.slo),
         "energy": _energy(cfg, facts, window),
         "determinism": _determinism(cfg, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
@@ -95,18 +96,20 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
     return summary
 
 
-def goodput(ok: list[dict], attempted: int, window_s: float | None, slo) -> dict | None:
+def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: int | None, slo) -> dict | None:
     """Requests that met every SLO: good = ok requests with metric <= bound for each bound set.
 
-    requests_per_s = good / window_s; fraction = good / attempted (failed and dropped requests
-    count against it). A metric a request does not define (TPOT of a one-token answer) is not
-    held against it."""
+    fraction = good / attempted (failed and dropped requests count against it);
+    requests_per_s = fraction of ok that were good x throughput.requests_per_s, i.e. good /
+    window_s when the window produced every ok record (a resumed job's window did not). A
+    metric a request does not define (TPOT of a one-token answer) is not held against it."""
     bounds = {k: float(v) for k, v in (slo or {}).items() if v is not None}
     if not bounds or not attempted:
         return None
     good = sum(all(r.get(k) is None or r[k] <= b for k, b in bounds.items()) for r in ok)
+    rate = good / len(ok) * window_ok / window_s if ok and window_ok and window_s else None
     return {"slo": bounds, "good": good, "attempted": attempted, "fraction": good / attempted,
-            "requests_per_s": good / window_s if window_s else None}
+            "requests_per_s": rate}
 
 
 def _family_warning(cfg) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -20,10 +21,12 @@ from runner.summary import SUMMARY
 
 class SweepReport(Callback):
     def __init__(self) -> None:
+        self.started = time.time()
         self.tracker = None
         self.parent_run_id = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.started = time.time()
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         # Launched jobs read this file: they inherit neither this process's environment nor its cwd.
         launchers.write_context(sweep_dir, None, None)
@@ -42,7 +45,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        app.OUTCOMES[:] = job_outcomes(sweep_dir)  # jobs may have run in other processes
+        app.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
         out = write_sweep_report(sweep_dir)
         if out is not None:
             try:
@@ -62,13 +65,16 @@ class SweepReport(Callback):
             os.environ.pop(tracking.PARENT_ENV, None)
 
 
-def job_outcomes(sweep_dir: Path) -> list[str]:
-    """Each job's outcome from its files: a job directory without a summary stopped on a
-    configuration error (the job reported it)."""
+def job_outcomes(sweep_dir: Path, since: float) -> list[str]:
+    """The outcome of each job this sweep ran (its .hydra/ is rewritten when it starts), from its
+    files: a job without a summary written since then stopped on a configuration error (the job
+    reported it). Jobs of an earlier run into the same directory are not counted."""
     out = []
-    for job in sorted(p.parent for p in sweep_dir.glob("*/.hydra")):
-        path = job / SUMMARY
-        if not path.is_file():
+    for hydra_dir in sorted(sweep_dir.glob("*/.hydra")):
+        if (hydra_dir / "config.yaml").stat().st_mtime < since - 1:
+            continue
+        path = hydra_dir.parent / SUMMARY
+        if not path.is_file() or path.stat().st_mtime < since - 1:
             out.append("config-error")
             continue
         s = json.loads(path.read_text())

@@ -154,7 +154,7 @@ def ray_head():
     start = subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                             f"--temp-dir={temp}"], capture_output=True, text=True, env=env,
-                           timeout=180)
+                           timeout=180, cwd=temp)  # workers start in the raylet's directory, not ours
     try:
         assert start.returncode == 0, start.stderr[-2000:]
         yield f"127.0.0.1:{port}"
@@ -167,7 +167,9 @@ def ray_head():
 def test_ray_multirun_on_a_local_cluster_logs_to_one_store(tmp_path, mlflow_server, ray_head):
     sweep = tmp_path / "sweep"
     with ScriptedServer(Script(ttft_s=0.05, tpot_s=0.005, tokens=10)) as srv:
+        # a relative prompt file: it names a file here, where the sweep is started
         done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head}", *OPENAI,
+                       "prompts.path=conf/prompts/data/rag-basics.yaml",
                        f"backend.base_url={srv.base_url}", "run.rounds=3", "decoding=deterministic,creative",
                        f"tracking.uri={mlflow_server}", f"hydra.sweep.dir={sweep}", timeout=600, env=RAY_ENV)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -218,3 +220,16 @@ def test_default_sweep_dir_is_absolute_under_the_callers_cwd(tmp_path):
     assert len(list(sweep.glob("*/summary.json"))) == 2 and (sweep / "report.md").is_file()
     context = json.loads((sweep / "slmbench-sweep.json").read_text())
     assert context["parent_run_id"] is None and context["tracking_uri"] is None
+
+
+def test_hydra_flags_are_kept_apart_from_overrides():
+    from runner.app import split_hydra_args
+
+    assert split_hydra_args(["-m", "model=a,b", "--cfg", "job", "--resolve"]) == (
+        ["-m", "--cfg", "job", "--resolve"], ["model=a,b"])
+    assert split_hydra_args(["model=a", "--cfg=job", "-cn", "x", "+k=v", "~y", "a=b=c"]) == (
+        ["--cfg=job", "-cn", "x"], ["model=a", "+k=v", "~y", "a=b=c"])
+    assert split_hydra_args(["--info"]) == (["--info", "all"], [])  # no override taken as its value
+    assert split_hydra_args(["--info", "plugins", "a=1"]) == (["--info", "plugins"], ["a=1"])
+    done = run_cli("run", "--info", "searchpath")
+    assert done.returncode == 0 and "slmbench/conf" in done.stdout, done.stderr
