@@ -231,5 +231,9 @@ def test_hydra_flags_are_kept_apart_from_overrides():
         ["--cfg=job", "-cn", "x"], ["model=a", "+k=v", "~y", "a=b=c"])
     assert split_hydra_args(["--info"]) == (["--info", "all"], [])  # no override taken as its value
     assert split_hydra_args(["--info", "plugins", "a=1"]) == (["--info", "plugins"], ["a=1"])
+    from runner import paths
+
     done = run_cli("run", "--info", "searchpath")
-    assert done.returncode == 0 and "slmbench/conf" in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr
+    # the project's conf/, and the user's conf dir that slmbench adds as an override beside the flag
+    assert str(paths.CONF_DIR) in done.stdout and str(paths.user_conf_dir()) in done.stdout, done.stdout
