@@ -257,8 +257,13 @@ def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg
     else:
         with ThreadPoolExecutor(max_workers=cfg.run.concurrency) as pool:
             done = list(pool.map(one, todo))
+    return window_counts(done)
+
+
+def window_counts(done: list[dict]) -> dict:
+    """A measured window's counts, for throughput: ok and failed requests and their tokens."""
     ok = [r for r in done if r["status"] == "ok"]
-    return {"ok": len(ok), "errors": len(done) - len(ok),
+    return {"ok": len(ok), "errors": sum(r["status"] == "error" for r in done),
             "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
             "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
 
@@ -299,9 +304,9 @@ def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, w
     """Requests at their scheduled times (runner/load.py); measured ones recorded as they end."""
     run = cfg.run
     prompts = prompt_set.prompts
-    count = run.requests if run.requests is not None or run.duration_s else run.rounds * len(prompts)
-    arrivals = load.schedule(run.rate, count if not run.duration_s else None, run.duration_s, run.warmup_s,
-                             run.cooldown_s, run.burstiness, run.seed)
+    count = None if run.duration_s else (run.requests or run.rounds * len(prompts))
+    arrivals = load.schedule(run.rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness,
+                             run.seed)
     measured = [a for a in arrivals if a.phase == load.MEASURED]
     progress.total = len(measured)
     base = {"model": cfg.model.alias, "model_id": cfg.model.id}
@@ -349,14 +354,10 @@ def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, w
 
     t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
     gen = load.run(arrivals, fire, drop, run.max_in_flight, t0)
-    ok = [r for r in done if r["status"] == "ok"]
     sent = [r["t_start_s"] for r in done if r["t_start_s"] is not None]
-    ends = [r["t_start_s"] + r["e2e_s"] for r in ok]
-    window = {"ok": len(ok), "errors": sum(r["status"] == "error" for r in done),
-              "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
-              "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
+    ends = [r["t_start_s"] + r["e2e_s"] for r in done if r["status"] == "ok"]
     gen_facts = {"scheduled": len(arrivals), "dropped": gen["dropped"], "in_flight_peak": gen["in_flight_peak"],
                  "dispatch_s": gen["dispatch_s"], "wall_s": gen["wall_s"]}
-    return {"window": window, "window_s": (max(ends) - min(sent)) if ends else None,
+    return {"window": window_counts(done), "window_s": (max(ends) - min(sent)) if ends else None,
             "expected": len(measured), "generator": gen_facts,
             "load": load.summarize(done, gen_facts, run)}

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runner import stats
+
 LATE_S = 0.010  # a send this far behind schedule is late (the generator, not the server, lagged)
 WARMUP, MEASURED, COOLDOWN = "warmup", "measured", "cooldown"
 
@@ -112,7 +114,7 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
             if wait > 0:
                 time.sleep(wait)
             if not slots.acquire(blocking=False):
-                dropped += a.phase == MEASURED
+                dropped += 1
                 drop(a, max_in_flight)
                 continue
             with lock:
@@ -130,18 +132,16 @@ def summarize(measured: list[dict], facts: dict, cfg_run) -> dict:
     arrival_rate = (sends - 1) / (last send - first send), req/s: the rate actually offered.
     lag_s = t(sent) - t(scheduled), s: how far the generator trailed its schedule."""
     sent = sorted(r["t_start_s"] for r in measured if r.get("t_start_s") is not None)
-    lags = sorted(r["lag_s"] for r in measured if r.get("lag_s") is not None)
+    lags = [r["lag_s"] for r in measured if r.get("lag_s") is not None]
     span = sent[-1] - sent[0] if len(sent) > 1 else 0.0
-
-    def pct(q):
-        return float(np.percentile(lags, q)) if lags else None
-
+    lag = stats.summarize(lags) or {}
     return {
         "profile": "rate", "rate": cfg_run.rate, "burstiness": cfg_run.burstiness, "seed": cfg_run.seed,
         "warmup_s": cfg_run.warmup_s, "cooldown_s": cfg_run.cooldown_s, "max_in_flight": cfg_run.max_in_flight,
-        "scheduled": facts["scheduled"], "measured": len(measured), "dropped": facts["dropped"],
+        "scheduled": facts["scheduled"], "measured": len(measured),
+        "dropped": sum(r["status"] == "dropped" for r in measured),
         "late": sum(1 for x in lags if x > LATE_S), "late_threshold_s": LATE_S,
-        "lag_s": {"p50": pct(50), "p99": pct(99), "max": lags[-1] if lags else None},
+        "lag_s": {k: lag.get(k) for k in ("p50", "p99", "max")},
         "arrival_rate": (len(sent) - 1) / span if span > 0 else None,
         "in_flight_peak": facts["in_flight_peak"],
     }

@@ -120,17 +120,20 @@ def load_label(s: dict) -> str:
     return f"closed loop, {c} in flight" if c > 1 else "sequential"
 
 
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.1f} ms"
+
+
 def load_section(s: dict) -> list[str]:
     ld, gp = s.get("load") or {}, s.get("goodput")
     lines = ["## Under load", "", f"Profile: {load_label(s)}."]
     if ld.get("profile") == "rate":
         lag = ld["lag_s"]
-        ms = (lambda v: "-" if v is None else f"{v * 1000:.1f} ms")  # noqa: E731
         lines += [f"{ld['measured']} measured of {ld['scheduled']} scheduled requests (seed {ld['seed']}; "
                   f"{ld['warmup_s']:g} s warm-up and {ld['cooldown_s']:g} s cool-down of load not recorded). "
                   f"Offered rate actually sent: {_fmt(ld['arrival_rate'], 2)} req/s [{DEFINITIONS['arrival_rate'][1]}]. "
-                  f"Generator lag [{DEFINITIONS['lag_s'][1]}]: p50 {ms(lag['p50'])}, p99 {ms(lag['p99'])}, "
-                  f"max {ms(lag['max'])}; **{ld['late']} late**, **{ld['dropped']} dropped** (an arrival finding "
+                  f"Generator lag [{DEFINITIONS['lag_s'][1]}]: p50 {_ms(lag['p50'])}, p99 {_ms(lag['p99'])}, "
+                  f"max {_ms(lag['max'])}; **{ld['late']} late**, **{ld['dropped']} dropped** (an arrival finding "
                   f"run.max_in_flight={ld['max_in_flight']} in flight is dropped, not queued); "
                   f"peak in flight {ld['in_flight_peak']}."]
     tp = s.get("throughput")

@@ -4,7 +4,6 @@ after them) and the sweep's report, written from its jobs' summaries."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,18 +27,19 @@ class SweepReport(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.started = time.time()
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
-        # Launched jobs read this file: they inherit neither this process's environment nor its cwd.
-        launchers.write_context(sweep_dir, None, None)
-        if not config.tracking.enabled:
-            return
+        if config.tracking.enabled:
+            self._open_parent(config, sweep_dir)
+        # Every job reads this file, here or launched elsewhere: a launched job inherits neither
+        # this process's environment nor its cwd.
+        launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id)
+
+    def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
         try:
             self.tracker = tracking.Tracker(config.tracking.uri, config.tracking.experiment)
             self.parent_run_id = self.tracker.start_parent(
                 sweep_dir.name, {"sweep_dir": str(sweep_dir), "overrides": " ".join(config.hydra.overrides.task)})
-            os.environ[tracking.PARENT_ENV] = self.parent_run_id  # jobs in this process
-            launchers.write_context(sweep_dir, self.tracker.uri, self.parent_run_id)
         except Exception as exc:
-            self.tracker = None
+            self.tracker = self.parent_run_id = None
             print(f"slmbench: MLflow tracking unavailable ({str(exc).splitlines()[0][:200]}); the sweep runs "
                   f"and writes its files: replay with `slmbench ui --log {sweep_dir}`", file=sys.stderr)
 
@@ -61,8 +61,6 @@ class SweepReport(Callback):
             self.tracker.end_parent(self.parent_run_id, sweep_dir, "FINISHED" if "ok" in statuses else "FAILED")
         except Exception as exc:
             print(f"slmbench: MLflow tracking failed at the end of the sweep ({exc})", file=sys.stderr)
-        finally:
-            os.environ.pop(tracking.PARENT_ENV, None)
 
 
 def job_outcomes(sweep_dir: Path, since: float) -> list[str]:

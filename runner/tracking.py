@@ -20,7 +20,6 @@ from pathlib import Path
 from runner import records
 from runner.summary import SUMMARY
 
-PARENT_ENV = "SLMBENCH_PARENT_RUN_ID"  # set before a sweep's jobs start; other processes inherit it
 SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization", re.I)
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
