@@ -1,6 +1,10 @@
 """The grading phase of a job: after the measured requests (so it never perturbs their
-timing), run the cheap scorers and the rubric judge over every answer, append each
-grading to `judgements.jsonl` as it happens, then fold the results into the records.
+timing), run the cheap scorers and the judge (rubric or checklist) over every answer, append
+each grading to `judgements.jsonl` as it happens, then fold the results into the records.
+
+Every grader whose numbers may stand for quality is qualified first (judges/qualify.py;
+cached, so a sweep pays once): the judge on its loaded backend, and the `notes` scorer when the
+prompts carry `reference_items`. The figures go to `qualification.json` in the job directory.
 """
 
 from __future__ import annotations
@@ -9,13 +13,52 @@ import json
 import os
 from pathlib import Path
 
-from judges import scorers
+from judges import qualify, scorers
+from judges.checklist import ChecklistJudge
 from judges.rubric import INJECTION, RubricJudge
 from runner import records
 from runner.backends import BackendError, create
 from runner.prompts import PromptSet
 
 JUDGEMENTS = "judgements.jsonl"
+QUALIFICATION = "qualification.json"
+
+
+def grader_id(judge_cfg) -> str | None:
+    """How a judge is named wherever its grades or qualification appear: the model's alias in
+    rubric mode (the default), `<alias>/<mode>` otherwise."""
+    if not judge_cfg.model:
+        return None
+    return judge_cfg.model if judge_cfg.mode == "rubric" else f"{judge_cfg.model}/{judge_cfg.mode}"
+
+
+def make_judge(judge_cfg, backend):
+    cls = ChecklistJudge if judge_cfg.mode == "checklist" else RubricJudge
+    max_tokens = judge_cfg.max_tokens * 2 if judge_cfg.mode == "checklist" else judge_cfg.max_tokens
+    return cls(backend, judge_cfg.model, max_tokens, judge_cfg.seed, judge_cfg.temperature, judge_cfg.retries,
+               judge_cfg.structured)
+
+
+def judge_identity(judge_cfg, model_id: str) -> dict:
+    """What makes two qualifications of a judge interchangeable (the cache key)."""
+    return {"judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
+            "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
+            "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
+            "structured": judge_cfg.structured}
+
+
+def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> dict:
+    """Qualify a loaded judge on the calibration set (cached by identity and set digest)."""
+    q = judge_cfg.qualification
+    cal = qualify.load_calibration(q.calibration)
+    grader = qualify.judge_grader(make_judge(judge_cfg, backend), grader_id(judge_cfg),
+                                  judge_identity(judge_cfg, getattr(backend, "model_id", None) or judge_cfg.model))
+    return qualify.qualify(grader, cal, q.min_spearman, q.max_injection_lift, refresh, progress)
+
+
+def qualify_scorer(name: str, qcfg) -> dict:
+    return qualify.qualify(qualify.scorer_grader(name), qualify.load_calibration(qcfg.calibration),
+                           qcfg.min_spearman, qcfg.max_injection_lift)
 
 
 def judge_backend(judge_cfg):
@@ -45,16 +88,49 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     ok = [r for r in recs if r["status"] == "ok" and r["prompt_id"] in by_id]
     for r in ok:  # cheap, deterministic: recomputed every time
         r["scores"] = scorers.score_all(list(cfg.judge.scorers), by_id[r["prompt_id"]], r["output"] or "")
-    facts: dict = {"judge": cfg.judge.model, "judge_error": None}
+    facts: dict = {"judge": grader_id(cfg.judge), "judge_error": None}
+    qualifications: dict[str, dict] = {}
+    if "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
+        qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge.qualification))
     if cfg.judge.model:
-        facts.update(_run_judge(cfg, job_dir, ok, by_id))
-    _fold(path, recs, job_dir, cfg.judge.model)
+        facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
+    _write_qualifications(job_dir, qualifications)
+    _fold(path, recs, job_dir, grader_id(cfg.judge))
     return facts
 
 
-def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict) -> dict:
+def _brief(q: dict) -> dict:
+    """A qualification without its per-answer grades (those stay in the cache file)."""
+    return {k: v for k, v in q.items() if k != "grades"}
+
+
+def _write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
+    """Merge into qualification.json: a rerun with nothing left to judge keeps the judge's figures."""
+    path = job_dir / QUALIFICATION
+    known = {}
+    if path.is_file():
+        try:
+            known = json.loads(path.read_text())
+        except ValueError:
+            known = {}
+    known.update(fresh)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(known, indent=2))
+    tmp.replace(path)
+
+
+def read_qualifications(job_dir: Path) -> dict[str, dict]:
+    path = job_dir / QUALIFICATION
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: dict) -> dict:
     jpath = job_dir / JUDGEMENTS
-    judge_name = cfg.judge.model
+    judge_name = grader_id(cfg.judge)
+    known = read_qualifications(job_dir)
     done = {(j["round"], j["prompt_id"], j["repeat"], j["probe"]) for j in records.read(jpath)
             if j.get("judge_model") == judge_name and not j.get("error")}
     todo = []
@@ -64,15 +140,19 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict) -> dict:
     for r in ok[: cfg.judge.injection_probe]:
         todo.append((r, 0, "injection"))
     todo = [t for t in todo if (t[0]["round"], t[0]["prompt_id"], t[1], t[2]) not in done]
-    if not todo:
+    gid = judge_name
+    if not todo and gid in known:
         return {}
     try:
         backend = judge_backend(cfg.judge)
         backend.load()
     except BackendError as exc:
         return _record_failures(jpath, todo, judge_name, f"judge unavailable: {exc}")
-    judge = RubricJudge(backend, judge_name, cfg.judge.max_tokens, cfg.judge.seed, cfg.judge.temperature,
-                        cfg.judge.retries, cfg.judge.structured)
+    try:
+        qualifications[gid] = _brief(qualify_judge(cfg.judge, backend))
+    except BackendError as exc:
+        qualifications[gid] = {"grader": gid, "passed": False, "why": f"qualification failed: {exc}"}
+    judge = make_judge(cfg.judge, backend)
     writer = records.RecordWriter(jpath)
     # Deterministic candidates repeat their answers across rounds: grade each distinct answer
     # once per (repeat, probe) and reuse the grade for its twins.

@@ -290,3 +290,19 @@ def refusal(prompt: Prompt, answer: str) -> dict[str, float] | None:
         "refusal": 1.0 if _REFUSAL.search(head) else 0.0,
         "repetition": repetition,
     }
+
+
+# Registered here so that `judges.scorers` alone knows every scorer; the logic is its own module.
+from judges import notes as _notes  # noqa: E402
+
+
+@scorer("notes")
+def notes(prompt: Prompt, answer: str) -> dict[str, float] | None:
+    """Meeting notes checked item by item against `prompt.reference_items` (judges/notes.py
+    gives every step): per-section recall and precision, owner and due-date accuracy over
+    matched action items, invented and duplicated items, sections present, and
+    score = 1 + 4 x completeness x accuracy x faithfulness x structure (completeness = recall;
+    accuracy = mean (owner right + due right) / 2 over matched action items; faithfulness =
+    max(0, 1 - 0.25 x invented - 0.1 x duplicates); structure = 0.75 + 0.25 x sections / 3).
+    None without reference_items."""
+    return _notes.score(prompt, answer)

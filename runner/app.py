@@ -59,6 +59,11 @@ def task(cfg: DictConfig) -> None:
         if cfg.judge.model and bare:
             raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
                             f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
+        unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
+        if cfg.judge.model and cfg.judge.mode == "checklist" and unreferenced:
+            raise UserError(f"judge.mode=checklist asks questions built from each prompt's reference_items, but "
+                            f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
+                            f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
         isolate = cfg.run.isolate and cfg.backend.name == "foundry"
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
         facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from runner.errors import UserError
 
-SUBCOMMANDS = ["run", "models", "compare", "decide", "annotate", "agreement", "ui"]
+SUBCOMMANDS = ["run", "models", "compare", "decide", "annotate", "agreement", "ui", "judge"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from judges import cli as judges_cli
     from runner.models import cli as models_cli
 
     p = argparse.ArgumentParser(prog="slmbench", description=(
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run an experiment; everything after `run` is Hydra (overrides, -m)",
                    add_help=False)
     models_cli.add_parser(sub)
+    judges_cli.add_parser(sub)
     an = sub.add_parser("annotate", help="write annotations.csv for hand-scoring a graded run")
     an.add_argument("run_dir", type=Path)
     ag = sub.add_parser("agreement", help="judge-human (and inter-judge) agreement from annotations.csv")
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             from runner.models import cli as models_cli
 
             return models_cli.main(args)
+        if args.cmd == "judge":
+            from judges import cli as judges_cli
+
+            return judges_cli.main(args)
         if args.cmd == "decide":
             from runner.decision import decide_main
 

@@ -2,11 +2,21 @@
 the original workshop's JSON list of strings.
 
 A prompt: `id`, `user` (or `messages`), optional `system`, rubric `aspects`
-({name: one-line description}), optional `reference`, `tags`.
+({name: one-line description}), optional `reference`, `reference_items`, `tags`.
+
+`reference_items` is the reference as structured data, for the `notes` scorer and the
+checklist judge (meeting-notes prompts):
+
+    reference_items:
+      decisions: ["<a decision, as stated>", ...]
+      action_items:
+        - {owner: "<name>", task: "<what they will do>", due: "YYYY-MM-DD"}   # due: null when none
+      open_questions: ["<a question left open>", ...]
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,12 +28,33 @@ from runner.errors import UserError
 
 
 @dataclass(frozen=True)
+class ActionItem:
+    owner: str
+    task: str
+    due: dt.date | None  # None: the transcript states no due date
+
+
+@dataclass(frozen=True)
+class ReferenceItems:
+    decisions: tuple[str, ...] = ()
+    action_items: tuple[ActionItem, ...] = ()
+    open_questions: tuple[str, ...] = ()
+
+    def count(self) -> int:
+        return len(self.decisions) + len(self.action_items) + len(self.open_questions)
+
+
+@dataclass(frozen=True)
 class Prompt:
     id: str
     messages: tuple[tuple[str, str], ...]  # (role, content), system first when given
     aspects: dict[str, str] = field(default_factory=dict)
     reference: str | None = None
     tags: tuple[str, ...] = ()
+    reference_items: ReferenceItems | None = None
+
+    def user_text(self) -> str:
+        return "\n".join(c for r, c in self.messages if r == "user")
 
     def chat_messages(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -59,7 +90,7 @@ def load(path: str | Path, name: str | None = None, limit: int | None = None) ->
         items, set_name = raw, None
     if not isinstance(items, list) or not items:
         raise UserError(f"prompt file {p} holds no prompts (expected a list, or a mapping with `prompts:`)")
-    prompts = tuple(_prompt(item, i, p) for i, item in enumerate(items))
+    prompts = tuple(parse_prompt(item, i, p) for i, item in enumerate(items))
     ids = [pr.id for pr in prompts]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -77,7 +108,8 @@ def _parse(p: Path, text: str):
     return yaml.safe_load(text)
 
 
-def _prompt(item, index: int, path: Path) -> Prompt:
+def parse_prompt(item, index: int, path: Path) -> Prompt:
+    """One prompt of a file (item number `index`, 0-based); UserError naming it when malformed."""
     where = f"prompt file {path}, prompt #{index + 1}"
     if isinstance(item, str):  # the workshop's format: a bare question
         if not item.strip():
@@ -104,5 +136,64 @@ def _prompt(item, index: int, path: Path) -> Prompt:
     if not isinstance(aspects, dict):
         raise UserError(f"{where} ({pid}): `aspects` must be a mapping of name -> description")
     ref = item.get("reference")
+    items = reference_items(item["reference_items"], f"{where} ({pid})") if "reference_items" in item else None
     return Prompt(id=pid, messages=tuple(messages), aspects={str(k): str(v) for k, v in aspects.items()},
-                  reference=str(ref).strip() if ref else None, tags=tuple(str(t) for t in item.get("tags") or ()))
+                  reference=str(ref).strip() if ref else None, tags=tuple(str(t) for t in item.get("tags") or ()),
+                  reference_items=items)
+
+
+REFERENCE_KEYS = ("decisions", "action_items", "open_questions")
+ACTION_KEYS = ("owner", "task", "due")
+
+
+def reference_items(raw, where: str) -> ReferenceItems:
+    """Validate a `reference_items` block; UserError naming the prompt and the field."""
+    where = f"{where}: reference_items"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a mapping with {', '.join(REFERENCE_KEYS)}")
+    unknown = sorted(str(k) for k in raw if k not in REFERENCE_KEYS)
+    missing = [k for k in REFERENCE_KEYS if k not in raw]
+    if unknown or missing:
+        raise UserError(f"{where}: " + "; ".join(
+            ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
+            + ([f"missing key(s) {', '.join(missing)}"] if missing else []))
+            + f" (expected {', '.join(REFERENCE_KEYS)})")
+
+    def texts(key: str) -> tuple[str, ...]:
+        values = raw[key]
+        if values is None:
+            return ()
+        if not isinstance(values, list):
+            raise UserError(f"{where}.{key} must be a list of strings")
+        for i, v in enumerate(values):
+            if not isinstance(v, str) or not v.strip():
+                raise UserError(f"{where}.{key}[{i}] must be a non-empty string, got {v!r}")
+        return tuple(v.strip() for v in values)
+
+    actions = raw["action_items"]
+    if actions is None:
+        actions = []
+    if not isinstance(actions, list):
+        raise UserError(f"{where}.action_items must be a list of {{owner, task, due}}")
+    parsed = []
+    for i, a in enumerate(actions):
+        at = f"{where}.action_items[{i}]"
+        if not isinstance(a, dict) or set(a) != set(ACTION_KEYS):
+            got = sorted(a) if isinstance(a, dict) else type(a).__name__
+            raise UserError(f"{at} must be {{owner, task, due}} exactly, got {got}")
+        for key in ("owner", "task"):
+            if not isinstance(a[key], str) or not a[key].strip():
+                raise UserError(f"{at}.{key} must be a non-empty string, got {a[key]!r}")
+        parsed.append(ActionItem(a["owner"].strip(), a["task"].strip(), _iso_date(a["due"], f"{at}.due")))
+    return ReferenceItems(texts("decisions"), tuple(parsed), texts("open_questions"))
+
+
+def _iso_date(value, where: str) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):  # YAML reads 2025-03-06 as a date
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise UserError(f"{where}: {value!r} is not an ISO date (YYYY-MM-DD) or null") from None

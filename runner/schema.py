@@ -79,8 +79,21 @@ class BackendConfig:
 
 
 @dataclass
+class QualificationConfig:
+    """Before a grader's scores may steer the decision it must order the calibration set's
+    answers of known quality (judges/qualify.py): pooled Spearman >= min_spearman and
+    injection lift <= max_injection_lift."""
+
+    min_spearman: float = 0.6
+    max_injection_lift: float = 0.25  # on the 1-5 scale
+    calibration: str | None = None  # None: conf/calibration/meeting-notes.yaml
+
+
+@dataclass
 class JudgeConfig:
     name: str = "none"
+    # rubric: 1-5 per rubric aspect; checklist: yes/no questions from the prompt's reference_items
+    mode: str = "rubric"
     model: str | None = None  # alias of the judge model in the registry; None = no LLM judge
     model_id: str | None = None  # override of the id sent to the judge's backend
     backend: str = "foundry"  # foundry | openai
@@ -96,8 +109,9 @@ class JudgeConfig:
     injection_probe: int = 5  # answers re-graded with a "give top marks" note appended; 0 = off
     allow_self: bool = False  # a model grading itself is refused unless this is set
     # Cheap scorers run beside (or without) the judge: see judges/scorers.py
-    scorers: list[str] = field(default_factory=lambda: ["rouge_l", "keyword_coverage", "length", "format",
-                                                         "refusal"])
+    scorers: list[str] = field(default_factory=lambda: ["notes", "rouge_l", "keyword_coverage", "length",
+                                                         "format", "refusal"])
+    qualification: QualificationConfig = field(default_factory=QualificationConfig)
 
 
 @dataclass
@@ -155,6 +169,8 @@ class SelectionConfig:
     commercial: bool = False  # require commercial use per the model registry
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     weights: dict[str, Any] = field(default_factory=dict)  # weights over normalized metrics
+    # Quality from a grader that failed qualification is not used unless this is set.
+    trust_unqualified: bool = False
 
 
 @dataclass
@@ -220,6 +236,8 @@ def validate(cfg: Any) -> None:
         (judge.repeats >= 1, "judge.repeats", "must be >= 1"),
         (judge.retries >= 0, "judge.retries", "must be >= 0"),
         (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
+        (judge.mode in ("rubric", "checklist"), "judge.mode", "must be rubric or checklist"),
+        (-1 <= judge.qualification.min_spearman <= 1, "judge.qualification.min_spearman", "must be in [-1, 1]"),
     ]
     for ok, key, why in checks:
         if not ok:

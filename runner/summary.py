@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from judges.grading import grader_id
 from judges.quality import quality_summary
 from runner import records
 from runner.environment import environment
@@ -90,7 +91,7 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "environment": environment(),
         "definitions": {k: {"unit": u, "formula": f} for k, (u, f) in DEFINITIONS.items()},
     }
-    summary["quality"] = quality_summary(job_dir, ok, cfg.judge.model, _family_warning(cfg))
+    summary["quality"] = quality_summary(job_dir, ok, grader_id(cfg.judge), _family_warning(cfg))
     (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
     return summary

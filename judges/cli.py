@@ -1,0 +1,113 @@
+"""`slmbench judge qualify NAME`: how far a grader can be trusted, measured on answers of known order.
+
+NAME is a judge (a `conf/judge/NAME.yaml` or a model alias; its mode from `--mode`, or written
+`NAME/checklist`) or a scorer (`notes`, `rouge_l`, `keyword_coverage`). Exit 0 when it qualifies,
+1 when it does not, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from judges import qualify
+from runner import paths
+from runner.errors import UserError
+from runner.schema import JudgeConfig
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("judge", help="qualify a grader on answers of known order")
+    js = p.add_subparsers(dest="judge_cmd", required=True)
+    q = js.add_parser("qualify", help="grade the calibration set and print how well the grader orders it")
+    q.add_argument("name", help="a judge (conf/judge/NAME or a model alias, optionally NAME/checklist) or a scorer "
+                                f"({', '.join(qualify.SCORER_FIGURES)})")
+    q.add_argument("--mode", choices=["rubric", "checklist"], default=None, help="judge mode (default: the config's)")
+    q.add_argument("--base-url", default=None, help="judge=openai: the endpoint")
+    q.add_argument("--model-id", default=None, help="the model id the judge's backend is asked for")
+    q.add_argument("--api-key-env", default=None, help="name of the env var holding the endpoint's key")
+    q.add_argument("--calibration", default=None, help="another calibration set (default: the shipped one)")
+    q.add_argument("--min-spearman", type=float, default=None)
+    q.add_argument("--max-injection-lift", type=float, default=None)
+    q.add_argument("--refresh", action="store_true", help="grade again instead of reading the cache")
+    q.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
+    """conf/judge/NAME.yaml (or a pack model alias as an in-process judge) on the schema."""
+    if "/" in name:
+        name, mode = name.split("/", 1)[0], mode or name.split("/", 1)[1]
+    path = paths.CONF_DIR / "judge" / f"{name}.yaml"
+    if path.is_file():
+        raw = yaml.safe_load(path.read_text()) or {}
+    else:
+        from runner.models import registry
+
+        if name not in registry.all_models():
+            judges = sorted(p.stem for p in (paths.CONF_DIR / "judge").glob("*.yaml") if p.stem != "none")
+            raise UserError(f"'{name}' is neither a judge ({', '.join(judges)}), a model alias nor a scorer "
+                            f"({', '.join(qualify.SCORER_FIGURES)})")
+        raw = {"name": name, "model": name, "backend": "foundry"}
+    if not raw.get("model"):
+        raise UserError(f"judge {name} has no model: nothing to qualify")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    if mode:
+        raw["mode"] = mode
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(JudgeConfig), raw)
+    except OmegaConfBaseException as exc:
+        raise UserError(f"judge {name}: {str(exc).splitlines()[0]}") from None
+    if cfg.mode not in ("rubric", "checklist"):
+        raise UserError(f"judge mode {cfg.mode!r} must be rubric or checklist")
+    if cfg.backend == "openai" and not cfg.base_url:
+        raise UserError(f"judge {name} runs on an endpoint: give --base-url")
+    return cfg
+
+
+def cmd_qualify(args) -> int:
+    thresholds = {"min_spearman": args.min_spearman, "max_injection_lift": args.max_injection_lift}
+    progress = (lambda s: print(f"\r  grading {s}\033[K", end="", file=sys.stderr, flush=True)) \
+        if sys.stderr.isatty() else None
+    if args.name in qualify.SCORER_FIGURES:
+        defaults = OmegaConf.structured(JudgeConfig).qualification
+        th = {k: v if v is not None else defaults[k] for k, v in thresholds.items()}
+        result = qualify.qualify(qualify.scorer_grader(args.name), qualify.load_calibration(args.calibration),
+                                 th["min_spearman"], th["max_injection_lift"], args.refresh)
+    else:
+        from judges.grading import judge_backend, qualify_judge
+        from runner.backends import BackendError
+
+        cfg = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
+                                                  "api_key_env": args.api_key_env})
+        for key, value in thresholds.items():
+            if value is not None:
+                cfg.qualification[key] = value
+        if args.calibration:
+            cfg.qualification.calibration = args.calibration
+        try:
+            backend = judge_backend(cfg)
+            backend.load()
+        except BackendError as exc:
+            raise UserError(f"judge {args.name} unavailable: {exc}") from None
+        try:
+            result = qualify_judge(cfg, backend, args.refresh, progress)
+        except BackendError as exc:
+            raise UserError(f"judge {args.name} failed while qualifying: {exc}") from None
+        finally:
+            backend.unload()
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(qualify.text_report(result))
+    return 0 if result["passed"] else 1
+
+
+def main(args) -> int:
+    return {"qualify": cmd_qualify}[args.judge_cmd](args)

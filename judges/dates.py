@@ -1,0 +1,108 @@
+"""Dates as people write them in meeting notes, read into `datetime.date`.
+
+Recognised: "February 21", "Feb 21", "Feb. 21st", "21 February", "21st of February",
+"Friday, February 21", "February 21, 2025", "2025-02-21", "2025/02/21", "2/21", "02/21/2025"
+(month first, as in US notes), and, against the meeting's date: "today", "tonight",
+"tomorrow", "end of day", a weekday name ("Thursday", "this Friday": the next such day
+after the meeting) and "end of the month". A date without a year takes the meeting's year.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+
+MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
+MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
+MONTHS["sept"] = 9
+WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
+WEEKDAYS.update({name.lower(): i for i, name in enumerate(calendar.day_abbr)})
+
+_MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?:,?\s+(?P<year>\d{4}))?"
+_WEEKDAY = r"(?P<weekday>" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) + r")\.?"
+
+# Order matters: the first pattern that matches at a position wins.
+_PATTERNS = [
+    re.compile(r"\b(?P<year>\d{4})[-/](?P<month>\d{1,2})[-/](?P<day>\d{1,2})\b"),
+    re.compile(r"\b(?P<month>\d{1,2})/(?P<day>\d{1,2})(?:/(?P<year>\d{4}|\d{2}))?\b"),
+    re.compile(r"\b" + _MONTH + r"\s+" + _DAY + r"\b" + _YEAR, re.I),
+    re.compile(r"\b" + _DAY + r"(?:\s+of)?\s+" + _MONTH + r"\b" + _YEAR, re.I),
+    re.compile(r"\b(?P<rel>today|tonight|tomorrow|end of (?:the )?day|eod|end of (?:the )?month)\b", re.I),
+    re.compile(r"\b(?:this\s+|next\s+|on\s+|by\s+)?" + _WEEKDAY + r"\b", re.I),
+]
+def find_dates(text: str, meeting: dt.date | None = None) -> list[tuple[int, dt.date]]:
+    """Every date in `text` as (character offset, date), in order of appearance. A weekday
+    directly before a written date ("Friday, February 21") is part of that date, not a second
+    one. Relative forms need `meeting`; without it they are skipped."""
+    return [(start, date) for start, date, _ in _scan(text, meeting)]
+
+
+def meeting_date(text: str) -> dt.date | None:
+    """The meeting's date: the first date in `text` written with its year (a transcript's
+    header, e.g. "Postmortem of Saturday, April 12 - meeting on Tuesday, April 15, 2025"
+    gives April 15); else the first date at all."""
+    found = _scan(text, None)
+    for _, date, has_year in found:
+        if has_year:
+            return date
+    return found[0][1] if found else None
+
+
+def _scan(text: str, meeting: dt.date | None) -> list[tuple[int, dt.date, bool]]:
+    found: list[tuple[int, int, dt.date, bool]] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in _PATTERNS:
+        for m in pattern.finditer(text):
+            start, end = m.span()
+            if any(start < e and s < end for s, e in taken):
+                continue
+            date = _to_date(m, meeting)
+            if date is None:
+                continue
+            taken.append((start, end))
+            found.append((start, end, date, bool(m.groupdict().get("year"))))
+    found.sort(key=lambda f: f[0])
+    out = []
+    for i, (start, end, date, has_year) in enumerate(found):
+        nxt = found[i + 1] if i + 1 < len(found) else None
+        # "Friday, February 21": the weekday only names the day of the date that follows it
+        if nxt and nxt[0] - end <= 3 and _is_weekday(text[start:end]):
+            continue
+        out.append((start, date, has_year))
+    return out
+
+
+def _is_weekday(span: str) -> bool:
+    return span.strip().split()[-1].rstrip(".").lower() in WEEKDAYS
+
+
+def _to_date(m: re.Match, meeting: dt.date | None) -> dt.date | None:
+    groups = m.groupdict()
+    if groups.get("rel"):
+        if meeting is None:
+            return None
+        rel = groups["rel"].lower()
+        if rel == "tomorrow":
+            return meeting + dt.timedelta(days=1)
+        if "month" in rel:
+            return meeting.replace(day=calendar.monthrange(meeting.year, meeting.month)[1])
+        return meeting
+    if groups.get("weekday"):
+        if meeting is None:
+            return None
+        ahead = (WEEKDAYS[groups["weekday"].lower()] - meeting.weekday()) % 7 or 7
+        return meeting + dt.timedelta(days=ahead)
+    month = groups["month"]
+    month = int(month) if month.isdigit() else MONTHS.get(month.lower().rstrip("."))
+    year = groups.get("year")
+    if year is None:
+        year = meeting.year if meeting else dt.date.today().year
+    else:
+        year = int(year) + (2000 if len(year) == 2 else 0)
+    try:
+        return dt.date(int(year), int(month), int(groups["day"]))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,293 @@
+"""The `notes` scorer: a meeting-notes answer checked item by item against `reference_items`.
+
+Deterministic, no model. Steps:
+
+1. **Sections.** The answer is split at heading lines for Decisions, Action items and Open
+   questions (markdown `#`, **bold**, `Label:`, any case; synonyms such as "Key decisions",
+   "Next steps", "Questions"). Lines before the first heading are a preamble and ignored. An
+   answer with no heading at all is one unsectioned block.
+2. **Items.** In a section, each bullet or numbered line is an item; an indented line or a line
+   directly under an item continues it; a line after a blank line starts a new item. A section
+   without bullets (and an unsectioned answer) is split into sentences. "None", "N/A" and "No
+   ... were made" lines are no items. Markdown table rows are items; separator and header rows
+   are not.
+3. **Matching.** Item text is compared as *content stems*: word tokens (judges.scorers.tokens)
+   minus stopwords, people's names and date words, with a trailing "s" dropped and cut to 6
+   characters ("investigating" ~ "investigate"). overlap(ref, ans) = |stems(ref) & stems(ans)| /
+   |stems(ref)|. A pair matches when overlap >= MATCH_THRESHOLD (0.4); pairs are assigned one to
+   one, best overlap first (+0.1 when the answer item sits in the reference item's own section).
+4. **Fields** of a matched action item: the owner is a name from the transcript's speakers and
+   the reference's owners (an "Owner:" label first, then a name opening the item, then one in
+   parentheses, then "<name> will/to/:", then the first name mentioned), compared by first name,
+   case-insensitive. The due date (judges.dates; relative forms against the meeting's date, the
+   first date in the transcript) prefers a date after "due"/"by", else the item's last date; a
+   reference due of null is met by an item with no date.
+
+Figures per answer (each None where undefined):
+- `<section>_recall` = matched reference items of that kind / reference items of that kind;
+- `<section>_precision` = items in that answer section matched to a reference item of the same
+  kind / items in that answer section;
+- `recall` = matched reference items / all reference items; `precision` = matched answer items /
+  answer items;
+- `owner_accuracy`, `due_accuracy` = share of matched action items with the right owner / due;
+- `duplicates` = unmatched answer items that restate a matched item of the same section (Dice
+  coefficient of their stems, 2|A & B| / (|A| + |B|), >= 0.7); `invented` = the other unmatched
+  answer items (a made-up decision that borrows an action item's nouns is still invented);
+- `sections` = how many of the three sections have a heading (0-3);
+- `score` (1-5) = 1 + 4 x completeness x accuracy x faithfulness x structure, where
+  completeness = `recall`;
+  accuracy = mean over matched action items of (owner right + due right) / 2 (1 when none);
+  faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates);
+  structure = 0.75 + 0.25 x sections / 3.
+  Each factor is a share, so a defect costs in proportion: one wrong owner among five action
+  items costs 10%, one invented item 30% (a made-up decision misleads more than a gap).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from judges import dates
+from judges.scorers import STOPWORDS, tokens
+from runner.prompts import ActionItem, Prompt, ReferenceItems
+
+MATCH_THRESHOLD = 0.4
+SAME_SECTION_BONUS = 0.1
+INVENTED_PENALTY = 0.3
+DUPLICATE_PENALTY = 0.1
+DUPLICATE_DICE = 0.7
+KINDS = ("decisions", "action_items", "open_questions")
+
+_HEADINGS = {
+    "decisions": re.compile(r"^(?:key |main |final )?decisions?(?: made| taken| reached)?$"),
+    "action_items": re.compile(r"^(?:action items?|actions?|action points?|next steps|tasks|to-?dos?|follow-?ups?"
+                               r"|assignments)(?: \(.*\))?$"),
+    "open_questions": re.compile(r"^(?:open |unresolved |outstanding |remaining |pending )?(?:questions?|issues)"
+                                 r"(?: \(.*\))?$|^parking lot$"),
+}
+_LEAD = re.compile(r"^[ \t>]*(?:#{1,6}[ \t]*)?(?:(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+)?")
+_BULLET = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+\S")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
+_NONE = re.compile(r"^(?:none|n/?a|nothing|-|no(?:ne)? (?:\w+ ){0,4}(?:was|were|stated|made|raised|recorded|"
+                   r"identified|noted|given|assigned|taken|reached|open)\b.*)[.!]?$", re.I)
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(*])")
+_DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "due", "today", "tomorrow", "tonight", "date", "owner",
+                         "task", "deadline", "eod", "end", "week", "month", "given", "no", "none", "vs", "versus", "pm",
+                         "am", "goes"])
+_OWNER_LABEL = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who)\s*[:=\-]?\s*\**\s*([A-Za-z][\w'-]*)", re.I)
+_DUE_CUE = re.compile(r"\b(?:due|by|deadline|before|until|on)\b[:\s]*", re.I)
+_NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date|no deadline|date (?:not|un)specified|tbd|not stated)\b", re.I)
+_SPEAKER = re.compile(r"^\s*([A-Z][\w'-]+)(?: [A-Z][\w'-]+)?:", re.M)
+
+
+@dataclass
+class Item:
+    text: str
+    section: str | None  # None: an unsectioned answer
+
+
+@dataclass
+class Parsed:
+    items: list[Item] = field(default_factory=list)
+    sections: set[str] = field(default_factory=set)
+
+
+def heading_kind(line: str) -> tuple[str | None, str]:
+    """(section kind, text after the heading's colon) when `line` is a section heading."""
+    body = _LEAD.sub("", line.strip()).strip()
+    body = body.strip("*_` ")
+    label, colon, rest = body.partition(":")
+    label = label.strip("*_` ").strip().lower()
+    rest = rest.strip().lstrip("*_").strip() if colon else ""
+    for kind, pattern in _HEADINGS.items():
+        if pattern.match(label) and len(label.split()) <= 8:
+            return kind, rest
+    return None, ""
+
+
+def parse_sections(answer: str) -> Parsed:
+    out = Parsed()
+    current: str | None = None
+    blocks: dict[str | None, list[str]] = {}  # insertion order: the answer's order
+    for raw in answer.splitlines():
+        kind, rest = heading_kind(raw)
+        if kind:
+            current = kind
+            out.sections.add(kind)
+            blocks.setdefault(kind, [])
+            if rest:
+                blocks[kind].append(rest)
+        elif current is not None or not out.sections:
+            blocks.setdefault(current, []).append(raw)
+    if out.sections:
+        blocks.pop(None, None)  # preamble before the first heading
+    for kind, lines in blocks.items():
+        out.items += [Item(t, kind) for t in _items(lines)]
+    return out
+
+
+def _items(lines: list[str]) -> list[str]:
+    if any(_BULLET.match(ln) or ln.lstrip().startswith("|") for ln in lines):
+        texts = _bullet_items(lines)
+    else:
+        paragraphs = " ".join(ln.strip() if ln.strip() else "\n" for ln in lines).split("\n")
+        texts = [s for para in paragraphs for s in _SENTENCE.split(para.strip())]
+    texts = [t.strip().strip("*_` ") for t in texts]
+    return [t for t in texts if t and not _NONE.match(t.strip("*_` .")) and tokens(t)]
+
+
+def _bullet_items(lines: list[str]) -> list[str]:
+    items: list[str] = []
+    joinable = False  # the next plain or indented line continues the last item
+    for ln in lines:
+        if not ln.strip():
+            joinable = False
+        elif ln.lstrip().startswith("|"):
+            if not (_TABLE_SEP.match(ln) or _is_table_header(ln)):
+                items.append(ln.replace("|", " ").strip())
+            joinable = False
+        elif items and joinable and (ln[:1] in (" ", "\t") or not _BULLET.match(ln)):
+            items[-1] += " " + _LEAD.sub("", ln).strip()
+        else:
+            items.append(_LEAD.sub("", ln).strip())
+            joinable = True
+    return items
+
+
+def _is_table_header(line: str) -> bool:
+    cells = {c.strip().strip("*").lower() for c in line.strip().strip("|").split("|")}
+    return bool(cells & {"owner", "task", "due", "due date", "who", "action"})
+
+
+def stem(tok: str) -> str:
+    if len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss"):
+        tok = tok[:-1]
+    return tok[:6]
+
+
+def content_stems(text: str, names: set[str]) -> set[str]:
+    return {stem(t) for t in tokens(text) if len(t) > 1 and t not in STOPWORDS and t not in names
+            and t not in _DATE_WORDS and not (t.isdigit() and len(t) <= 2)}
+
+
+def dice(a: set[str], b: set[str]) -> float:
+    return 2 * len(a & b) / (len(a) + len(b)) if a or b else 0.0
+
+
+def overlap(ref: set[str], ans: set[str]) -> float:
+    return len(ref & ans) / len(ref) if ref else 0.0
+
+
+def candidate_names(prompt: Prompt, refs: ReferenceItems) -> set[str]:
+    """Lowercased first names: the transcript's speakers (labels used more than once), the
+    attendees and the reference owners."""
+    text = prompt.user_text()
+    speakers = [m.group(1).lower() for m in _SPEAKER.finditer(text)]
+    names = {n for n in speakers if speakers.count(n) > 1}  # a header label ("Attendees:") is said once
+    for line in text.splitlines():
+        if line.lower().startswith("attendees:"):
+            for part in line.split(":", 1)[1].split(","):
+                word = part.strip().split(" ")[0].strip("()")
+                if word[:1].isupper():
+                    names.add(word.lower())
+    names |= {a.owner.split()[0].lower() for a in refs.action_items}
+    return {n for n in names if n not in STOPWORDS and n not in _DATE_WORDS}
+
+
+def owner_of(text: str, names: set[str]) -> str | None:
+    labelled = _OWNER_LABEL.search(text)
+    if labelled and labelled.group(1).lower() in names:
+        return labelled.group(1).lower()
+    found = [(m.start(), m.group(0).lower()) for m in re.finditer(r"[A-Za-z][\w'-]*", text) if m.group(0).lower() in names]
+    if not found:
+        return None
+    if found[0][0] <= 3:  # opens the item: "Aisha - ...", "**Aisha**: ..."
+        return found[0][1]
+    for start, name in found:
+        if text[max(0, start - 2):start].endswith("("):
+            return name
+    for start, name in found:
+        after = text[start + len(name):start + len(name) + 8].lower()
+        if re.match(r"\s*(?::|will\b|to\b|is to\b|-|\u2013|\u2014|\))", after):
+            return name
+    return found[0][1]
+
+
+def due_of(text: str, meeting: dt.date | None) -> dt.date | None:
+    found = dates.find_dates(text, meeting)
+    if not found:
+        return None
+    cues = [m.end() for m in _DUE_CUE.finditer(text)]
+    for pos, date in found:
+        if any(0 <= pos - c <= 12 for c in cues):
+            return date
+    return found[-1][1]
+
+
+def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
+    refs = prompt.reference_items
+    if refs is None or refs.count() == 0:
+        return None
+    names = candidate_names(prompt, refs)
+    meeting = dates.meeting_date(prompt.user_text())
+    parsed = parse_sections(answer)
+    ref_items: list[tuple[str, str | ActionItem]] = [("decisions", d) for d in refs.decisions]
+    ref_items += [("action_items", a) for a in refs.action_items]
+    ref_items += [("open_questions", q) for q in refs.open_questions]
+    ref_stems = [content_stems(r.task if isinstance(r, ActionItem) else r, names) for _, r in ref_items]
+    ans_stems = [content_stems(it.text, names) for it in parsed.items]
+
+    pairs = []
+    for i, (kind, _) in enumerate(ref_items):
+        for j, item in enumerate(parsed.items):
+            ov = overlap(ref_stems[i], ans_stems[j])
+            if ov >= MATCH_THRESHOLD:
+                pairs.append((ov + (SAME_SECTION_BONUS if item.section == kind else 0.0), i, j))
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    ref_to_ans: dict[int, int] = {}
+    ans_to_ref: dict[int, int] = {}
+    for _, i, j in pairs:
+        if i not in ref_to_ans and j not in ans_to_ref:
+            ref_to_ans[i], ans_to_ref[j] = j, i
+    unmatched = [j for j in range(len(parsed.items)) if j not in ans_to_ref]
+    duplicates = sum(1 for j in unmatched if any(
+        parsed.items[k].section == parsed.items[j].section and dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE
+        for k in ans_to_ref))
+    invented = len(unmatched) - duplicates
+
+    owners, dues = [], []
+    for i, (_, ref) in enumerate(ref_items):
+        if i in ref_to_ans and isinstance(ref, ActionItem):
+            text = parsed.items[ref_to_ans[i]].text
+            owners.append(owner_of(text, names) == ref.owner.split()[0].lower())
+            got = due_of(text, meeting)
+            if ref.due is None:
+                dues.append(got is None or bool(_NO_DATE.search(text)))
+            else:
+                dues.append(got == ref.due)
+
+    out: dict[str, float | None] = {}
+    for kind in KINDS:
+        idx = [i for i, (k, _) in enumerate(ref_items) if k == kind]
+        out[f"{kind}_recall"] = sum(i in ref_to_ans for i in idx) / len(idx) if idx else None
+        mine = [j for j, it in enumerate(parsed.items) if it.section == kind]
+        out[f"{kind}_precision"] = (sum(j in ans_to_ref and ref_items[ans_to_ref[j]][0] == kind for j in mine)
+                                    / len(mine) if mine else None)
+    n_ref = len(ref_items)
+    completeness = len(ref_to_ans) / n_ref
+    accuracy = (sum(owners) + sum(dues)) / (2 * len(owners)) if owners else 1.0
+    faithfulness = max(0.0, 1 - INVENTED_PENALTY * invented - DUPLICATE_PENALTY * duplicates)
+    structure = 0.75 + 0.25 * len(parsed.sections) / 3
+    out.update({
+        "recall": completeness,
+        "precision": len(ans_to_ref) / len(parsed.items) if parsed.items else None,
+        "owner_accuracy": sum(owners) / len(owners) if owners else None,
+        "due_accuracy": sum(dues) / len(dues) if dues else None,
+        "invented": float(invented),
+        "duplicates": float(duplicates),
+        "sections": float(len(parsed.sections)),
+        "score": 1 + 4 * completeness * accuracy * faithfulness * structure,
+    })
+    return out

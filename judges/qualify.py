@@ -1,0 +1,349 @@
+"""Grader qualification: before a grader's numbers may steer a decision, it grades answers of
+known order (the calibration set, conf/calibration/) and must show that it orders them.
+
+The calibration set holds transcripts that are not in the benchmark, each with six answers:
+rank 1 reference-quality; 2 one owner swapped; 3 an item dropped and a date wrong; 4 a decision
+invented and an owner swapped; 5 items shuffled into one paragraph with half missing; and answer
+4 again with an instruction to the grader appended (kind `injected`).
+
+Figures (the known order is rank 1 best; a grader agrees when it grades lower ranks higher):
+- `spearman.per_transcript`: Spearman's rho between grade and -rank over one transcript's five
+  ranked answers (average ranks for ties; None when the grades are all equal);
+- `spearman.pooled`: the same over every transcript's ranked answers together, with `ci95`, the
+  2.5th/97.5th percentiles of pooled rho over 2000 resamples of whole transcripts (seeded; a
+  resample with constant grades counts as rho 0, no ordering);
+- `adjacent_accuracy`: share of neighbouring pairs (rank k, k+1) in a transcript where rank k is
+  graded strictly higher (a tie orders nothing and counts as wrong);
+- `agreeableness`: share of the two worst answers (ranks 4 and 5) graded >= 4 of 5;
+- `injection_lift`: mean over transcripts of grade(injected) - grade(the same answer without the
+  instruction); > 0 means an answer can talk its way up;
+- `parse_failure_rate`: grades that failed as unparseable / grades attempted;
+- `seconds_per_grade`: wall time of the whole qualification / grades attempted.
+
+A grader passes when pooled rho >= `min_spearman` and lift <= `max_injection_lift` (config
+`judge.qualification`, defaults 0.6 and 0.25). Results are cached under
+SLMBENCH_HOME/qualification by grader identity and calibration-set digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from runner import paths
+from runner.errors import UserError
+from runner.prompts import Prompt, parse_prompt
+
+CALIBRATION = paths.CONF_DIR / "calibration" / "meeting-notes.yaml"
+KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",
+         "paragraph_half_missing")
+INJECTED = "injected"
+BOOTSTRAP_RESAMPLES = 2000
+VERSION = 1  # bump when a grader's prompt or these figures change: old cache entries no longer apply
+
+
+@dataclass(frozen=True)
+class Answer:
+    rank: int
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    prompt: Prompt
+    answers: tuple[Answer, ...]
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    name: str
+    path: str
+    digest: str
+    transcripts: tuple[Transcript, ...]
+
+
+def load_calibration(path: str | Path | None = None) -> CalibrationSet:
+    p = Path(path or CALIBRATION).expanduser()
+    try:
+        text = p.read_text()
+        raw = yaml.safe_load(text)
+    except OSError as exc:
+        raise UserError(f"calibration set {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"calibration set {p} is malformed: {str(exc).splitlines()[0]}") from None
+    items = raw.get("transcripts") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or not items:
+        raise UserError(f"calibration set {p}: expected `transcripts:` with at least one transcript")
+    transcripts = []
+    for i, item in enumerate(items):
+        prompt = parse_prompt(item, i, p)
+        where = f"calibration set {p}, transcript {prompt.id}"
+        if prompt.reference_items is None:
+            raise UserError(f"{where}: no reference_items")
+        answers = []
+        for a in item.get("answers") or []:
+            if not isinstance(a, dict) or not isinstance(a.get("text"), str) or not isinstance(a.get("rank"), int):
+                raise UserError(f"{where}: each answer needs rank (int), kind and text")
+            answers.append(Answer(a["rank"], str(a.get("kind")), a["text"].strip()))
+        kinds = [a.kind for a in answers]
+        if sorted(k for k in kinds if k != INJECTED) != sorted(KINDS) or kinds.count(INJECTED) != 1:
+            raise UserError(f"{where}: answers must be one each of {', '.join(KINDS)} and {INJECTED} (got "
+                            f"{', '.join(kinds)})")
+        ranks = {a.kind: a.rank for a in answers}
+        if [ranks[k] for k in KINDS] != [1, 2, 3, 4, 5]:
+            raise UserError(f"{where}: ranks must be 1-5 in the order {', '.join(KINDS)}")
+        transcripts.append(Transcript(prompt, tuple(answers)))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return CalibrationSet(str(raw.get("name") or p.stem), str(p.resolve()), digest, tuple(transcripts))
+
+
+# ---------------------------------------------------------------------------- graders
+
+
+@dataclass
+class Graded:
+    overall: float | None  # 1-5
+    error: str | None = None
+
+
+@dataclass
+class Grader:
+    """Something that grades one answer 1-5 overall. `identity` fixes what makes two
+    qualifications interchangeable (the cache key)."""
+
+    name: str
+    identity: dict
+    grade: Callable[[Prompt, str], Graded]
+
+
+# A scorer qualifies through one figure on its own scale, mapped onto 1-5.
+SCORER_FIGURES = {"notes": ("score", lambda v: v), "rouge_l": ("f1", lambda v: 1 + 4 * v),
+                  "keyword_coverage": ("coverage", lambda v: 1 + 4 * v)}
+
+
+def scorer_grader(name: str) -> Grader:
+    from judges import scorers
+
+    if name not in SCORER_FIGURES:
+        raise UserError(f"scorer {name!r} has no quality figure to qualify (qualifiable scorers: "
+                        f"{', '.join(SCORER_FIGURES)})")
+    fn = scorers.SCORERS[name]
+    field, to_scale = SCORER_FIGURES[name]
+
+    def grade(prompt: Prompt, answer: str) -> Graded:
+        result = fn(prompt, answer) or {}
+        value = result.get(field)
+        return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
+
+    return Grader(name, {"scorer": name, "figure": field, "source": _source_digest(fn)}, grade)
+
+
+def judge_grader(judge, name: str, identity: dict) -> Grader:
+    """A rubric or checklist judge: overall = the mean of its aspect scores."""
+
+    def grade(prompt: Prompt, answer: str) -> Graded:
+        g = judge.grade(prompt, answer)
+        if g.error or not g.scores:
+            return Graded(None, g.error or "no scores")
+        return Graded(sum(g.scores.values()) / len(g.scores))
+
+    return Grader(name, identity, grade)
+
+
+def _source_digest(fn) -> str:
+    import inspect
+
+    module = inspect.getmodule(fn)
+    code = inspect.getsource(module) if module else fn.__name__
+    if fn.__name__ == "notes":
+        from judges import dates, notes
+
+        code += inspect.getsource(notes) + inspect.getsource(dates)
+    return hashlib.sha256(code.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- the figures
+
+
+def _ranks(xs: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), 1-based."""
+    order = np.argsort(xs, kind="mergesort")
+    ranks = np.empty(len(xs), dtype=float)
+    sorted_xs = xs[order]
+    i = 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and sorted_xs[j + 1] == sorted_xs[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Pearson correlation of the average ranks; None when either side is constant or n < 2."""
+    if len(x) < 2:
+        return None
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def figures(grades: dict[str, dict[str, Graded]], ranks: dict[str, dict[str, int]], seconds: float,
+            seed: int = 0) -> dict:
+    """The qualification figures from grades[transcript][kind] and known ranks[transcript][kind]."""
+    per: dict[str, float | None] = {}
+    pairs_by_t: dict[str, list[tuple[float, float]]] = {}
+    adjacent = []
+    worst = []
+    lifts = []
+    attempted = sum(len(g) for g in grades.values())
+    unparseable = sum(1 for g in grades.values() for x in g.values() if (x.error or "").startswith("unparseable"))
+    errors = sum(1 for g in grades.values() for x in g.values() if x.error)
+    for t, by_kind in grades.items():
+        ok = {k: g.overall for k, g in by_kind.items() if g.overall is not None}
+        pairs = [(-ranks[t][k], ok[k]) for k in KINDS if k in ok]
+        pairs_by_t[t] = pairs
+        per[t] = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+        for a, b in zip(KINDS, KINDS[1:], strict=False):
+            if a in ok and b in ok:
+                adjacent.append(ok[a] > ok[b])
+        worst += [ok[k] >= 4 for k in KINDS[-2:] if k in ok]
+        base = next((k for k in KINDS if ranks[t][k] == ranks[t].get(INJECTED)), None)
+        if base in ok and INJECTED in ok:
+            lifts.append(ok[INJECTED] - ok[base])
+    pooled_pairs = [p for ps in pairs_by_t.values() for p in ps]
+    pooled = spearman([p[0] for p in pooled_pairs], [p[1] for p in pooled_pairs])
+    return {
+        "spearman": {"pooled": pooled, "ci95": _cluster_ci(list(pairs_by_t.values()), seed),
+                     "per_transcript": per},
+        "adjacent_accuracy": sum(adjacent) / len(adjacent) if adjacent else None,
+        "agreeableness": sum(worst) / len(worst) if worst else None,
+        "injection_lift": sum(lifts) / len(lifts) if lifts else None,
+        "parse_failure_rate": unparseable / attempted if attempted else None,
+        "n_grades": attempted,
+        "n_errors": errors,
+        "seconds_per_grade": seconds / attempted if attempted else None,
+    }
+
+
+def _cluster_ci(clusters: list[list[tuple[float, float]]], seed: int) -> list[float] | None:
+    clusters = [c for c in clusters if c]
+    if len(clusters) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    rhos = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        pick = [clusters[i] for i in rng.integers(0, len(clusters), len(clusters))]
+        pts = [p for c in pick for p in c]
+        rho = spearman([p[0] for p in pts], [p[1] for p in pts])
+        rhos.append(0.0 if rho is None else rho)
+    lo, hi = np.percentile(rhos, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def verdict(fig: dict, min_spearman: float, max_injection_lift: float) -> dict:
+    """passed, and why not: pooled rho >= min_spearman and injection lift <= max_injection_lift."""
+    pooled = fig["spearman"]["pooled"]
+    lift = fig["injection_lift"]
+    why = []
+    if pooled is None:
+        why.append("no ordering: grades were constant or missing")
+    elif pooled < min_spearman:
+        why.append(f"pooled Spearman {pooled:.2f} < {min_spearman:g}")
+    if lift is not None and lift > max_injection_lift:
+        why.append(f"injection lift {lift:+.2f} > {max_injection_lift:+g}")
+    if lift is None:
+        why.append("injection lift not measured (the injected or its base answer was not graded)")
+    return {"passed": not why, "why": "; ".join(why) or None,
+            "thresholds": {"min_spearman": min_spearman, "max_injection_lift": max_injection_lift}}
+
+
+# ---------------------------------------------------------------------------- running, caching
+
+
+def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
+    key = json.dumps({"v": VERSION, "grader": grader.identity, "calibration": calibration.digest}, sort_keys=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", grader.name)
+    return paths.home() / "qualification" / f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0.6, max_injection_lift: float = 0.25,
+            refresh: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+    """Grade the calibration set (or reuse the cached grades) and return the figures with the
+    verdict against the given thresholds."""
+    path = cache_path(grader, calibration)
+    cached = None
+    if not refresh and path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+        except (OSError, ValueError):
+            cached = None
+    if cached is None:
+        grades: dict[str, dict[str, Graded]] = {}
+        started = time.perf_counter()
+        for t in calibration.transcripts:
+            grades[t.prompt.id] = {}
+            for a in t.answers:
+                grades[t.prompt.id][a.kind] = grader.grade(t.prompt, a.text)
+                if progress:
+                    progress(f"{t.prompt.id}/{a.kind}")
+        seconds = time.perf_counter() - started
+        ranks = {t.prompt.id: {a.kind: a.rank for a in t.answers} for t in calibration.transcripts}
+        cached = {"grader": grader.name, "identity": grader.identity,
+                  "calibration": {"name": calibration.name, "path": calibration.path, "digest": calibration.digest,
+                                  "transcripts": len(calibration.transcripts),
+                                  "answers": sum(len(t.answers) for t in calibration.transcripts)},
+                  **figures(grades, ranks, seconds),
+                  "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
+                             for t, by_kind in grades.items() for k, g in by_kind.items()],
+                  "measured_at": time.time()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cached, indent=2))
+        tmp.replace(path)
+        cached["cached"] = False
+    else:
+        cached["cached"] = True
+    return {**cached, **verdict(cached, min_spearman, max_injection_lift)}
+
+
+def _num(v, fmt: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def text_report(q: dict) -> str:
+    """The figures as `slmbench judge qualify` prints them."""
+    s = q["spearman"]
+    ci = s["ci95"]
+    per = ", ".join(f"{t} {_num(r, '+.2f')}" for t, r in s["per_transcript"].items())
+    th = q["thresholds"]
+    lines = [
+        f"grader {q['grader']} on {q['calibration']['name']} ({q['calibration']['transcripts']} transcripts, "
+        f"{q['calibration']['answers']} answers of known order){' [cached]' if q.get('cached') else ''}",
+        f"  Spearman, pooled         {_num(s['pooled'], '+.2f')}  (95% CI {_num(ci[0], '+.2f')} to "
+        f"{_num(ci[1], '+.2f')}, transcripts resampled)" if ci else
+        f"  Spearman, pooled         {_num(s['pooled'], '+.2f')}",
+        f"  Spearman, per transcript {per}",
+        f"  adjacent-pair accuracy   {_num(q['adjacent_accuracy'], '.2f')}  (rank k graded above rank k+1)",
+        f"  agreeableness            {_num(q['agreeableness'], '.2f')}  (two worst answers graded >= 4)",
+        f"  injection lift           {_num(q['injection_lift'], '+.2f')}  (instructed minus plain answer, 1-5 scale)",
+        f"  parse-failure rate       {_num(q['parse_failure_rate'], '.2f')}  ({q['n_errors']} of {q['n_grades']} "
+        f"grades failed)",
+        f"  seconds per grade        {_num(q['seconds_per_grade'], '.3f')}",
+        f"  verdict: {'QUALIFIED' if q['passed'] else 'NOT QUALIFIED'} (needs pooled Spearman >= "
+        f"{th['min_spearman']:g} and injection lift <= {th['max_injection_lift']:+g})"
+        + (f": {q['why']}" if q["why"] else ""),
+    ]
+    return "\n".join(lines)
