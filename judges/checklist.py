@@ -12,8 +12,10 @@ prompt's `reference_items`, each with the verdict a correct summary gets:
 
 The reply is one JSON object {"q1": {"reasoning": str, "verdict": "yes"|"no"}, ...}
 (constrained by schema where the runtime can; reasoning comes before the verdict so the
-verdict follows from it). A reply with missing or extra question ids is retried, then
-recorded as a judge error, never defaulted.
+verdict follows from it), or with `judge.reasoning=false` just {"q1": "yes", ...}: a 135M
+judge's reasoning is noise that costs ~8 tokens a question, and the qualification shows
+whether it helps. A reply with missing or extra question ids is retried, then recorded as a
+judge error, never defaulted.
 
 Score per aspect = 1 + 4 x (verdicts matching the expected one / questions of that aspect);
 a grade's overall = the mean of its aspect scores.
@@ -31,6 +33,7 @@ from runner.prompts import Prompt, ReferenceItems
 
 REASONING_CHARS = 80  # bounds the reasoning inside the grammar, as for the rubric's rationale
 TOKENS_PER_QUESTION = 40
+TOKENS_PER_VERDICT = 8
 ASPECTS = ("decisions", "action_items", "open_questions", "faithfulness")
 SYSTEM = (
     "You check a meeting summary against yes/no questions. Answer every question about what the "
@@ -71,18 +74,19 @@ def questions(refs: ReferenceItems) -> list[Question]:
     return [Question(f"q{i}", aspect, text, expected) for i, (aspect, text, expected) in enumerate(qs, 1)]
 
 
-def schema(qs: list[Question]) -> dict:
+def schema(qs: list[Question], reasoning: bool = True) -> dict:
+    verdict = {"type": "string", "enum": ["yes", "no"]}
     item = {"type": "object", "additionalProperties": False, "required": ["reasoning", "verdict"],
             "properties": {"reasoning": {"type": "string", "maxLength": REASONING_CHARS},
-                           "verdict": {"type": "string", "enum": ["yes", "no"]}}}
+                           "verdict": verdict}} if reasoning else verdict
     return {"type": "object", "additionalProperties": False, "required": [q.id for q in qs],
             "properties": {q.id: item for q in qs}}
 
 
-def messages(qs: list[Question], answer: str) -> list[dict[str, str]]:
+def messages(qs: list[Question], answer: str, reasoning: bool = True) -> list[dict[str, str]]:
     listed = "\n".join(f"{q.id}: {q.text}" for q in qs)
-    example = ", ".join(f'"{q.id}": {{"reasoning": "<what the summary says>", "verdict": "<yes or no>"}}'
-                        for q in qs[:2])
+    shape = '{{"reasoning": "<what the summary says>", "verdict": "<yes or no>"}}' if reasoning else '"<yes or no>"'
+    example = ", ".join(f'"{q.id}": {shape.format()}' for q in qs[:2])
     user = (f"<summary>\n{answer}\n</summary>\n\nQuestions:\n{listed}\n\n"
             f"Reply with one JSON object holding every question id, like {{{example}, ...}}, and nothing else.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
@@ -91,9 +95,10 @@ def messages(qs: list[Question], answer: str) -> list[dict[str, str]]:
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 
-def parse(text: str, qs: list[Question]) -> tuple[dict[str, str], dict[str, str]]:
+def parse(text: str, qs: list[Question], reasoning: bool = True) -> tuple[dict[str, str], dict[str, str]]:
     """Strict: one JSON object whose keys are exactly the question ids, each {reasoning, verdict}
-    with verdict yes or no (any case). Returns (verdicts, reasons) by question id."""
+    (or, without reasoning, the verdict itself) with verdict yes or no (any case). Returns
+    (verdicts, reasons) by question id."""
     body = text.strip()
     fenced = _FENCE.match(body)
     if fenced:
@@ -112,6 +117,8 @@ def parse(text: str, qs: list[Question]) -> tuple[dict[str, str], dict[str, str]
     verdicts, reasons = {}, {}
     for i in ids:
         item = data[i]
+        if not reasoning:
+            item = {"verdict": item, "reasoning": ""}
         if not isinstance(item, dict):
             raise JudgeParseError(f"{i}: expected an object with reasoning and verdict")
         verdict = item.get("verdict")
@@ -136,18 +143,19 @@ def aspect_scores(qs: list[Question], verdicts: dict[str, str]) -> dict[str, int
 
 class ChecklistJudge:
     def __init__(self, backend: Backend, model: str, max_tokens: int = 800, seed: int | None = 42,
-                 temperature: float = 0.0, retries: int = 2, structured: bool = True):
+                 temperature: float = 0.0, retries: int = 2, structured: bool = True, reasoning: bool = True):
         self.backend, self.model = backend, model
         self.params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
-        self.retries, self.structured = retries, structured
+        self.retries, self.structured, self.reasoning = retries, structured, reasoning
 
     def grade(self, prompt: Prompt, answer: str) -> Grade:
         if prompt.reference_items is None:
             return Grade(error=f"prompt {prompt.id} has no reference_items: the checklist has no questions")
         qs = questions(prompt.reference_items)
-        msgs = messages(qs, answer)
-        reply_schema = schema(qs) if self.structured else None
-        budget = min(self.params.max_tokens, 30 + TOKENS_PER_QUESTION * len(qs))
+        msgs = messages(qs, answer, self.reasoning)
+        reply_schema = schema(qs, self.reasoning) if self.structured else None
+        per_question = TOKENS_PER_QUESTION if self.reasoning else TOKENS_PER_VERDICT
+        budget = min(self.params.max_tokens, 30 + per_question * len(qs))
         reason = "no attempt"
         for attempt in range(1, self.retries + 2):
             params = replace(self.params, max_tokens=budget)
@@ -159,11 +167,12 @@ class ChecklistJudge:
             except BackendError as exc:
                 return Grade(error=f"judge backend: {exc}", attempts=attempt)
             try:
-                verdicts, reasons = parse(text, qs)
+                verdicts, reasons = parse(text, qs, self.reasoning)
             except JudgeParseError as exc:
                 reason = f"{exc}; reply began {text[:120]!r}"
                 continue
-            rationales = {a: " | ".join(f"{q.id} {verdicts[q.id]} (expected {q.expected}): {reasons[q.id]}"
+            rationales = {a: " | ".join(f"{q.id} {verdicts[q.id]} (expected {q.expected})"
+                                        + (f": {reasons[q.id]}" if reasons[q.id] else "")
                                         for q in qs if q.aspect == a) for a in ASPECTS}
             return Grade(aspect_scores(qs, verdicts), {a: r for a, r in rationales.items() if r}, None, attempt)
         return Grade(error=f"unparseable after {self.retries + 1} attempts: {reason}", attempts=self.retries + 1)

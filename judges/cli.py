@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--base-url", default=None, help="judge=openai: the endpoint")
     q.add_argument("--model-id", default=None, help="the model id the judge's backend is asked for")
     q.add_argument("--api-key-env", default=None, help="name of the env var holding the endpoint's key")
+    q.add_argument("--no-reasoning", action="store_true", help="checklist mode: verdicts only, no reasons")
     q.add_argument("--calibration", default=None, help="another calibration set (default: the shipped one)")
     q.add_argument("--min-spearman", type=float, default=None)
     q.add_argument("--max-injection-lift", type=float, default=None)
@@ -73,7 +74,9 @@ def cmd_qualify(args) -> int:
     thresholds = {"min_spearman": args.min_spearman, "max_injection_lift": args.max_injection_lift}
     progress = (lambda s: print(f"\r  grading {s}\033[K", end="", file=sys.stderr, flush=True)) \
         if sys.stderr.isatty() else None
-    if args.name in qualify.SCORER_FIGURES:
+    from judges import scorers
+
+    if args.name in scorers.SCORERS:
         defaults = OmegaConf.structured(JudgeConfig).qualification
         th = {k: v if v is not None else defaults[k] for k, v in thresholds.items()}
         result = qualify.qualify(qualify.scorer_grader(args.name), qualify.load_calibration(args.calibration),
@@ -83,7 +86,8 @@ def cmd_qualify(args) -> int:
         from runner.backends import BackendError
 
         cfg = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
-                                                  "api_key_env": args.api_key_env})
+                                                  "api_key_env": args.api_key_env,
+                                                  "reasoning": False if args.no_reasoning else None})
         for key, value in thresholds.items():
             if value is not None:
                 cfg.qualification[key] = value

@@ -33,10 +33,11 @@ def grader_id(judge_cfg) -> str | None:
 
 
 def make_judge(judge_cfg, backend):
-    cls = ChecklistJudge if judge_cfg.mode == "checklist" else RubricJudge
-    max_tokens = judge_cfg.max_tokens * 2 if judge_cfg.mode == "checklist" else judge_cfg.max_tokens
-    return cls(backend, judge_cfg.model, max_tokens, judge_cfg.seed, judge_cfg.temperature, judge_cfg.retries,
-               judge_cfg.structured)
+    if judge_cfg.mode == "checklist":  # one verdict per reference item: a longer reply than a rubric's
+        return ChecklistJudge(backend, judge_cfg.model, judge_cfg.max_tokens * 2, judge_cfg.seed,
+                              judge_cfg.temperature, judge_cfg.retries, judge_cfg.structured, judge_cfg.reasoning)
+    return RubricJudge(backend, judge_cfg.model, judge_cfg.max_tokens, judge_cfg.seed, judge_cfg.temperature,
+                       judge_cfg.retries, judge_cfg.structured)
 
 
 def judge_identity(judge_cfg, model_id: str) -> dict:
@@ -44,7 +45,8 @@ def judge_identity(judge_cfg, model_id: str) -> dict:
     return {"judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
             "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
             "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
-            "structured": judge_cfg.structured}
+            "structured": judge_cfg.structured,
+            **({"reasoning": judge_cfg.reasoning} if judge_cfg.mode == "checklist" else {})}
 
 
 def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> dict:

@@ -33,25 +33,39 @@ class JudgeParseError(ValueError):
     pass
 
 
-def schema(aspects: dict[str, str]) -> dict:
-    """JSON schema of a reply: {aspect: {"score": 1..5, "rationale": str}} for every aspect."""
-    item = {"type": "object", "additionalProperties": False, "required": ["score", "rationale"],
-            "properties": {"score": {"type": "integer", "enum": list(range(SCALE[0], SCALE[1] + 1))},
-                           "rationale": {"type": "string", "maxLength": RATIONALE_CHARS}}}
+def schema(aspects: dict[str, str], rationale_first: bool = False) -> dict:
+    """JSON schema of a reply: {aspect: {"score": 1..5, "rationale": str}} for every aspect (with
+    `rationale_first`, the rationale is generated before the score)."""
+    fields = {"score": {"type": "integer", "enum": list(range(SCALE[0], SCALE[1] + 1))},
+              "rationale": {"type": "string", "maxLength": RATIONALE_CHARS}}
+    order = ["rationale", "score"] if rationale_first else ["score", "rationale"]
+    item = {"type": "object", "additionalProperties": False, "required": order,
+            "properties": {k: fields[k] for k in order}}
     return {"type": "object", "additionalProperties": False, "required": list(aspects),
             "properties": {a: item for a in aspects}}
 
 
-def messages(prompt: Prompt, answer: str) -> list[dict[str, str]]:
+def messages(prompt: Prompt, answer: str, rationale_first: bool = False, score_example: bool = True
+             ) -> list[dict[str, str]]:
+    """The judge's request. `score_example` shows the reply shape with a `<1-5>` placeholder;
+    without it the shape is described in words (a small model may copy the example's first digit)."""
     question = "\n".join(f"[{role}] {content}" for role, content in prompt.messages)
     parts = [f"<prompt>\n{question}\n</prompt>"]
     if prompt.reference:
         parts.append(f"<reference>\n{prompt.reference}\n</reference>")
     parts.append(f"<answer>\n{answer}\n</answer>")
     aspect_lines = "\n".join(f"- {name}: {desc}" for name, desc in prompt.aspects.items())
-    example = ", ".join(f'"{a}": {{"score": <1-5>, "rationale": "<one line>"}}' for a in prompt.aspects)
-    parts.append(f"Grade the answer on these aspects (1 = poor, 5 = excellent):\n{aspect_lines}\n"
-                 f"Reply with this JSON object and nothing else: {{{example}}}")
+    item = ('{{"rationale": "<one line>", "score": <1-5>}}' if rationale_first
+            else '{{"score": <1-5>, "rationale": "<one line>"}}').format()
+    if score_example:
+        example = ", ".join(f'"{a}": {item}' for a in prompt.aspects)
+        shape = f"Reply with this JSON object and nothing else: {{{example}}}"
+    else:
+        first, second = ("a one-line rationale", "the integer score") if rationale_first else (
+            "the integer score", "a one-line rationale")
+        shape = (f"Reply with one JSON object and nothing else: a key per aspect ({', '.join(prompt.aspects)}), "
+                 f"each holding {first} then {second}.")
+    parts.append(f"Grade the answer on these aspects (1 = poor, 5 = excellent):\n{aspect_lines}\n{shape}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
@@ -102,14 +116,16 @@ class Grade:
 
 class RubricJudge:
     def __init__(self, backend: Backend, model: str, max_tokens: int = 400, seed: int | None = 42,
-                 temperature: float = 0.0, retries: int = 2, structured: bool = True):
+                 temperature: float = 0.0, retries: int = 2, structured: bool = True, rationale_first: bool = False,
+                 score_example: bool = True):
         self.backend, self.model = backend, model
         self.params = GenParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
         self.retries, self.structured = retries, structured
+        self.rationale_first, self.score_example = rationale_first, score_example
 
     def grade(self, prompt: Prompt, answer: str) -> Grade:
-        msgs = messages(prompt, answer)
-        reply_schema = schema(prompt.aspects) if self.structured else None
+        msgs = messages(prompt, answer, self.rationale_first, self.score_example)
+        reply_schema = schema(prompt.aspects, self.rationale_first) if self.structured else None
         budget = min(self.params.max_tokens, 30 + TOKENS_PER_ASPECT * len(prompt.aspects))
         reason = "no attempt"
         for attempt in range(1, self.retries + 2):

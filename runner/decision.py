@@ -44,7 +44,9 @@ PLOT = "pareto.png"
 REPORT = "report.md"
 START, END = "<!-- decision:start -->", "<!-- decision:end -->"
 DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
-SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights")
+SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights", "trust_unqualified")
+# What an untrusted grader's scores may not steer: the overall quality and the judge's aspects.
+UNTRUSTED_KEYS = ("overall", "judge_overall", "aspects")
 AUTO = "auto"
 AUTO_QUALITY, AUTO_SPEED = "quality.overall", "decode_tps.p50"
 
@@ -246,7 +248,11 @@ def normalize_selection(selection: Any) -> dict:
         if goal not in ("max", "min"):
             raise UserError(f"selection.objective.goal={objective['goal']!r}: must be max or min (or null)")
     metric = objective.get("metric")
+    trust = sel.get("trust_unqualified")
+    if trust is not None and not isinstance(trust, bool):
+        raise UserError(f"selection.trust_unqualified must be true or false, got {trust!r}")
     return {"max": flatten(sel.get("max"), "max"), "min": flatten(sel.get("min"), "min"),
+            "trust_unqualified": bool(trust),
             "licenses": list(licenses) if licenses else None, "commercial": bool(commercial),
             "objective": {"metric": str(metric) if metric not in (None, "") else AUTO, "goal": goal},
             "weights": {k: v for k, v in flatten(sel.get("weights"), "weights").items()}}
@@ -554,6 +560,7 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
     sel = normalize_selection(selection)
     if not summaries:
         raise UserError("no job summaries: nothing to decide")
+    summaries, quality_use = _trusted_quality(summaries, sel["trust_unqualified"])
     by_job = {job: s for job, s in summaries}
     plan = _plan(sel, [s for _, s in summaries])
     used: list[Metric] = [m for m, _, _ in plan.dims]
@@ -647,13 +654,49 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         "not_evaluated": [{"job": c["job"], "model": c["model"], "hardware": c["hardware"],
                            "decoding": c["decoding"], "error": c["reasons"][0][len("not evaluated: "):]}
                           for c in cands if not c["evaluated"]],
+        "quality": quality_use,
         "summary_sentence": "",
     }
     labels = _labels(cands)
     for c in cands:
         c["label"] = labels[c["job"]]
-    decision["summary_sentence"] = _sentence(decision, cands, labels, plan)
+    decision["summary_sentence"] = _sentence(decision, cands, labels, plan) + _quality_sentence(quality_use)
     return decision
+
+
+def _trusted_quality(summaries: list[tuple[str, dict]], trust_unqualified: bool) -> tuple[list, dict]:
+    """Hide the quality of jobs whose grader did not pass qualification (judges/qualify.py), unless
+    the selection says to trust it; return the summaries as the decision sees them and what was done."""
+    seen, hidden, trusted_anyway = [], {}, {}
+    for job, s in summaries:
+        q = s.get("quality") or {}
+        if q.get("overall") is None or q.get("trusted"):
+            if q.get("overall") is not None:
+                seen.append(q.get("source"))
+            continue
+        reason = q.get("untrusted_reason") or "its grader was not qualified"
+        if trust_unqualified:
+            trusted_anyway[job] = reason
+        else:
+            hidden[job] = reason
+    out = []
+    for job, s in summaries:
+        if job in hidden:
+            s = {**s, "quality": {k: v for k, v in s["quality"].items() if k not in UNTRUSTED_KEYS}}
+        out.append((job, s))
+    return out, {"sources": sorted({x for x in seen if x}), "not_used": hidden, "trusted_unqualified": trusted_anyway}
+
+
+def _quality_sentence(use: dict) -> str:
+    if use["not_used"]:
+        reasons = sorted(set(use["not_used"].values()))
+        return (f" Quality was not used for {len(use['not_used'])} job(s): {'; '.join(reasons)} "
+                f"(selection.trust_unqualified=true uses it anyway).")
+    if use["trusted_unqualified"]:
+        reasons = sorted(set(use["trusted_unqualified"].values()))
+        return (f" Quality from an unqualified grader was used because selection.trust_unqualified=true: "
+                f"{'; '.join(reasons)}.")
+    return ""
 
 
 # ---------------------------------------------------------------------------- report, plot, files
@@ -680,9 +723,18 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
         goal = f"maximize {_objective_text(decision)}"
     else:
         goal = (f"{'maximize' if o['goal'] == 'max' else 'minimize'} `{o['metric']}`"
-                + (" (auto: quality when judged, else decode speed)" if o["auto"] else ""))
+                + (" (auto: qualified quality when measured, else decode speed)" if o["auto"] else ""))
+    qu = decision.get("quality") or {}
+    trust = (f"quality from {', '.join(qu['sources'])} (qualified on answers of known order)" if qu.get("sources")
+             else "no qualified quality")
+    if qu.get("not_used"):
+        trust += f"; untrusted quality not used for {', '.join(f'`{j}`' for j in qu['not_used'])}"
+    if qu.get("trusted_unqualified"):
+        trust += (f"; UNTRUSTED quality used (selection.trust_unqualified=true) for "
+                  f"{', '.join(f'`{j}`' for j in qu['trusted_unqualified'])}")
     lines = [START, "# Decision", "", f"**{decision['summary_sentence']}**", "",
              f"- objective: {goal}; noise: {o['noise']}",
+             f"- quality: {trust}",
              f"- limits: {'; '.join(limits) if limits else 'none'}"]
     rec, ru = decision["recommended"], decision["runner_up"]
     if rec:

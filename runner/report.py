@@ -151,16 +151,33 @@ def load_section(s: dict) -> list[str]:
 
 def quality_section(q: dict) -> list[str]:
     lines = ["## Quality", ""]
+    overall = q.get("overall")
+    if q.get("source"):
+        trust = ("**trusted**: its grader passed qualification on answers of known order" if q.get("trusted")
+                 else f"**UNTRUSTED**: {q.get('untrusted_reason')}; the decision does not use it unless "
+                      "selection.trust_unqualified=true")
+        lines.append(f"Quality (`quality.overall`, 1-5) comes from **{q['source']}**"
+                     + (f": {overall['mean']:.2f} over {overall['n']} answers (95% CI of the median "
+                        f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f})" if overall else "") + f"; {trust}.")
+        for r in q.get("rejected") or []:
+            lines.append(f"Not used (failed qualification): {r}.")
+        lines.append("")
+    else:
+        lines += ["No grader measured quality here (no judge, and no prompt with reference_items for the "
+                  "`notes` scorer).", ""]
+    lines += qualification_table(q.get("qualifications") or {})
     if q.get("judge"):
-        overall = q.get("overall")
-        lines.append(f"Judge **{q['judge']}** graded {q['n_graded']} of {q['n_answers']} answers 1-5 per aspect "
-                     f"({q['n_judge_errors']} judge errors, parse-failure rate "
-                     f"{_fmt(q['parse_failure_rate'], 2)}). Overall = mean over aspects per answer, then over answers.")
+        jo = q.get("judge_overall")
+        untrusted = "" if (q.get("qualifications") or {}).get(q["judge"], {}).get("passed") else " (UNTRUSTED)"
+        lines.append(f"Judge **{q['judge']}**{untrusted} graded {q['n_graded']} of {q['n_answers']} answers 1-5 per "
+                     f"aspect ({q['n_judge_errors']} judge errors, parse-failure rate "
+                     f"{_fmt(q['parse_failure_rate'], 2)}). Its overall = mean over aspects per answer, then over "
+                     "answers; in checklist mode an aspect's score = 1 + 4 x (verdicts as expected / questions).")
         lines.append("")
         rows = [[a, _fmt(v["mean"], 2), v["n"]] for a, v in q["aspects"].items()]
-        if overall:
-            rows.append(["**overall**", f"{overall['mean']:.2f} (95% CI of median {overall['ci95'][0]:.2f}-"
-                                        f"{overall['ci95'][1]:.2f})", overall["n"]])
+        if jo:
+            rows.append(["**judge overall**", f"{jo['mean']:.2f} (95% CI of median {jo['ci95'][0]:.2f}-"
+                                              f"{jo['ci95'][1]:.2f})", jo["n"]])
         lines += [tabulate(rows, headers=["aspect", "mean score (1-5)", "n"], tablefmt="github"), ""]
         rel = [f"score distribution {q['distribution']}"]
         if q.get("repeat_consistency"):
@@ -179,9 +196,35 @@ def quality_section(q: dict) -> list[str]:
         lines += ["No LLM judge in this run (judge=none).", ""]
     if q.get("scorers"):
         rows = [[k, _fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
-        lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings):", "",
+        lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings; `notes.score` = 1 + 4 x "
+                  "completeness x accuracy x faithfulness x structure, judges/notes.py):", "",
                   tabulate(rows, headers=["scorer.field", "mean", "n"], tablefmt="github"), ""]
     return lines
+
+
+def qualification_table(quals: dict[str, dict]) -> list[str]:
+    """Every qualified grader's figures on the calibration set (judges/qualify.py)."""
+    if not quals:
+        return []
+    rows = []
+    for name, q in quals.items():
+        sp = q.get("spearman") or {}
+        ci = sp.get("ci95")
+        rows.append([name, "yes" if q.get("passed") else "NO", _fmt(sp.get("pooled"), 2),
+                     f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "n/a", _fmt(q.get("adjacent_accuracy"), 2),
+                     _fmt(q.get("agreeableness"), 2), _fmt(q.get("injection_lift"), 2),
+                     _fmt(q.get("parse_failure_rate"), 2), _fmt(q.get("seconds_per_grade"), 3), q.get("why") or "-"])
+    th = next(iter(quals.values())).get("thresholds") or {}
+    cal = next((q["calibration"] for q in quals.values() if q.get("calibration")), {})
+    return ["Grader qualification on answers of known order (" + (f"{cal.get('name')}, {cal.get('transcripts')} "
+            f"transcripts x 6 answers" if cal else "calibration set") + f"; passes with pooled Spearman >= "
+            f"{th.get('min_spearman', 0.6):g} and injection lift <= {th.get('max_injection_lift', 0.25):+g}):", "",
+            tabulate(rows, headers=["grader", "qualified", "Spearman (pooled)", "95% CI", "adjacent-pair acc.",
+                                    "agreeableness", "injection lift", "parse failures", "s/grade", "why not"],
+                     tablefmt="github", disable_numparse=True), "",
+            "Spearman = rank correlation of grade with the known order (1 = perfect); adjacent-pair accuracy = "
+            "share of neighbouring answers ordered strictly right; agreeableness = share of the two worst answers "
+            "graded >= 4; injection lift = grade with a 'give top marks' line appended minus without it.", ""]
 
 
 def _scatter(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: str, path: Path) -> Path | None:
@@ -233,10 +276,11 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     size = _scatter(rows, "disk_mb", "decode_tps.p50", "disk footprint (MB)", "decode tokens/s, p50",
                     "Speed against size", sweep_dir / "speed_vs_size.png")
     quality = _scatter(rows, "e2e_s.p50", "quality.overall", "end-to-end latency p50 (s)",
-                       "judge score, overall mean (1-5)", "Quality against speed", sweep_dir / "quality_vs_speed.png")
+                       "quality.overall (1-5, from quality.source)", "Quality against speed",
+                       sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
-             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic", "judge",
-             "quality.overall", "quality.ci95", "rouge_l.f1"]
+             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
+             "quality.source", "quality.trusted", "quality.overall", "quality.ci95", "rouge_l.f1"]
     table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
     failed = [r for r in rows if r["status"] != "ok"]
     lines = [f"# Sweep {sweep_dir.name}", "",
@@ -246,9 +290,11 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              "Definitions: " + "; ".join(f"`{k}` = {DEFINITIONS[k][1]} ({DEFINITIONS[k][0]})"
                                          for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
                                                    "rss_mb", "disk_mb")) + ".",
-             "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = judge "
-             "score 1-5, mean over aspects per answer then over answers; rouge_l.f1 = LCS F1 against the "
-             "reference.", ""]
+             "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = the "
+             "per-answer 1-5 quality from quality.source (a judge: mean over aspects per answer; notes: the "
+             "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
+             "qualification on answers of known order (untrusted quality does not steer the decision); "
+             "rouge_l.f1 = LCS F1 against the reference.", ""]
     if failed:
         lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
     if lat:

@@ -106,6 +106,7 @@ class JudgeConfig:
     retries: int = 2  # extra attempts after an unparseable reply
     repeats: int = 1  # grade each answer k times (repeat consistency)
     structured: bool = True  # constrain replies to the JSON schema where the runtime can
+    reasoning: bool = True  # checklist mode: a short reason before each verdict
     injection_probe: int = 5  # answers re-graded with a "give top marks" note appended; 0 = off
     allow_self: bool = False  # a model grading itself is refused unless this is set
     # Cheap scorers run beside (or without) the judge: see judges/scorers.py

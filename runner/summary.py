@@ -156,7 +156,7 @@ def _determinism(cfg, ok: list[dict]) -> dict:
 COLUMNS = ["job", "model", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
            "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
            "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
-           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "judge", "quality.overall",
+           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "judge", "quality.source", "quality.trusted", "quality.overall",
            "quality.ci95", "quality.graded_fraction", "rouge_l.f1", "error"]
 
 
@@ -184,7 +184,8 @@ def flat_row(s: dict, job: str) -> dict:
         "concurrency": s["config"]["run"]["concurrency"], "rate": s["config"]["run"].get("rate"),
         "goodput.fraction": (s.get("goodput") or {}).get("fraction"),
         "deterministic": det.get("identical") if det.get("checked") else None,
-        "judge": q.get("judge"), "quality.overall": overall["mean"] if overall else None,
+        "judge": q.get("judge"), "quality.source": q.get("source"), "quality.trusted": q.get("trusted"),
+        "quality.overall": overall["mean"] if overall else None,
         "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,
         "quality.graded_fraction": q.get("graded_fraction"),
         "rouge_l.f1": (q.get("scorers", {}).get("rouge_l.f1") or {}).get("mean"), "error": s["error"],

@@ -23,7 +23,7 @@ from runner.summary import SUMMARY
 SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization", re.I)
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
-             "agreement.json", "job.json", "decision.json"]
+             "agreement.json", "job.json", "decision.json", "qualification.json"]
 
 
 def tracking_uri(uri: str | None) -> str:
@@ -115,6 +115,19 @@ def summary_metrics(s: dict) -> dict[str, float]:
     q = s.get("quality") or {}
     if q.get("overall"):
         m["quality.overall"] = float(q["overall"]["mean"])
+    if q.get("judge_overall"):
+        m["quality.judge_overall"] = float(q["judge_overall"]["mean"])
+    if q.get("source"):
+        m["quality.trusted"] = 1.0 if q.get("trusted") else 0.0
+    for name, qual in (q.get("qualifications") or {}).items():
+        key = "qualification." + name.replace("/", ".")
+        for fig, v in (("spearman", (qual.get("spearman") or {}).get("pooled")), ("passed", qual.get("passed")),
+                       ("adjacent_accuracy", qual.get("adjacent_accuracy")),
+                       ("agreeableness", qual.get("agreeableness")), ("injection_lift", qual.get("injection_lift")),
+                       ("parse_failure_rate", qual.get("parse_failure_rate")),
+                       ("seconds_per_grade", qual.get("seconds_per_grade"))):
+            if isinstance(v, int | float):
+                m[f"{key}.{fig}"] = float(v)
     for aspect, v in (q.get("aspects") or {}).items():
         m[f"quality.{aspect}"] = float(v["mean"])
     for k in ("graded_fraction", "parse_failure_rate"):
@@ -188,6 +201,12 @@ class Tracker:
                 **{f"version.{k}": str(v) for k, v in (env.get("packages") or {}).items() if v}}
         if s.get("error"):
             tags["error"] = s["error"][:5000]
+        q = s.get("quality") or {}
+        if q.get("source"):
+            tags["quality.source"] = str(q["source"])
+            tags["quality.trusted"] = str(bool(q.get("trusted")))
+            if q.get("untrusted_reason"):
+                tags["quality.untrusted_reason"] = str(q["untrusted_reason"])[:5000]
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run = retry(self.client.create_run, self.experiment_id, run_name=job_dir.name, tags=tags)

@@ -56,3 +56,18 @@ def fresh_home(tmp_path: Path, pack_home: Path) -> Path:
 def copy_hf(pack_home: Path, home: Path) -> None:
     """Share the dequantized float32 folders, so only the ONNX build step runs."""
     shutil.copytree(pack_home / "hf", home / "hf", symlinks=True)
+
+
+@pytest.fixture(scope="session")
+def short_calibration(tmp_path_factory) -> str:
+    """`judge.qualification.calibration=...` holding one transcript of the shipped set: tests about
+    other judge behaviour still qualify their judge for real, on 6 answers instead of 30."""
+    import yaml
+
+    from judges.qualify import CALIBRATION
+
+    data = yaml.safe_load(CALIBRATION.read_text())
+    data["transcripts"] = data["transcripts"][:1]
+    path = tmp_path_factory.mktemp("calibration") / "one-transcript.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return f"judge.qualification.calibration={path}"

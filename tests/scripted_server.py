@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import dataclasses
 import itertools
 import json
@@ -48,6 +49,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -103,6 +105,9 @@ class Script:
     """Each request's whole schedule starts up to this much later (uniform, seeded): a noisy endpoint."""
     ttft_cycle: tuple[float, ...] = ()
     """If set, request k (in arrival order) gets ttft_s = ttft_cycle[k % len]: known fast and slow ones."""
+    reply: Callable[[str, Any], str] | None = None
+    """If set, the answer is reply(model, messages), one whitespace-delimited word per token (`tokens`
+    is then that word count): an endpoint serving answers of known content."""
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -313,6 +318,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(404, f"model '{model}' not found")
             return
 
+        words: list[str] | None = None
+        if script.reply is not None:
+            words = re.findall(r"\s*\S+", script.reply(model, body.get("messages")))
+            script = dataclasses.replace(script, tokens=len(words))
+
         max_tokens = body.get("max_completion_tokens")
         if max_tokens is None:
             max_tokens = body.get("max_tokens")
@@ -340,9 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
                     and isinstance(stream_opts, dict)
                     and stream_opts.get("include_usage")
                 )
-                self._stream(script, arrival, n, finish_reason, usage, want_usage, ctx)
+                self._stream(script, arrival, n, finish_reason, usage, want_usage, ctx, words)
             else:
-                self._nonstream(script, arrival, n, finish_reason, usage, ctx)
+                self._nonstream(script, arrival, n, finish_reason, usage, ctx, words)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -354,7 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
         finish_reason: str,
         usage: dict[str, int],
         ctx: dict[str, Any],
+        words: list[str] | None = None,
     ) -> None:
+        text = words.__getitem__ if words is not None else token_text
         fail = script.fail_after_tokens
         if fail is not None and fail < n:
             _sleep_until(arrival + script.ttft_s + max(0, fail - 1) * script.tpot_s)
@@ -371,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "index": 0,
                         "message": {
                             "role": "assistant",
-                            "content": "".join(token_text(i) for i in range(n)),
+                            "content": "".join(text(i) for i in range(n)),
                         },
                         "logprobs": None,
                         "finish_reason": finish_reason,
@@ -390,7 +402,9 @@ class _Handler(BaseHTTPRequestHandler):
         usage: dict[str, int],
         want_usage: bool,
         ctx: dict[str, Any],
+        words: list[str] | None = None,
     ) -> None:
+        text = words.__getitem__ if words is not None else token_text
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -429,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
             _sleep_until(arrival + script.chunk_offset(j))
             hi = min(sent + k, limit)
             delta: dict[str, Any] = {
-                "content": "".join(token_text(i) for i in range(sent, hi))
+                "content": "".join(text(i) for i in range(sent, hi))
             }
             if j == 0 and not script.role_chunk:
                 delta = {"role": "assistant", **delta}

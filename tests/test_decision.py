@@ -26,13 +26,15 @@ def dist(p50: float, p95: float | None = None, ci: tuple[float, float] | None = 
 def summary(model: str, *, e2e: float | None = 1.0, e2e_p95: float | None = None, e2e_ci=None,
             rss: float | None = 500.0, disk: float | None = 100.0, quality: float | None = None, quality_ci=None,
             decode: float | None = 50.0, decode_ci=None, tpot_p95: float | None = 0.02, licence="Apache-2.0",
-            hardware="cpu", decoding="deterministic", status="ok", error=None) -> dict:
+            hardware="cpu", decoding="deterministic", status="ok", error=None, trusted: bool = True) -> dict:
     metrics = {"ttft_s": dist(0.1), "e2e_s": dist(e2e, e2e_p95, e2e_ci) if e2e is not None else None,
                "tpot_s": dist(0.02, tpot_p95), "decode_tps": dist(decode, ci=decode_ci) if decode is not None else None}
     q = {"judge": None, "scorers": {"rouge_l.f1": {"mean": 0.25, "n": 4}}}
     if quality is not None:
         q = {"judge": "smollm2-135m-fp32", "scorers": {}, "overall": dist(quality, ci=quality_ci or (quality, quality)),
-             "aspects": {"completeness": {"mean": quality, "n": 20}}}
+             "aspects": {"completeness": {"mean": quality, "n": 20}}, "source": "smollm2-135m-fp32",
+             "trusted": trusted, "untrusted_reason": None if trusted else
+             "grader smollm2-135m-fp32 failed qualification (pooled Spearman 0.12 < 0.6)"}
     return {"model": model, "status": status, "error": error, "partial": False, "n": 20, "n_expected": 20,
             "metrics": metrics, "load_s": 1.0, "rss_mb": rss, "rss_peak_mb": rss, "disk_mb": disk, "license": licence,
             "precision": "int8", "throughput": None, "quality": q,
@@ -380,3 +382,46 @@ def test_decide_main_bad_input(tmp_path):
         dec.decide_main(sweep, ["max.nonsense.p50=1"])
     assert not (sweep / "decision.json").exists()  # bad input writes nothing
     assert (sweep / "report.md").read_text() == "# Sweep test\n\nThe sweep table.\n"
+
+
+# ---------------------------------------------------------------------------- qualified quality only
+
+
+def test_quality_from_an_unqualified_grader_is_not_used_and_the_decision_says_why():
+    jobs = [("0_worse", summary("a", quality=4.8, decode=30.0, trusted=False)),
+            ("1_faster", summary("b", quality=1.2, decode=60.0, trusted=False))]
+    d = dec.decide(jobs, NO_REGISTRY, registry_lookup=no_registry)
+    assert d["objective"]["metric"] == "decode_tps.p50"  # auto falls back to speed
+    assert d["recommended"]["job"] == "1_faster"
+    assert set(d["quality"]["not_used"]) == {"0_worse", "1_faster"}
+    assert "Quality was not used" in d["summary_sentence"] and "Spearman 0.12 < 0.6" in d["summary_sentence"]
+    assert all(c["metrics"]["quality.overall"] is None for c in d["candidates"])
+    assert "quality" not in {x["label"] for x in d["dimensions"]}
+    md = "\n".join(dec.decision_markdown(d, None))
+    assert "untrusted quality not used" in md
+
+
+def test_a_quality_limit_cannot_be_met_by_untrusted_quality():
+    jobs = [("0_a", summary("a", quality=4.8, trusted=False)), ("1_b", summary("b", quality=4.0))]
+    d = dec.decide(jobs, {"min": {"quality.overall": 3.0}}, registry_lookup=no_registry)
+    c = by_job(d)
+    assert not c["0_a"]["eligible"] and "quality.overall not measured" in c["0_a"]["reasons"][0]
+    assert d["recommended"]["job"] == "1_b"
+
+
+def test_trust_unqualified_overrides_and_says_so():
+    jobs = [("0_worse", summary("a", quality=4.8, decode=30.0, trusted=False)),
+            ("1_faster", summary("b", quality=1.2, decode=60.0, trusted=False))]
+    d = dec.decide(jobs, {"trust_unqualified": True}, registry_lookup=no_registry)
+    assert d["objective"]["metric"] == "quality.overall" and d["recommended"]["job"] == "0_worse"
+    assert set(d["quality"]["trusted_unqualified"]) == {"0_worse", "1_faster"} and not d["quality"]["not_used"]
+    assert "trust_unqualified=true" in d["summary_sentence"]
+    with pytest.raises(UserError, match="trust_unqualified must be true or false"):
+        dec.decide(jobs, {"trust_unqualified": "yes"}, registry_lookup=no_registry)
+
+
+def test_qualified_quality_is_used_beside_unqualified():
+    jobs = [("0_q", summary("a", quality=3.0)), ("1_untrusted", summary("b", quality=5.0, trusted=False))]
+    d = dec.decide(jobs, NO_REGISTRY, registry_lookup=no_registry)
+    assert d["objective"]["metric"] == "quality.overall" and d["recommended"]["job"] == "0_q"
+    assert d["runner_up"] is None and list(d["quality"]["not_used"]) == ["1_untrusted"]

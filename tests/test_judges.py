@@ -135,11 +135,11 @@ def fill_human_scores(path, score) -> None:
         w.writerows(rows)
 
 
-def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
+def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
     job = tmp_path / "job"
     done = run_cli("run", "model=gemma3-270m-int4", "judge=smollm2-135m-int8", "prompts=rag-basics",
                    "run.rounds=1", "run.warmup=0", "decoding.max_tokens=96", "judge.injection_probe=2",
-                   f"hydra.run.dir={job}")
+                   short_calibration, f"hydra.run.dir={job}")
     assert done.returncode == 0, done.stderr
     recs = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 4
@@ -159,7 +159,14 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
     assert sum(q["distribution"].values()) == sum(len(r["judge"]["scores"]) for r in graded)
     judgements = [json.loads(x) for x in (job / "judgements.jsonl").read_text().splitlines()]
     assert sum(1 for j in judgements if j["probe"] == "injection") == 2
-    assert "## Quality" in (job / "report.md").read_text()
+    report_md = (job / "report.md").read_text()
+    assert "## Quality" in report_md and "Grader qualification on answers of known order" in report_md
+    # rag-basics has no reference_items: no notes scorer to fall back on, the judge is the source
+    qual = q["qualifications"]["smollm2-135m-int8"]
+    assert q["source"] == "smollm2-135m-int8" and q["trusted"] == qual["passed"]
+    assert qual["calibration"]["transcripts"] == 1 and qual["n_grades"] == 6
+    if not qual["passed"]:
+        assert "UNTRUSTED" in report_md and q["untrusted_reason"].startswith("grader smollm2-135m-int8 failed")
     assert graded, "constrained decoding should let even the 135M judge produce parseable grades"
     ann = run_cli("annotate", str(job))
     assert ann.returncode == 0, ann.stderr
@@ -170,11 +177,12 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home):
     assert report["judge_human"]["overall"]["exact"] == 1.0
 
 
-def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pack_home):
+def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pack_home, short_calibration):
     job = tmp_path / "job"
     with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv:
         common = ["backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
-                  "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge.injection_probe=0", f"hydra.run.dir={job}"]
+                  "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge.injection_probe=0", short_calibration,
+                  f"hydra.run.dir={job}"]
         first = run_cli("run", *common, "judge=smollm2-135m-int4")
         assert first.returncode == 0, first.stderr
         n_requests = len(srv.requests)
@@ -183,6 +191,8 @@ def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pa
         assert len(srv.requests) == n_requests  # the candidate was not asked again
     judges = {json.loads(x)["judge_model"] for x in (job / "judgements.jsonl").read_text().splitlines()}
     assert judges == {"smollm2-135m-int4", "gemma3-270m-int4"}
+    quals = json.loads((job / "qualification.json").read_text())
+    assert set(quals) == {"smollm2-135m-int4", "gemma3-270m-int4"}  # the second judge adds its own
     assert run_cli("annotate", str(job)).returncode == 0
     fill_human_scores(job / "annotations.csv", lambda i, row: "3" if i == 0 else "")
     agree = run_cli("agreement", str(job))

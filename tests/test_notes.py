@@ -1,0 +1,222 @@
+"""The `notes` scorer: sections, items, owners and dates read from answers as models write them,
+each defect lowering the figure it names, and answers of known order graded in that order."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+
+from judges import dates, notes
+from judges.scorers import score_all
+from runner import prompts
+from runner.errors import UserError
+
+MEETING = prompts.load(ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml")
+BY_ID = {p.id: p for p in MEETING.prompts}
+KNOWN_ORDER = yaml.safe_load((ROOT / "tests" / "data" / "known_order.yaml").read_text())["answers"]
+STANDUP = BY_ID["eng-standup"]
+
+GOOD = """## Decisions
+- Code freeze for 2.4 is Friday, March 7; anything unmerged moves to 2.5.
+- No exceptions: the dark mode toggle waits for 2.5 if it is not merged by Friday.
+
+## Action items
+- Aisha - investigate the slow staging database and report back - due Thursday, March 6
+- Aisha - export-to-CSV feature ready for review - due March 5
+- Tom - write the integration tests for the sync service retry logic - today (March 4)
+- Tom - hand Marco a Pixel 6 test phone - right after standup, March 4
+- Priya - decide who writes the release notes and post it in the team channel - no due date
+
+## Open questions
+- Who writes the 2.4 release notes?
+"""
+
+
+def score(answer: str, prompt=STANDUP) -> dict:
+    return notes.score(prompt, answer)
+
+
+def test_a_complete_correct_answer_scores_five():
+    s = score(GOOD)
+    assert s["score"] == pytest.approx(5.0)
+    assert (s["recall"], s["precision"], s["owner_accuracy"], s["due_accuracy"]) == (1.0, 1.0, 1.0, 1.0)
+    assert s["invented"] == 0 and s["sections"] == 3
+
+
+def test_a_swapped_owner_lowers_owner_accuracy_only():
+    base, swapped = score(GOOD), score(GOOD.replace("- Tom - write the integration", "- Marco - write the integration"))
+    assert swapped["owner_accuracy"] == pytest.approx(4 / 5)
+    for same in ("recall", "precision", "due_accuracy", "invented", "sections"):
+        assert swapped[same] == base[same], same
+    assert swapped["score"] < base["score"]
+
+
+def test_a_wrong_date_lowers_due_accuracy_only():
+    wrong = score(GOOD.replace("due Thursday, March 6", "due Friday, March 14"))
+    assert wrong["due_accuracy"] == pytest.approx(4 / 5)
+    assert (wrong["owner_accuracy"], wrong["recall"], wrong["invented"]) == (1.0, 1.0, 0)
+
+
+def test_a_dropped_item_lowers_recall_of_its_section():
+    dropped = score(GOOD.replace("- Aisha - export-to-CSV feature ready for review - due March 5\n", ""))
+    assert dropped["action_items_recall"] == pytest.approx(4 / 5)
+    assert dropped["decisions_recall"] == 1.0 and dropped["owner_accuracy"] == 1.0
+    assert dropped["recall"] == pytest.approx(7 / 8)
+
+
+def test_an_invented_decision_is_counted_and_costs_more_than_a_gap():
+    invented = score(GOOD.replace("## Action items", "- The team will move standups to Mondays.\n\n## Action items"))
+    assert invented["invented"] == 1 and invented["decisions_precision"] == pytest.approx(2 / 3)
+    assert invented["recall"] == 1.0
+    dropped = score(GOOD.replace("- Aisha - export-to-CSV feature ready for review - due March 5\n", ""))
+    assert invented["score"] < dropped["score"]
+
+
+def test_a_repeated_item_is_a_duplicate_not_an_invention():
+    line = "- Code freeze for 2.4 is Friday, March 7; anything unmerged moves to 2.5.\n"
+    s = score(GOOD.replace(line, line + line))
+    assert (s["duplicates"], s["invented"]) == (1, 0)
+    assert 4.5 < s["score"] < 5
+
+
+def test_one_paragraph_with_half_missing_has_no_sections_and_low_recall():
+    para = ("The 2.4 code freeze is Friday, March 7. Aisha will look into the slow staging database by "
+            "Thursday, March 6. Tom writes the sync service integration tests today.")
+    s = score(para)
+    assert s["sections"] == 0 and s["recall"] == pytest.approx(3 / 8)
+    assert s["score"] < 2.5
+
+
+@pytest.mark.parametrize("text", ["None", "- None", "None.", "N/A", "No open questions were raised."])
+def test_none_in_a_section_is_no_item(text):
+    s = score(GOOD.split("## Open questions")[0] + "## Open questions\n" + text + "\n")
+    assert s["open_questions_precision"] is None and s["invented"] == 0 and s["sections"] == 3
+
+
+@pytest.mark.parametrize("heading", ["**Decisions:**", "Decisions:", "### Key decisions", "DECISIONS", "1. Decisions"])
+def test_heading_variants_are_recognised(heading):
+    s = score(GOOD.replace("## Decisions", heading))
+    assert s["sections"] == 3 and s["decisions_recall"] == 1.0 and s["invented"] == 0
+
+
+def test_preamble_before_the_first_heading_is_ignored():
+    assert score("Here is the summary of the standup:\n\n" + GOOD)["score"] == pytest.approx(5.0)
+
+
+def test_action_items_as_a_markdown_table():
+    table = GOOD.split("## Action items")[0] + """## Action items
+| Owner | Task | Due |
+|-------|------|-----|
+| Aisha | Investigate the slow staging database and report back | March 6 |
+| Aisha | Export-to-CSV feature ready for review | 2025-03-05 |
+| Tom | Write the integration tests for the sync service retry logic | 3/4 |
+| Tom | Hand Marco a Pixel 6 test phone | March 4 |
+| Priya | Decide who writes the release notes and post it in the team channel | none |
+
+## Open questions
+- Who writes the 2.4 release notes?
+"""
+    s = score(table)
+    assert (s["action_items_recall"], s["owner_accuracy"], s["due_accuracy"]) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("item, owner", [
+    ("Investigate the staging database (Owner: Aisha, Due: March 6)", "aisha"),
+    ("**Aisha**: investigate the staging database", "aisha"),
+    ("Aisha will investigate the staging database", "aisha"),
+    ("Hand a Pixel 6 to Marco (Tom)", "tom"),
+    ("Tom to hand Marco a Pixel 6", "tom"),
+])
+def test_owner_forms(item, owner):
+    names = notes.candidate_names(STANDUP, STANDUP.reference_items)
+    assert notes.owner_of(item, names) == owner
+
+
+MEETING_DAY = dt.date(2025, 2, 18)  # a Tuesday
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("due February 21", dt.date(2025, 2, 21)),
+    ("by Feb 21", dt.date(2025, 2, 21)),
+    ("Feb. 21st", dt.date(2025, 2, 21)),
+    ("21 February", dt.date(2025, 2, 21)),
+    ("the 21st of February", dt.date(2025, 2, 21)),
+    ("Friday, February 21", dt.date(2025, 2, 21)),
+    ("February 21, 2026", dt.date(2026, 2, 21)),
+    ("2025-02-21", dt.date(2025, 2, 21)),
+    ("2/21", dt.date(2025, 2, 21)),
+    ("02/21/2025", dt.date(2025, 2, 21)),
+    ("today", MEETING_DAY),
+    ("tomorrow", dt.date(2025, 2, 19)),
+    ("by Friday", dt.date(2025, 2, 21)),
+    ("next Tuesday", dt.date(2025, 2, 25)),
+    ("end of the month", dt.date(2025, 2, 28)),
+])
+def test_date_forms(text, expected):
+    assert [d for _, d in dates.find_dates(text, MEETING_DAY)] == [expected]
+
+
+def test_the_meeting_date_is_the_first_date_with_a_year():
+    header = "Postmortem: outage of Saturday, April 12 - meeting on Tuesday, April 15, 2025"
+    assert dates.meeting_date(header) == dt.date(2025, 4, 15)
+    assert dates.find_dates("no date here, Android 12 and 2.4 release") == []
+
+
+def test_a_due_cue_picks_the_due_date_among_several():
+    assert notes.due_of("Draft the Feb 20 notes, due February 24", MEETING_DAY) == dt.date(2025, 2, 24)
+
+
+@pytest.mark.parametrize("pid", list(KNOWN_ORDER))
+def test_known_order_answers_are_graded_in_order(pid):
+    """Held-out answers (written apart from the calibration set): reference, owner swapped,
+    item dropped and date wrong, decision invented and owner swapped, one paragraph half missing."""
+    answers = sorted(KNOWN_ORDER[pid], key=lambda a: a["rank"])
+    got = [score(a["text"], BY_ID[pid])["score"] for a in answers]
+    assert got == sorted(got, reverse=True) and len(set(got)) == len(got), got
+    assert got[0] == pytest.approx(5.0)
+
+
+def test_scorer_is_registered_and_skips_prompts_without_reference_items():
+    out = score_all(["notes"], STANDUP, GOOD)
+    assert out["notes.score"] == pytest.approx(5.0) and "notes.owner_accuracy" in out
+    bare = prompts.Prompt(id="q", messages=(("user", "hi"),))
+    assert score_all(["notes"], bare, GOOD) == {}
+
+
+BAD_ITEMS = [
+    ({"decisions": [], "action_items": []}, "missing key(s) open_questions"),
+    ({"decisions": [], "action_items": [], "open_questions": [], "notes": []}, "unknown key(s) notes"),
+    ({"decisions": "one", "action_items": [], "open_questions": []}, "reference_items.decisions must be a list"),
+    ({"decisions": [], "action_items": [{"owner": "Ann", "task": "x"}], "open_questions": []},
+     "action_items[0] must be {owner, task, due}"),
+    ({"decisions": [], "action_items": [{"owner": "Ann", "task": "x", "due": "March 6"}], "open_questions": []},
+     "action_items[0].due: 'March 6' is not an ISO date"),
+    ({"decisions": [], "action_items": [{"owner": "", "task": "x", "due": None}], "open_questions": []},
+     "action_items[0].owner must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize("items, message", BAD_ITEMS)
+def test_malformed_reference_items_name_the_prompt_and_field(tmp_path: Path, items, message):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"prompts": [{"id": "standup", "user": "Summarize.", "reference_items": items}]}))
+    with pytest.raises(UserError, match="standup") as err:
+        prompts.load(f)
+    assert message in str(err.value)
+
+
+def test_malformed_reference_items_are_a_config_error_exit_2(tmp_path: Path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"prompts": [{"id": "standup", "user": "Summarize.", "reference_items": {
+        "decisions": [], "action_items": [{"owner": "Ann", "task": "x", "due": "soon"}], "open_questions": []}}]}))
+    done = run_cli("run", f"prompts.path={f}", "run.rounds=1", "run.warmup=0", f"hydra.run.dir={tmp_path / 'r'}")
+    assert done.returncode == 2, done.stderr
+    assert "standup" in done.stderr and "action_items[0].due" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_every_benchmark_prompt_has_reference_items():
+    assert all(p.reference_items and p.reference_items.count() for p in MEETING.prompts)

@@ -1,0 +1,152 @@
+"""Grader qualification: the figures on fixed inputs, checked against values worked by hand;
+the shipped calibration set; the cache; `slmbench judge qualify` on scorers and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+
+from judges import qualify
+from judges.qualify import KINDS, Graded, figures, spearman, verdict
+from runner.errors import UserError
+
+RANKS = {k: i for i, k in enumerate(KINDS, 1)} | {"injected": 4}
+
+
+def grades(*per_transcript: list[float]) -> dict:
+    """Transcripts' grades in KINDS order, then the injected answer's grade."""
+    return {f"t{i}": {k: Graded(v) for k, v in zip([*KINDS, "injected"], g, strict=True)}
+            for i, g in enumerate(per_transcript)}
+
+
+def test_spearman_against_hand_worked_values():
+    assert spearman([1, 2, 3, 4, 5], [2, 4, 6, 8, 10]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4, 5], [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+    # x ranks 1..5, y = [1,2,3,5,4]: d^2 = 0+0+0+1+1 = 2; rho = 1 - 6*2/(5*24) = 0.9
+    assert spearman([1, 2, 3, 4, 5], [1, 2, 3, 5, 4]) == pytest.approx(0.9)
+    # ties: y = [1,1,2,3,4] -> average ranks [1.5,1.5,3,4,5]; Pearson with [1..5] = 0.9746794
+    assert spearman([1, 2, 3, 4, 5], [1, 1, 2, 3, 4]) == pytest.approx(0.9746794, abs=1e-6)
+    assert spearman([1, 2, 3], [3, 3, 3]) is None  # constant grades order nothing
+
+
+def test_figures_of_a_perfect_and_robust_grader():
+    f = figures(grades([5, 4, 3, 2, 1, 2], [5, 4.5, 4, 3, 2, 2.5]), {"t0": RANKS, "t1": RANKS}, seconds=1.2)
+    assert f["spearman"]["pooled"] == pytest.approx(spearman([-r for r in [1, 2, 3, 4, 5] * 2],
+                                                             [5, 4, 3, 2, 1, 5, 4.5, 4, 3, 2]))
+    assert f["spearman"]["per_transcript"] == {"t0": pytest.approx(1.0), "t1": pytest.approx(1.0)}
+    assert f["adjacent_accuracy"] == 1.0
+    assert f["agreeableness"] == 0.0
+    assert f["injection_lift"] == pytest.approx(((2 - 2) + (2.5 - 3)) / 2)  # -0.25
+    assert f["parse_failure_rate"] == 0.0 and f["seconds_per_grade"] == pytest.approx(1.2 / 12)
+
+
+def test_figures_of_an_agreeable_injectable_grader():
+    """Everything 4 or 5, top marks when told: agreeable, lifted, ties order nothing."""
+    f = figures(grades([5, 5, 4, 4, 4, 5], [5, 4, 4, 4, 4, 5]), {"t0": RANKS, "t1": RANKS}, seconds=1.0)
+    assert f["agreeableness"] == 1.0  # ranks 4 and 5 all graded >= 4
+    assert f["injection_lift"] == pytest.approx(1.0)
+    # t0 pairs: 5>5 no, 5>4 yes, 4>4 no, 4>4 no; t1: 5>4 yes, then three ties
+    assert f["adjacent_accuracy"] == pytest.approx(2 / 8)
+    v = verdict(f, 0.6, 0.25)
+    assert not v["passed"] and "injection lift +1.00 > +0.25" in v["why"]
+
+
+def test_parse_failures_count_and_drop_out_of_the_correlation():
+    g = grades([5, 4, 3, 2, 1, 1], [5, 4, 3, 2, 1, 1])
+    g["t1"]["reference"] = Graded(None, "unparseable after 3 attempts: not JSON")
+    g["t1"]["owner_swapped"] = Graded(None, "judge backend: connection refused")
+    f = figures(g, {"t0": RANKS, "t1": RANKS}, seconds=1.0)
+    assert f["parse_failure_rate"] == pytest.approx(1 / 12) and f["n_errors"] == 2
+    assert f["spearman"]["per_transcript"]["t1"] == pytest.approx(1.0)  # over the three graded answers
+
+
+def test_the_bootstrap_ci_resamples_transcripts_and_is_reproducible():
+    g = grades([5, 4, 3, 2, 1, 1], [1, 2, 3, 4, 5, 5], [5, 4, 3, 2, 1, 1])
+    a = figures(g, {t: RANKS for t in g}, seconds=1.0)
+    b = figures(g, {t: RANKS for t in g}, seconds=1.0)
+    lo, hi = a["spearman"]["ci95"]
+    assert a["spearman"]["ci95"] == b["spearman"]["ci95"]
+    assert lo <= a["spearman"]["pooled"] <= hi and lo < 0 < hi  # one transcript reversed: the CI spans 0
+    assert figures(grades([5, 4, 3, 2, 1, 1]), {"t0": RANKS}, 1.0)["spearman"]["ci95"] is None
+
+
+def test_verdict_thresholds():
+    f = {"spearman": {"pooled": 0.59}, "injection_lift": 0.0}
+    assert not verdict(f, 0.6, 0.25)["passed"] and "0.59 < 0.6" in verdict(f, 0.6, 0.25)["why"]
+    assert verdict(f, 0.5, 0.25) == {"passed": True, "why": None,
+                                     "thresholds": {"min_spearman": 0.5, "max_injection_lift": 0.25}}
+    assert not verdict({"spearman": {"pooled": None}, "injection_lift": 0.0}, 0.6, 0.25)["passed"]
+
+
+def test_the_shipped_calibration_set():
+    cal = qualify.load_calibration()
+    assert len(cal.transcripts) >= 5
+    benchmark = yaml.safe_load((ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml").read_text())
+    assert not {t.prompt.id for t in cal.transcripts} & {p["id"] for p in benchmark["prompts"]}
+    for t in cal.transcripts:
+        kinds = {a.kind: a for a in t.answers}
+        assert kinds["injected"].text.startswith(kinds["invented_and_owner_swapped"].text)
+        assert t.prompt.reference_items.count() >= 6
+
+
+def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(tmp_path))
+    calls = []
+    grader = qualify.scorer_grader("notes")
+    inner = grader.grade
+    grader.grade = lambda p, a: calls.append(1) or inner(p, a)
+    cal = qualify.load_calibration()
+    first = qualify.qualify(grader, cal)
+    assert first["passed"] and not first["cached"] and len(calls) == 6 * len(cal.transcripts)
+    assert first["spearman"]["pooled"] >= 0.8 and first["adjacent_accuracy"] >= 0.75
+    assert first["injection_lift"] <= 0
+    again = qualify.qualify(grader, cal, min_spearman=0.999)
+    assert again["cached"] and len(calls) == 6 * len(cal.transcripts)  # no grading the second time
+    assert not again["passed"]  # thresholds apply at read time
+
+
+def test_a_grader_that_reverses_the_order_fails(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(tmp_path))
+    notes_grader = qualify.scorer_grader("notes")
+    flipped = qualify.Grader("flipped", {"x": 1}, lambda p, a: Graded(6 - notes_grader.grade(p, a).overall))
+    q = qualify.qualify(flipped, qualify.load_calibration())
+    assert not q["passed"] and q["spearman"]["pooled"] < 0 and q["injection_lift"] > 0
+
+
+def test_malformed_calibration_sets(tmp_path: Path):
+    cal = yaml.safe_load(qualify.CALIBRATION.read_text())
+    cal["transcripts"][0]["answers"] = cal["transcripts"][0]["answers"][:5]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(cal))
+    with pytest.raises(UserError, match="answers must be one each"):
+        qualify.load_calibration(f)
+    with pytest.raises(UserError, match="not found|No such file"):
+        qualify.load_calibration(tmp_path / "missing.yaml")
+
+
+def test_cli_qualifies_scorers(tmp_path: Path):
+    env = {"SLMBENCH_HOME": str(tmp_path)}
+    done = run_cli("judge", "qualify", "notes", env=env)
+    assert done.returncode == 0, done.stderr
+    for figure in ("Spearman, pooled", "adjacent-pair accuracy", "agreeableness", "injection lift",
+                   "parse-failure rate", "seconds per grade", "QUALIFIED"):
+        assert figure in done.stdout
+    js = run_cli("judge", "qualify", "rouge_l", "--json", "--min-spearman", "0.99", env=env)
+    assert js.returncode == 1  # not qualified under a stricter bar
+    assert json.loads(js.stdout)["passed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["judge", "qualify", "no-such-grader"], "neither a judge"),
+    (["judge", "qualify", "length"], "no quality figure"),
+    (["judge", "qualify", "notes", "--calibration", "/nonexistent.yaml"], "calibration set"),
+    (["judge", "qualify", "openai", "--base-url", "http://127.0.0.1:9/v1"], "unreachable"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args, message):
+    done = run_cli(*args, env={"SLMBENCH_HOME": str(tmp_path)})
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
