@@ -41,11 +41,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import dataclasses
 import itertools
 import json
 import random
+import re
 import socket
 import threading
 import time
