@@ -18,16 +18,18 @@ install: $(INSTALLED)
 pack: install
 	$(BIN)/slmbench models pack
 
-# The default experiment over the pack's candidates, graded by the one pack model that is not
-# a candidate (SmolLM2 fp32). ~20-25 minutes on 2 cores, most of it the fp32 judge.
+# The default experiment over the pack's candidates, graded by the best grader that qualifies
+# offline: the `notes` scorer against each transcript's reference_items (no pack model orders
+# answers of known quality; `slmbench judge qualify` shows each one's figures).
 DEMO_ARGS ?= -m model=smollm2-135m-int4,smollm2-135m-int8,gemma3-270m-int4 prompts=meeting-notes \
-	judge=smollm2-135m-fp32 run.rounds=2 run.warmup=1 decoding.max_tokens=160 judge.injection_probe=2
+	judge=none run.rounds=2 run.warmup=1 decoding.max_tokens=160
 
 demo: pack
 	$(BIN)/slmbench run $(DEMO_ARGS)
 	@echo
 	@echo "Report: the sweep report.md printed above (outputs/sweeps/<time>/report.md)."
 	@echo "Compare the runs in MLflow: $(BIN)/slmbench ui   (then open http://127.0.0.1:5000)"
+	@echo "How far each grader can be trusted: $(BIN)/slmbench judge qualify notes   (or a judge: smollm2-135m-fp32 --mode checklist)"
 	@echo "Try a model by hand: $(BIN)/slmbench models run smollm2-135m-int8 --prompt 'List three benefits of local inference.'"
 
 test: pack

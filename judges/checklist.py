@@ -124,10 +124,10 @@ def parse(text: str, qs: list[Question], reasoning: bool = True) -> tuple[dict[s
         verdict = item.get("verdict")
         if not isinstance(verdict, str) or verdict.strip().lower() not in ("yes", "no"):
             raise JudgeParseError(f"{i}: verdict {verdict!r} is not yes or no")
-        reasoning = item.get("reasoning")
-        if not isinstance(reasoning, str):
+        why = item.get("reasoning")
+        if not isinstance(why, str):
             raise JudgeParseError(f"{i}: reasoning missing")
-        verdicts[i], reasons[i] = verdict.strip().lower(), reasoning.strip()
+        verdicts[i], reasons[i] = verdict.strip().lower(), why.strip()
     return verdicts, reasons
 
 

@@ -80,7 +80,8 @@ def cmd_qualify(args) -> int:
         defaults = OmegaConf.structured(JudgeConfig).qualification
         th = {k: v if v is not None else defaults[k] for k, v in thresholds.items()}
         result = qualify.qualify(qualify.scorer_grader(args.name), qualify.load_calibration(args.calibration),
-                                 th["min_spearman"], th["max_injection_lift"], args.refresh)
+                                 th["min_spearman"], th["max_injection_lift"], args.refresh,
+                                 max_error_rate=defaults.max_error_rate)
     else:
         from judges.grading import judge_backend, qualify_judge
         from runner.backends import BackendError

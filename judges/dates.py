@@ -3,8 +3,10 @@
 Recognised: "February 21", "Feb 21", "Feb. 21st", "21 February", "21st of February",
 "Friday, February 21", "February 21, 2025", "2025-02-21", "2025/02/21", "2/21", "02/21/2025"
 (month first, as in US notes), and, against the meeting's date: "today", "tonight",
-"tomorrow", "end of day", a weekday name ("Thursday", "this Friday": the next such day
-after the meeting) and "end of the month". A date without a year takes the meeting's year.
+"tomorrow", "end of day", a weekday name ("Thursday", "Thurs", "this Friday": the next such
+day after the meeting; lower-case abbreviations such as "sat" are not days), "the 12th" (the
+next 12th from the meeting on) and "end of the month". "1/2 of the team" and "2.4/2.5" are
+not dates. A date without a year takes the meeting's year.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if 
 MONTHS["sept"] = 9
 WEEKDAYS = {name.lower(): i for i, name in enumerate(calendar.day_name)}
 WEEKDAYS.update({name.lower(): i for i, name in enumerate(calendar.day_abbr)})
+WEEKDAYS.update({"tues": 1, "weds": 2, "thur": 3, "thurs": 3})
 
 _MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
@@ -27,11 +30,12 @@ _WEEKDAY = r"(?P<weekday>" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) +
 # Order matters: the first pattern that matches at a position wins.
 _PATTERNS = [
     re.compile(r"\b(?P<year>\d{4})[-/](?P<month>\d{1,2})[-/](?P<day>\d{1,2})\b"),
-    re.compile(r"\b(?P<month>\d{1,2})/(?P<day>\d{1,2})(?:/(?P<year>\d{4}|\d{2}))?\b"),
+    re.compile(r"(?<![\d.])\b(?P<month>\d{1,2})/(?P<day>\d{1,2})(?:/(?P<year>\d{4}|\d{2}))?\b(?![/.]\d)(?!\s+of\b)"),
     re.compile(r"\b" + _MONTH + r"\s+" + _DAY + r"\b" + _YEAR, re.I),
     re.compile(r"\b" + _DAY + r"(?:\s+of)?\s+" + _MONTH + r"\b" + _YEAR, re.I),
     re.compile(r"\b(?P<rel>today|tonight|tomorrow|end of (?:the )?day|eod|end of (?:the )?month)\b", re.I),
     re.compile(r"\b(?:this\s+|next\s+|on\s+|by\s+)?" + _WEEKDAY + r"\b", re.I),
+    re.compile(r"\bthe\s+(?P<nth>\d{1,2})(?:st|nd|rd|th)\b", re.I),
 ]
 def find_dates(text: str, meeting: dt.date | None = None) -> list[tuple[int, dt.date]]:
     """Every date in `text` as (character offset, date), in order of appearance. A weekday
@@ -90,9 +94,21 @@ def _to_date(m: re.Match, meeting: dt.date | None) -> dt.date | None:
         if "month" in rel:
             return meeting.replace(day=calendar.monthrange(meeting.year, meeting.month)[1])
         return meeting
-    if groups.get("weekday"):
+    if groups.get("nth"):  # "by the 12th": the next such day of the month, from the meeting on
         if meeting is None:
             return None
+        day = int(groups["nth"])
+        year, month = meeting.year, meeting.month
+        if day < meeting.day:
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        try:
+            return dt.date(year, month, day)
+        except ValueError:
+            return None
+    if groups.get("weekday"):
+        word = groups["weekday"].rstrip(".")
+        if meeting is None or (len(word) <= 5 and word.islower()):
+            return None  # "sat", "sun", "wed" in lower case are words, not days
         ahead = (WEEKDAYS[groups["weekday"].lower()] - meeting.weekday()) % 7 or 7
         return meeting + dt.timedelta(days=ahead)
     month = groups["month"]

@@ -9,6 +9,7 @@ prompts carry `reference_items`. The figures go to `qualification.json` in the j
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -41,8 +42,14 @@ def make_judge(judge_cfg, backend):
 
 
 def judge_identity(judge_cfg, model_id: str) -> dict:
-    """What makes two qualifications of a judge interchangeable (the cache key)."""
-    return {"judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
+    """What makes two qualifications of a judge interchangeable (the cache key): its settings
+    and the code that builds its requests (a changed prompt is a different grader)."""
+    import inspect
+
+    from judges import checklist, rubric
+
+    code = inspect.getsource(checklist if judge_cfg.mode == "checklist" else rubric)
+    return {"code": hashlib.sha256(code.encode()).hexdigest()[:12], "judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
             "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
             "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
             "structured": judge_cfg.structured,
@@ -55,12 +62,12 @@ def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> d
     cal = qualify.load_calibration(q.calibration)
     grader = qualify.judge_grader(make_judge(judge_cfg, backend), grader_id(judge_cfg),
                                   judge_identity(judge_cfg, getattr(backend, "model_id", None) or judge_cfg.model))
-    return qualify.qualify(grader, cal, q.min_spearman, q.max_injection_lift, refresh, progress)
+    return qualify.qualify(grader, cal, q.min_spearman, q.max_injection_lift, refresh, progress, q.max_error_rate)
 
 
 def qualify_scorer(name: str, qcfg) -> dict:
     return qualify.qualify(qualify.scorer_grader(name), qualify.load_calibration(qcfg.calibration),
-                           qcfg.min_spearman, qcfg.max_injection_lift)
+                           qcfg.min_spearman, qcfg.max_injection_lift, max_error_rate=qcfg.max_error_rate)
 
 
 def judge_backend(judge_cfg):

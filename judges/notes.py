@@ -60,26 +60,41 @@ DUPLICATE_PENALTY = 0.1
 DUPLICATE_DICE = 0.7
 KINDS = ("decisions", "action_items", "open_questions")
 
+# A label that is exactly a section's name (after "Key", "Open", ... and before "made", "(owner, due)").
 _HEADINGS = {
-    "decisions": re.compile(r"^(?:key |main |final )?decisions?(?: made| taken| reached)?$"),
-    "action_items": re.compile(r"^(?:action items?|actions?|action points?|next steps|tasks|to-?dos?|follow-?ups?"
-                               r"|assignments)(?: \(.*\))?$"),
-    "open_questions": re.compile(r"^(?:open |unresolved |outstanding |remaining |pending )?(?:questions?|issues)"
-                                 r"(?: \(.*\))?$|^parking lot$"),
+    "decisions": re.compile(r"^(?:(?:key|main|final|summary of|list of)\s+)?decisions?(?:\s+(?:made|taken|reached))?$"),
+    "action_items": re.compile(r"^(?:(?:key|summary of|list of)\s+)?(?:action items?|actions|action points?|next steps"
+                               r"|tasks|to-?dos?|follow-?ups?|assignments)$"),
+    "open_questions": re.compile(r"^(?:(?:open|unresolved|outstanding|remaining|pending)\s+)?(?:questions?|issues)$"
+                                 r"|^parking lot$|^unresolved$"),
 }
+# The same names anywhere in a short label ("Action items and owners", "Open questions / risks").
+_LOOSE = {
+    "decisions": re.compile(r"\bdecisions?\b"),
+    "action_items": re.compile(r"\b(?:action items?|actions|action points?|next steps|tasks|to-?dos?|follow-?ups?)\b"),
+    "open_questions": re.compile(r"\b(?:questions?|open issues|unresolved|parking lot)\b"),
+}
+_MARKUP = re.compile(r"^(?:[\s>#*_`~]|[-+\u2022\u2013\u2014](?=\s)|\d{1,3}[.)](?=\s)|[^\w\s(\[\"'])+")
+_BOLD_LINE = re.compile(r"^[-+\s]*(?:\*\*|__).*(?:\*\*|__)\s*:?\s*$")
+_SUFFIX = re.compile(r"\s*(?:\(.*\)|\[.*\])\s*$")
 _LEAD = re.compile(r"^[ \t>]*(?:#{1,6}[ \t]*)?(?:(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+)?")
 _BULLET = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+\S")
 _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
-_NONE = re.compile(r"^(?:none|n/?a|nothing|-|no(?:ne)? (?:\w+ ){0,4}(?:was|were|stated|made|raised|recorded|"
-                   r"identified|noted|given|assigned|taken|reached|open)\b.*)[.!]?$", re.I)
+_NONE = re.compile(r"^\(?(?:none|n/?a|nothing|-)\b[^.]{0,30}\)?[.!]?$"
+                   r"|^(?:there (?:were|are|was|is) )?no (?:other |further |new |open |outstanding |specific |formal )?"
+                   r"(?:decisions?|action items?|actions?|questions?|items?|tasks?|issues?)\b[^.]{0,40}[.!]?$", re.I)
+_CHATTER = re.compile(r"^(?:let me know|i hope|hope this|feel free|here is|here's|here are|below is|this summary"
+                      r"|summary of the|meeting summary|as requested)\b", re.I)
+_OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name"}
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(*])")
 _DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "due", "today", "tomorrow", "tonight", "date", "owner",
                          "task", "deadline", "eod", "end", "week", "month", "given", "no", "none", "vs", "versus", "pm",
                          "am", "goes"])
-_OWNER_LABEL = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who)\s*[:=\-]?\s*\**\s*([A-Za-z][\w'-]*)", re.I)
+_NAME = r"[^\W\d_][\w'-]*"
+_OWNER_LABEL = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who)\s*[:=\-]?\s*\**\s*(" + _NAME + ")", re.I)
 _DUE_CUE = re.compile(r"\b(?:due|by|deadline|before|until|on)\b[:\s]*", re.I)
 _NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date|no deadline|date (?:not|un)specified|tbd|not stated)\b", re.I)
-_SPEAKER = re.compile(r"^\s*([A-Z][\w'-]+)(?: [A-Z][\w'-]+)?:", re.M)
+_SPEAKER = re.compile(r"^\s*([^\W\d_][\w'-]+)(?: [^\W\d_][\w'-]+)?:", re.M)
 
 
 @dataclass
@@ -94,59 +109,109 @@ class Parsed:
     sections: set[str] = field(default_factory=set)
 
 
+def _label(line: str) -> tuple[str, str, bool]:
+    """(label before a colon, lowercased and stripped of markup; text after it; whether the
+    line looks like a heading of any kind: `#`, wholly bold, or a short `Label:` line)."""
+    raw = line.strip()
+    body = raw
+    while True:
+        stripped = _MARKUP.sub("", body, count=1)
+        if stripped == body:
+            break
+        body = stripped
+    label, colon, rest = body.partition(":")
+    label = _SUFFIX.sub("", label.strip().strip("*_` ")).strip().lower()
+    rest = rest.strip().strip("*_` ").strip() if colon else ""
+    headingish = bool(label) and not rest and bool(
+        raw.startswith("#") or _BOLD_LINE.match(raw) or (colon and len(label.split()) <= 5 and not _BULLET.match(line)))
+    return label, rest, headingish
+
+
 def heading_kind(line: str) -> tuple[str | None, str]:
     """(section kind, text after the heading's colon) when `line` is a section heading."""
-    body = _LEAD.sub("", line.strip()).strip()
-    body = body.strip("*_` ")
-    label, colon, rest = body.partition(":")
-    label = label.strip("*_` ").strip().lower()
-    rest = rest.strip().lstrip("*_").strip() if colon else ""
+    label, rest, headingish = _label(line)
+    if not label or len(label.split()) > 8:
+        return None, ""
     for kind, pattern in _HEADINGS.items():
-        if pattern.match(label) and len(label.split()) <= 8:
+        if pattern.match(label):
             return kind, rest
+    # a field of one item, not a section: "Action: ...", "Task: ..."
+    if headingish or (not rest and len(label.split()) <= 6 and not _BULLET.match(line)):
+        for kind, pattern in _LOOSE.items():
+            if pattern.search(label):
+                return kind, ""
     return None, ""
 
 
-def parse_sections(answer: str) -> Parsed:
+def parse_sections(answer: str, names: set[str] | frozenset = frozenset()) -> Parsed:
+    """Items by section. A heading-looking line that names no section starts an ignored block
+    ("## Attendees"), except a person's name, which makes that person the owner of the items
+    under it (action items grouped by owner)."""
     out = Parsed()
     current: str | None = None
-    blocks: dict[str | None, list[str]] = {}  # insertion order: the answer's order
+    owner: str | None = None
+    blocks: dict[tuple[str | None, str | None], list[str]] = {}  # insertion order: the answer's order
     for raw in answer.splitlines():
         kind, rest = heading_kind(raw)
         if kind:
-            current = kind
+            current, owner = kind, None
             out.sections.add(kind)
-            blocks.setdefault(kind, [])
+            blocks.setdefault((kind, None), [])
             if rest:
-                blocks[kind].append(rest)
-        elif current is not None or not out.sections:
-            blocks.setdefault(current, []).append(raw)
+                blocks[(kind, None)].append(rest)
+            continue
+        label, _, headingish = _label(raw)
+        if headingish and label.split()[0] in names and len(label.split()) <= 2:
+            owner = label.split()[0].capitalize()
+            blocks.setdefault((current, owner), [])
+            continue
+        if headingish and out.sections:
+            current, owner = "other", None
+            continue
+        if current is not None or not out.sections:
+            blocks.setdefault((current, owner), []).append(raw)
     if out.sections:
-        blocks.pop(None, None)  # preamble before the first heading
-    for kind, lines in blocks.items():
-        out.items += [Item(t, kind) for t in _items(lines)]
+        blocks = {k: v for k, v in blocks.items() if k[0] not in (None, "other")}  # preamble, other sections
+    for (kind, who), lines in blocks.items():
+        out.items += [Item(f"{who}: {t}" if who else t, kind) for t in _items(lines)]
     return out
 
 
 def _items(lines: list[str]) -> list[str]:
+    lines = [ln for ln in lines if not _CHATTER.match(ln.strip().lstrip("-*+ "))]
     if any(_BULLET.match(ln) or ln.lstrip().startswith("|") for ln in lines):
         texts = _bullet_items(lines)
-    else:
-        paragraphs = " ".join(ln.strip() if ln.strip() else "\n" for ln in lines).split("\n")
-        texts = [s for para in paragraphs for s in _SENTENCE.split(para.strip())]
-    texts = [t.strip().strip("*_` ") for t in texts]
-    return [t for t in texts if t and not _NONE.match(t.strip("*_` .")) and tokens(t)]
+    else:  # one item per sentence, sentences never spanning a line break
+        texts = [s for ln in lines if ln.strip() for s in _SENTENCE.split(ln.strip())]
+    merged: list[str] = []
+    for t in (t.strip().strip("*_` ") for t in texts):
+        if not t or _NONE.match(t.strip("*_` .")):
+            continue
+        if merged and not content_stems(t, set()):  # "Mar." "6." split off a sentence: rejoin
+            merged[-1] += " " + t
+        elif content_stems(t, set()):
+            merged.append(t)
+    return merged
 
 
 def _bullet_items(lines: list[str]) -> list[str]:
     items: list[str] = []
     joinable = False  # the next plain or indented line continues the last item
+    header: list[str] | None = None
     for ln in lines:
         if not ln.strip():
             joinable = False
         elif ln.lstrip().startswith("|"):
-            if not (_TABLE_SEP.match(ln) or _is_table_header(ln)):
-                items.append(ln.replace("|", " ").strip())
+            cells = [c.strip().strip("*_ ") for c in ln.strip().strip("|").split("|")]
+            if _TABLE_SEP.match(ln):
+                pass
+            elif _is_table_header(ln):
+                header = [c.lower() for c in cells]
+            else:
+                owner_col = next((i for i, h in enumerate(header or []) if h in _OWNER_COLUMNS), None)
+                if owner_col is not None and owner_col < len(cells):  # the owner first, as "Owner - task - due"
+                    cells = [cells[owner_col], *(c for i, c in enumerate(cells) if i != owner_col)]
+                items.append(" - ".join(c for c in cells if c))
             joinable = False
         elif items and joinable and (ln[:1] in (" ", "\t") or not _BULLET.match(ln)):
             items[-1] += " " + _LEAD.sub("", ln).strip()
@@ -158,7 +223,7 @@ def _bullet_items(lines: list[str]) -> list[str]:
 
 def _is_table_header(line: str) -> bool:
     cells = {c.strip().strip("*").lower() for c in line.strip().strip("|").split("|")}
-    return bool(cells & {"owner", "task", "due", "due date", "who", "action"})
+    return bool(cells & {"owner", "task", "due", "due date", "who", "action", "deadline"})
 
 
 def stem(tok: str) -> str:
@@ -197,33 +262,41 @@ def candidate_names(prompt: Prompt, refs: ReferenceItems) -> set[str]:
 
 
 def owner_of(text: str, names: set[str]) -> str | None:
+    """The item's owner: an "Owner:" label; a name opening the item ("Aisha - ...", "Tom's
+    task: ..."); a name closing it after a dash, bar or bracket ("... - Tom"); a name in
+    parentheses; "<name> will/to/:"; else the first name mentioned."""
     labelled = _OWNER_LABEL.search(text)
     if labelled and labelled.group(1).lower() in names:
         return labelled.group(1).lower()
-    found = [(m.start(), m.group(0).lower()) for m in re.finditer(r"[A-Za-z][\w'-]*", text) if m.group(0).lower() in names]
+    found = [(m.start(), m.end(), m.group(0).lower().removesuffix("'s")) for m in re.finditer(_NAME, text)]
+    found = [f for f in found if f[2] in names]
     if not found:
         return None
-    if found[0][0] <= 3:  # opens the item: "Aisha - ...", "**Aisha**: ..."
-        return found[0][1]
-    for start, name in found:
+    if found[0][0] <= 3:
+        return found[0][2]
+    last_start, last_end, last = found[-1]
+    if re.match(r"^\W*(?:\(|$)", text[last_end:]) and re.search(r"[-\u2013\u2014|\[(]\s*\**$", text[:last_start]):
+        return last
+    for start, _, name in found:
         if text[max(0, start - 2):start].endswith("("):
             return name
-    for start, name in found:
-        after = text[start + len(name):start + len(name) + 8].lower()
-        if re.match(r"\s*(?::|will\b|to\b|is to\b|-|\u2013|\u2014|\))", after):
+    for _, end, name in found:
+        if re.match(r"\s*(?::|will\b|to\b|is to\b|-|\u2013|\u2014|\))", text[end:end + 8].lower()):
             return name
-    return found[0][1]
+    return found[0][2]
 
 
-def due_of(text: str, meeting: dt.date | None) -> dt.date | None:
+def due_of(text: str, meeting: dt.date | None, cued_only: bool = False) -> dt.date | None:
+    """The item's due date: a date right after "due"/"by"/"deadline"/..., else (unless
+    `cued_only`) the item's last date."""
     found = dates.find_dates(text, meeting)
     if not found:
         return None
     cues = [m.end() for m in _DUE_CUE.finditer(text)]
     for pos, date in found:
-        if any(0 <= pos - c <= 12 for c in cues):
+        if any(-4 <= pos - c <= 12 for c in cues):  # a weekday match may start at its own "by "
             return date
-    return found[-1][1]
+    return None if cued_only else found[-1][1]
 
 
 def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
@@ -232,7 +305,7 @@ def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
         return None
     names = candidate_names(prompt, refs)
     meeting = dates.meeting_date(prompt.user_text())
-    parsed = parse_sections(answer)
+    parsed = parse_sections(answer, names)
     ref_items: list[tuple[str, str | ActionItem]] = [("decisions", d) for d in refs.decisions]
     ref_items += [("action_items", a) for a in refs.action_items]
     ref_items += [("open_questions", q) for q in refs.open_questions]
@@ -262,11 +335,10 @@ def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
         if i in ref_to_ans and isinstance(ref, ActionItem):
             text = parsed.items[ref_to_ans[i]].text
             owners.append(owner_of(text, names) == ref.owner.split()[0].lower())
-            got = due_of(text, meeting)
-            if ref.due is None:
-                dues.append(got is None or bool(_NO_DATE.search(text)))
+            if ref.due is None:  # a date inside the task ("book the room for the Nov 18 dry run") is no due date
+                dues.append(due_of(text, meeting, cued_only=True) is None or bool(_NO_DATE.search(text)))
             else:
-                dues.append(got == ref.due)
+                dues.append(due_of(text, meeting) == ref.due)
 
     out: dict[str, float | None] = {}
     for kind in KINDS:

@@ -20,8 +20,9 @@ Figures (the known order is rank 1 best; a grader agrees when it grades lower ra
 - `parse_failure_rate`: grades that failed as unparseable / grades attempted;
 - `seconds_per_grade`: wall time of the whole qualification / grades attempted.
 
-A grader passes when pooled rho >= `min_spearman` and lift <= `max_injection_lift` (config
-`judge.qualification`, defaults 0.6 and 0.25). Results are cached under
+A grader passes when pooled rho >= `min_spearman`, lift <= `max_injection_lift` and at most
+`max_error_rate` of its grades failed (config `judge.qualification`, defaults 0.6, 0.25 and
+0.2: a grader that orders the answers it could parse, but fails on the rest, is not qualified). Results are cached under
 SLMBENCH_HOME/qualification by grader identity and calibration-set digest.
 """
 
@@ -102,6 +103,8 @@ def load_calibration(path: str | Path | None = None) -> CalibrationSet:
         ranks = {a.kind: a.rank for a in answers}
         if [ranks[k] for k in KINDS] != [1, 2, 3, 4, 5]:
             raise UserError(f"{where}: ranks must be 1-5 in the order {', '.join(KINDS)}")
+        if any(t.prompt.id == prompt.id for t in transcripts):
+            raise UserError(f"calibration set {p}: transcript id {prompt.id} appears twice")
         transcripts.append(Transcript(prompt, tuple(answers)))
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return CalibrationSet(str(raw.get("name") or p.stem), str(p.resolve()), digest, tuple(transcripts))
@@ -253,8 +256,9 @@ def _cluster_ci(clusters: list[list[tuple[float, float]]], seed: int) -> list[fl
     return [float(lo), float(hi)]
 
 
-def verdict(fig: dict, min_spearman: float, max_injection_lift: float) -> dict:
-    """passed, and why not: pooled rho >= min_spearman and injection lift <= max_injection_lift."""
+def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error_rate: float = 0.2) -> dict:
+    """passed, and why not: pooled rho >= min_spearman, injection lift <= max_injection_lift and
+    failed grades / grades <= max_error_rate."""
     pooled = fig["spearman"]["pooled"]
     lift = fig["injection_lift"]
     why = []
@@ -266,8 +270,12 @@ def verdict(fig: dict, min_spearman: float, max_injection_lift: float) -> dict:
         why.append(f"injection lift {lift:+.2f} > {max_injection_lift:+g}")
     if lift is None:
         why.append("injection lift not measured (the injected or its base answer was not graded)")
+    errors = (fig.get("n_errors") or 0) / fig["n_grades"] if fig.get("n_grades") else 0.0
+    if errors > max_error_rate:
+        why.append(f"{fig['n_errors']} of {fig['n_grades']} grades failed ({errors:.0%} > {max_error_rate:.0%})")
     return {"passed": not why, "why": "; ".join(why) or None,
-            "thresholds": {"min_spearman": min_spearman, "max_injection_lift": max_injection_lift}}
+            "thresholds": {"min_spearman": min_spearman, "max_injection_lift": max_injection_lift,
+                           "max_error_rate": max_error_rate}}
 
 
 # ---------------------------------------------------------------------------- running, caching
@@ -280,7 +288,7 @@ def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
 
 
 def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0.6, max_injection_lift: float = 0.25,
-            refresh: bool = False, progress: Callable[[str], None] | None = None) -> dict:
+            refresh: bool = False, progress: Callable[[str], None] | None = None, max_error_rate: float = 0.2) -> dict:
     """Grade the calibration set (or reuse the cached grades) and return the figures with the
     verdict against the given thresholds."""
     path = cache_path(grader, calibration)
@@ -316,7 +324,7 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
         cached["cached"] = False
     else:
         cached["cached"] = True
-    return {**cached, **verdict(cached, min_spearman, max_injection_lift)}
+    return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate)}
 
 
 def _num(v, fmt: str) -> str:
@@ -343,7 +351,8 @@ def text_report(q: dict) -> str:
         f"grades failed)",
         f"  seconds per grade        {_num(q['seconds_per_grade'], '.3f')}",
         f"  verdict: {'QUALIFIED' if q['passed'] else 'NOT QUALIFIED'} (needs pooled Spearman >= "
-        f"{th['min_spearman']:g} and injection lift <= {th['max_injection_lift']:+g})"
+        f"{th['min_spearman']:g}, injection lift <= {th['max_injection_lift']:+g} and at most "
+        f"{th.get('max_error_rate', 0.2):.0%} failed grades)"
         + (f": {q['why']}" if q["why"] else ""),
     ]
     return "\n".join(lines)

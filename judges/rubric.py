@@ -16,8 +16,10 @@ from runner.backends.base import Backend, BackendError, GenParams
 from runner.prompts import Prompt
 
 SCALE = (1, 5)
-RATIONALE_CHARS = 160  # bounds a rationale inside the grammar: small judges otherwise loop until cut off
-TOKENS_PER_ASPECT = 80  # reply budget: ~60 tokens of rationale + JSON per aspect
+# Bounds a rationale inside the grammar: small judges otherwise loop until cut off. 100 characters
+# (one line) keep a 135M judge's qualification on the calibration set under ~3 minutes.
+RATIONALE_CHARS = 100
+TOKENS_PER_ASPECT = 50  # reply budget: ~30 tokens of rationale + JSON per aspect
 RETRY_TEMPERATURE = 0.7  # a greedy retry would repeat the same unparseable reply; retries sample (seeded)
 SYSTEM = (
     "You are a strict, fair grader. You grade an ANSWER written for a PROMPT, on named aspects, "

@@ -38,8 +38,9 @@ PER_REQUEST = {
     "tpot_s": ("s/token", LOWER, "(e2e_s - ttft_s) / (completion_tokens - 1)"),
     "e2e_s": ("s", LOWER, "t(last byte) - t(sent)"),
     "decode_tps": ("tokens/s", HIGHER, "(completion_tokens - 1) / (e2e_s - ttft_s)"),
-    "quality": ("score 1-5", HIGHER, "per answer: mean of the judge's rubric scores (answers it failed to grade "
-                                     "are left out)"),
+    "quality": ("score 1-5", HIGHER, "per answer, from the job's quality.source: the notes scorer's score, or "
+                                     "the mean of the judge's aspect scores (answers it failed to grade are left "
+                                     "out)"),
 }
 PER_JOB = {
     "load_s": ("s", LOWER, "wall time of the model load"),
@@ -210,10 +211,18 @@ def _tolerance_value(value, where: str) -> float:
 
 # ---- comparing -------------------------------------------------------------------------------
 
-def request_values(metric: str, recs: list[dict]) -> list[float]:
+def quality_source(summary: dict) -> str | None:
+    return (summary.get("quality") or {}).get("source")
+
+
+def request_values(metric: str, recs: list[dict], source: str | None = None) -> list[float]:
     out = []
     for r in recs:
-        if metric == "quality":
+        if metric == "quality" and source == "notes":
+            v = (r.get("scores") or {}).get("notes.score")
+            if isinstance(v, int | float):
+                out.append(float(v))
+        elif metric == "quality":
             j = r.get("judge")
             if not isinstance(j, dict) or j.get("error") is not None or not j.get("scores"):
                 continue
@@ -270,10 +279,14 @@ def _row(key: Key, metric: str, tol: float, **fields) -> dict:
 
 
 def _per_request_row(key: Key, metric: str, tol: float, base: Job, cand: Job) -> dict | None:
-    b, c = request_values(metric, base.records), request_values(metric, cand.records)
+    sb, sc = quality_source(base.summary), quality_source(cand.summary)
+    b, c = request_values(metric, base.records, sb), request_values(metric, cand.records, sc)
     if not b and not c:
         return None  # not measured on either side (e.g. no judge): no row
     row = _row(key, metric, tol, baseline_n=len(b), candidate_n=len(c))
+    if metric == "quality" and sb and sc and sb != sc:
+        row["note"] = f"graded by different graders ({sb} vs {sc}): not comparable"
+        return row
     if b:
         row["baseline_p50"] = float(np.median(b))
     if c:

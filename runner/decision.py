@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,6 @@ REPORT = "report.md"
 START, END = "<!-- decision:start -->", "<!-- decision:end -->"
 DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
 SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights", "trust_unqualified")
-# What an untrusted grader's scores may not steer: the overall quality and the judge's aspects.
-UNTRUSTED_KEYS = ("overall", "judge_overall", "aspects")
 AUTO = "auto"
 AUTO_QUALITY, AUTO_SPEED = "quality.overall", "decode_tps.p50"
 
@@ -55,7 +54,7 @@ STATS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max", "n")
 SCALARS = ("load_s", "rss_mb", "rss_peak_mb", "rss_before_load_mb", "disk_mb", "params_m", "n", "n_errors",
            "throughput.output_tps", "throughput.requests_per_s", "throughput.total_tps", "throughput.window_s",
            "energy.wh_per_1k_tokens")
-QUALITY = ("quality.overall", *(f"quality.overall.{s}" for s in STATS), "quality.graded_fraction",
+QUALITY = ("quality.overall", *(f"quality.overall.{s}" for s in STATS), "quality.judge_overall", "quality.graded_fraction",
            "quality.parse_failure_rate", "quality.n_graded", "quality.injection.mean_shift")
 OPEN_PREFIXES = ("quality.aspects.", "quality.scorers.")  # names come from the prompt set / scorers
 KNOWN = (*(f"{d}.{s}" for d in DISTRIBUTIONS for s in STATS), *SCALARS, *QUALITY)
@@ -665,26 +664,39 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
 
 
 def _trusted_quality(summaries: list[tuple[str, dict]], trust_unqualified: bool) -> tuple[list, dict]:
-    """Hide the quality of jobs whose grader did not pass qualification (judges/qualify.py), unless
-    the selection says to trust it; return the summaries as the decision sees them and what was done."""
-    seen, hidden, trusted_anyway = [], {}, {}
+    """The summaries as the decision sees them: each grader's numbers are kept only when that
+    grader passed qualification (judges/qualify.py) or the selection trusts unqualified ones;
+    and `quality.overall` only from one grader across the sweep (scales of two graders differ).
+    Returns them with what was hidden or trusted anyway, and why."""
+    hidden: dict[str, str] = {}
+    trusted_anyway: dict[str, str] = {}
+    views = []
     for job, s in summaries:
-        q = s.get("quality") or {}
-        if q.get("overall") is None or q.get("trusted"):
-            if q.get("overall") is not None:
-                seen.append(q.get("source"))
-            continue
-        reason = q.get("untrusted_reason") or "its grader was not qualified"
-        if trust_unqualified:
-            trusted_anyway[job] = reason
-        else:
-            hidden[job] = reason
-    out = []
-    for job, s in summaries:
-        if job in hidden:
-            s = {**s, "quality": {k: v for k, v in s["quality"].items() if k not in UNTRUSTED_KEYS}}
-        out.append((job, s))
-    return out, {"sources": sorted({x for x in seen if x}), "not_used": hidden, "trusted_unqualified": trusted_anyway}
+        q = dict(s.get("quality") or {})
+        quals = q.get("qualifications") or {}
+        judge = q.get("judge")
+        if judge and not (quals.get(judge) or {}).get("passed") and not trust_unqualified:
+            q.pop("judge_overall", None)  # a failed judge's own numbers steer nothing, source or not
+            q.pop("aspects", None)
+        if "notes" in quals and not quals["notes"].get("passed") and not trust_unqualified:
+            q["scorers"] = {k: v for k, v in (q.get("scorers") or {}).items() if not k.startswith("notes.")}
+        if q.get("overall") is not None and not q.get("trusted"):
+            reason = q.get("untrusted_reason") or "its grader was not qualified"
+            if trust_unqualified:
+                trusted_anyway[job] = reason
+            else:
+                hidden[job] = reason
+                q.pop("overall", None)
+        views.append((job, {**s, "quality": q}))
+    used = Counter(v["quality"].get("source") for _, v in views
+                   if v.get("status") == "ok" and v["quality"].get("overall") is not None)
+    main = sorted(used.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0] if used else None
+    for job, v in views:
+        src = v["quality"].get("source")
+        if v["quality"].get("overall") is not None and src != main:
+            hidden[job] = f"graded by {src}, not {main} like the other jobs (their scales differ)"
+            v["quality"].pop("overall", None)
+    return views, {"sources": [main] if main else [], "not_used": hidden, "trusted_unqualified": trusted_anyway}
 
 
 def _quality_sentence(use: dict) -> str:

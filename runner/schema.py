@@ -81,11 +81,12 @@ class BackendConfig:
 @dataclass
 class QualificationConfig:
     """Before a grader's scores may steer the decision it must order the calibration set's
-    answers of known quality (judges/qualify.py): pooled Spearman >= min_spearman and
-    injection lift <= max_injection_lift."""
+    answers of known quality (judges/qualify.py): pooled Spearman >= min_spearman, injection
+    lift <= max_injection_lift, failed grades <= max_error_rate."""
 
     min_spearman: float = 0.6
     max_injection_lift: float = 0.25  # on the 1-5 scale
+    max_error_rate: float = 0.2  # share of calibration grades that failed (unparseable, backend errors)
     calibration: str | None = None  # None: conf/calibration/meeting-notes.yaml
 
 

@@ -40,6 +40,8 @@ def reply(verdicts: list[str], reasoning: bool = True) -> str:
 
 def test_parse_and_map_verdicts_to_scores():
     qs = questions(REFS)
+    empty_reasons = json.dumps({f"q{i}": {"reasoning": "", "verdict": "yes"} for i in range(1, 8)})
+    assert set(parse(empty_reasons, qs)[0].values()) == {"yes"}  # an empty reason is still a reason
     verdicts, reasons = parse(reply(["yes", "no", "YES", "yes", "no", "no", "yes"]), qs)
     assert verdicts["q3"] == "yes" and reasons["q1"] == "r"
     # decisions 1 of 2 right -> 3; action items 2 of 2 -> 5; question 0 of 1 -> 1; faithfulness 1 of 2 -> 3

@@ -425,3 +425,23 @@ def test_qualified_quality_is_used_beside_unqualified():
     d = dec.decide(jobs, NO_REGISTRY, registry_lookup=no_registry)
     assert d["objective"]["metric"] == "quality.overall" and d["recommended"]["job"] == "0_q"
     assert d["runner_up"] is None and list(d["quality"]["not_used"]) == ["1_untrusted"]
+
+
+def test_a_failed_judges_own_numbers_steer_nothing_when_notes_is_the_source():
+    good, bad = summary("a", quality=4.0), summary("b", quality=3.0)
+    for s, judge_score in ((good, 1.0), (bad, 5.0)):
+        s["quality"].update(source="notes", judge="j", judge_overall=dist(judge_score),
+                            qualifications={"notes": {"passed": True}, "j": {"passed": False}})
+    d = dec.decide([("0_good", good), ("1_bad", bad)], {"weights": {"quality.judge_overall": 1.0}},
+                   registry_lookup=no_registry)
+    assert d["recommended"] is None  # the failed judge's overall is hidden: nothing to weigh
+    d = dec.decide([("0_good", good), ("1_bad", bad)], NO_REGISTRY, registry_lookup=no_registry)
+    assert d["recommended"]["job"] == "0_good" and d["quality"]["sources"] == ["notes"]
+
+
+def test_quality_from_two_graders_is_not_compared_on_one_scale():
+    a, b, c = summary("a", quality=3.0), summary("b", quality=3.5), summary("c", quality=5.0)
+    c["quality"]["source"] = "notes"  # e.g. the judge graded nothing in this job
+    d = dec.decide([("0_a", a), ("1_b", b), ("2_c", c)], NO_REGISTRY, registry_lookup=no_registry)
+    assert d["recommended"]["job"] == "1_b"
+    assert "graded by notes, not smollm2-135m-fp32" in d["quality"]["not_used"]["2_c"]

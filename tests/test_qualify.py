@@ -61,7 +61,13 @@ def test_parse_failures_count_and_drop_out_of_the_correlation():
     g["t1"]["owner_swapped"] = Graded(None, "judge backend: connection refused")
     f = figures(g, {"t0": RANKS, "t1": RANKS}, seconds=1.0)
     assert f["parse_failure_rate"] == pytest.approx(1 / 12) and f["n_errors"] == 2
-    assert f["spearman"]["per_transcript"]["t1"] == pytest.approx(1.0)  # over the three graded answers
+    assert f["spearman"]["per_transcript"]["t1"] == pytest.approx(1.0)  # over the remaining graded answers
+    assert verdict(f, 0.6, 0.25)["passed"]  # 2 of 12 failed: within the 20% allowed
+    for kind in ("dropped_and_wrong_date", "invented_and_owner_swapped"):
+        g["t1"][kind] = Graded(None, "unparseable after 3 attempts: not JSON")
+    f = figures(g, {"t0": RANKS, "t1": RANKS}, seconds=1.0)
+    v = verdict(f, 0.6, 0.25)
+    assert f["spearman"]["pooled"] > 0.9 and not v["passed"] and "4 of 12 grades failed" in v["why"]
 
 
 def test_the_bootstrap_ci_resamples_transcripts_and_is_reproducible():
@@ -77,8 +83,8 @@ def test_the_bootstrap_ci_resamples_transcripts_and_is_reproducible():
 def test_verdict_thresholds():
     f = {"spearman": {"pooled": 0.59}, "injection_lift": 0.0}
     assert not verdict(f, 0.6, 0.25)["passed"] and "0.59 < 0.6" in verdict(f, 0.6, 0.25)["why"]
-    assert verdict(f, 0.5, 0.25) == {"passed": True, "why": None,
-                                     "thresholds": {"min_spearman": 0.5, "max_injection_lift": 0.25}}
+    assert verdict(f, 0.5, 0.25) == {"passed": True, "why": None, "thresholds": {
+        "min_spearman": 0.5, "max_injection_lift": 0.25, "max_error_rate": 0.2}}
     assert not verdict({"spearman": {"pooled": None}, "injection_lift": 0.0}, 0.6, 0.25)["passed"]
 
 

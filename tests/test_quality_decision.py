@@ -5,6 +5,7 @@ with judge=none (the notes scorer) and with a checklist judge (qualified first, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ def test_notes_scorer_orders_a_sweep_and_the_decision_follows(tmp_path: Path, en
     assert kind_of(jobs, decision["recommended"]["job"]) == "reference"
     assert kind_of(jobs, decision["runner_up"]["job"]) not in WORST
     assert decision["quality"]["sources"] == ["notes"] and not decision["quality"]["not_used"]
+    # the qualification reaches MLflow with the job's run
+    from mlflow import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    job = tmp_path / "sweep" / decision["recommended"]["job"]
+    run = client.search_runs([client.get_experiment_by_name("slmbench").experiment_id],
+                             filter_string=f"tags.job_dir = '{job.resolve()}'")[0]
+    assert run.data.metrics["qualification.notes.passed"] == 1.0
+    assert run.data.metrics["qualification.notes.spearman"] >= 0.8
+    assert run.data.tags["quality.source"] == "notes" and run.data.tags["quality.trusted"] == "True"
 
 
 def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(tmp_path: Path, endpoint):
