@@ -27,8 +27,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
-from judges.rubric import RETRY_TEMPERATURE, Grade, JudgeParseError
-from runner.backends.base import Backend, BackendError, GenParams
+from judges.rubric import Grade, JudgeParseError, ask
+from runner.backends.base import Backend, GenParams
 from runner.prompts import Prompt, ReferenceItems
 
 REASONING_CHARS = 80  # bounds the reasoning inside the grammar, as for the rubric's rationale
@@ -156,23 +156,12 @@ class ChecklistJudge:
         reply_schema = schema(qs, self.reasoning) if self.structured else None
         per_question = TOKENS_PER_QUESTION if self.reasoning else TOKENS_PER_VERDICT
         budget = min(self.params.max_tokens, 30 + per_question * len(qs))
-        reason = "no attempt"
-        for attempt in range(1, self.retries + 2):
-            params = replace(self.params, max_tokens=budget)
-            if attempt > 1:
-                params = replace(params, temperature=max(params.temperature, RETRY_TEMPERATURE),
-                                 seed=(params.seed or 0) + attempt)
-            try:
-                text = self.backend.complete(msgs, params, reply_schema)
-            except BackendError as exc:
-                return Grade(error=f"judge backend: {exc}", attempts=attempt)
-            try:
-                verdicts, reasons = parse(text, qs, self.reasoning)
-            except JudgeParseError as exc:
-                reason = f"{exc}; reply began {text[:120]!r}"
-                continue
-            rationales = {a: " | ".join(f"{q.id} {verdicts[q.id]} (expected {q.expected})"
-                                        + (f": {reasons[q.id]}" if reasons[q.id] else "")
-                                        for q in qs if q.aspect == a) for a in ASPECTS}
-            return Grade(aspect_scores(qs, verdicts), {a: r for a, r in rationales.items() if r}, None, attempt)
-        return Grade(error=f"unparseable after {self.retries + 1} attempts: {reason}", attempts=self.retries + 1)
+        parsed, attempts, error = ask(self.backend, msgs, replace(self.params, max_tokens=budget), reply_schema,
+                                      self.retries, lambda text: parse(text, qs, self.reasoning))
+        if error:
+            return Grade(error=error, attempts=attempts)
+        verdicts, reasons = parsed
+        rationales = {a: " | ".join(f"{q.id} {verdicts[q.id]} (expected {q.expected})"
+                                    + (f": {reasons[q.id]}" if reasons[q.id] else "") for q in qs if q.aspect == a)
+                      for a in ASPECTS}
+        return Grade(aspect_scores(qs, verdicts), {a: r for a, r in rationales.items() if r}, None, attempts)

@@ -196,8 +196,11 @@ def quality_section(q: dict) -> list[str]:
         lines += ["No LLM judge in this run (judge=none).", ""]
     if q.get("scorers"):
         rows = [[k, _fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
-        lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings; `notes.score` = 1 + 4 x "
-                  "completeness x accuracy x faithfulness x structure, judges/notes.py):", "",
+        lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings). `notes.score` = 1 + 4 x "
+                  "completeness x accuracy x faithfulness x structure, where completeness = `notes.recall` "
+                  "(reference items matched / reference items), accuracy = mean of (owner right + due right) / 2 "
+                  "over matched action items, faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates), "
+                  "structure = 0.75 + 0.25 x sections / 3 (judges/notes.py):", "",
                   tabulate(rows, headers=["scorer.field", "mean", "n"], tablefmt="github"), ""]
     return lines
 

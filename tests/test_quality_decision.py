@@ -37,7 +37,7 @@ def endpoint():
 
 def sweep(tmp_path: Path, endpoint, *extra: str) -> tuple[dict, dict[str, dict]]:
     out = tmp_path / "sweep"
-    done = run_cli("run", "-m", "model=smollm2-135m-int4", "backend=openai", f"backend.base_url={endpoint.base_url}",
+    done = run_cli("run", "-m", "backend=openai", f"backend.base_url={endpoint.base_url}",
                    f"model.id={','.join(KINDS)}", "prompts=meeting-notes", f"prompts.limit={LIMIT}",
                    "run.rounds=1", "run.warmup=0", "decoding.max_tokens=600", f"hydra.sweep.dir={out}", *extra,
                    timeout=1500)
@@ -73,6 +73,8 @@ def test_notes_scorer_orders_a_sweep_and_the_decision_follows(tmp_path: Path, en
 
 
 def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(tmp_path: Path, endpoint):
+    # the default model group's alias is smollm2-135m-int8, but the endpoint's models are the ones
+    # measured: the same pack model may judge them (it is not grading itself)
     decision, jobs = sweep(tmp_path, endpoint, "judge=smollm2-135m-int8", "judge.mode=checklist",
                            "judge.reasoning=false", "judge.injection_probe=1")
     recommended = kind_of(jobs, decision["recommended"]["job"])
