@@ -1,8 +1,8 @@
 """The graders' own cost, measured in one run: the `notes` scorer per answer, and one judge's
 qualification on the shipped calibration set (graded afresh, not from the cache).
 
-    python benchmarks/quality.py                                   # notes + smollm2-135m-int8/checklist
-    python benchmarks/quality.py --judge smollm2-135m-fp32 --mode rubric
+    python benchmarks/quality.py                                   # notes + smollm2-135m-fp32/checklist
+    python benchmarks/quality.py --judge smollm2-135m-int8 --mode rubric
     python benchmarks/quality.py --no-judge                        # notes only (no model needed)
 
 Goals (issue: quality you can trust): notes < 5 ms per answer; a 135M judge's qualification
@@ -70,14 +70,15 @@ def judge_cost(alias: str, mode: str, reasoning: bool) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--judge", default="smollm2-135m-int8")
+    ap.add_argument("--judge", default="smollm2-135m-fp32")
     ap.add_argument("--mode", default="checklist", choices=["rubric", "checklist"])
-    ap.add_argument("--no-reasoning", action="store_true", help="checklist: verdicts only")
+    ap.add_argument("--reasoning", action="store_true", help="checklist: a reason before each verdict (the pack "
+                                                              "judges' default is verdicts only)")
     ap.add_argument("--no-judge", action="store_true")
     args = ap.parse_args()
     notes_cost()
     if not args.no_judge:
-        judge_cost(args.judge, args.mode, not args.no_reasoning)
+        judge_cost(args.judge, args.mode, args.reasoning)
 
 
 if __name__ == "__main__":

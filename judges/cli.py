@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--base-url", default=None, help="judge=openai: the endpoint")
     q.add_argument("--model-id", default=None, help="the model id the judge's backend is asked for")
     q.add_argument("--api-key-env", default=None, help="name of the env var holding the endpoint's key")
-    q.add_argument("--no-reasoning", action="store_true", help="checklist mode: verdicts only, no reasons")
+    q.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
+                   help="checklist mode: a short reason before each verdict, or verdicts only (default: the config's)")
     q.add_argument("--calibration", default=None, help="another calibration set (default: the shipped one)")
     q.add_argument("--min-spearman", type=float, default=None)
     q.add_argument("--max-injection-lift", type=float, default=None)
@@ -88,7 +89,7 @@ def cmd_qualify(args) -> int:
 
         cfg = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
                                                   "api_key_env": args.api_key_env,
-                                                  "reasoning": False if args.no_reasoning else None})
+                                                  "reasoning": args.reasoning})
         for key, value in thresholds.items():
             if value is not None:
                 cfg.qualification[key] = value
