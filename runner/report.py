@@ -221,7 +221,8 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
     cal = next((q["calibration"] for q in quals.values() if q.get("calibration")), {})
     return ["Grader qualification on answers of known order (" + (f"{cal.get('name')}, {cal.get('transcripts')} "
             f"transcripts x 6 answers" if cal else "calibration set") + f"; passes with pooled Spearman >= "
-            f"{th.get('min_spearman', 0.6):g} and injection lift <= {th.get('max_injection_lift', 0.25):+g}):", "",
+            f"{th.get('min_spearman', 0.6):g}, injection lift <= {th.get('max_injection_lift', 0.25):+g} and at most "
+            f"{th.get('max_error_rate', 0.2):.0%} failed grades):", "",
             tabulate(rows, headers=["grader", "qualified", "Spearman (pooled)", "95% CI", "adjacent-pair acc.",
                                     "agreeableness", "injection lift", "parse failures", "s/grade", "why not"],
                      tablefmt="github", disable_numparse=True), "",
