@@ -48,9 +48,9 @@ def judge_identity(judge_cfg, model_id: str) -> dict:
 
     from judges import checklist, rubric
 
-    code = inspect.getsource(checklist if judge_cfg.mode == "checklist" else rubric)
-    return {"code": hashlib.sha256(code.encode()).hexdigest()[:12], "judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
-            "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
+    code = inspect.getsource(rubric) + (inspect.getsource(checklist) if judge_cfg.mode == "checklist" else "")
+    return {"code": hashlib.sha256(code.encode()).hexdigest()[:12], "judge": judge_cfg.model, "mode": judge_cfg.mode,
+            "backend": judge_cfg.backend, "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
             "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
             "structured": judge_cfg.structured,
             **({"reasoning": judge_cfg.reasoning} if judge_cfg.mode == "checklist" else {})}
