@@ -115,8 +115,10 @@ def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: i
 
 def _family_warning(cfg) -> str | None:
     """A judge from the candidate's own family tends to favour its style: say so."""
-    if not cfg.judge.model or cfg.judge.backend != "foundry":
-        return None
+    from runner.schema import candidate_name
+
+    if not cfg.judge.model or cfg.judge.backend != "foundry" or candidate_name(cfg) != cfg.model.alias:
+        return None  # an endpoint's model under the default group's alias: its family is unknown
     from runner.models import registry
 
     judge = registry.get(cfg.judge.model)

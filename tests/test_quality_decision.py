@@ -95,6 +95,7 @@ def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(t
         assert "Grader qualification on answers of known order" in report
         if not judge_q["passed"]:
             assert "Not used (failed qualification): smollm2-135m-int8/checklist" in report
+        assert "model family" not in report  # the endpoint's model is not the default alias's smollm2
     # one qualification for the whole sweep: every job carries the same (cached) figures
     assert len({json.dumps(s["quality"]["qualifications"]["smollm2-135m-int8/checklist"]["spearman"])
                 for s in jobs.values()}) == 1
