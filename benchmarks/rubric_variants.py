@@ -43,10 +43,10 @@ def main(aliases: list[str]) -> None:
                 t = time.perf_counter()
                 q = qualify.qualify(grader, cal, refresh=True)
                 ones = scores[1] / sum(scores.values()) if scores else float("nan")
-                print(f"{alias:18s} {label:38s} spearman {qualify._num(q['spearman']['pooled'], '+.2f')}  "
-                      f"adjacent {qualify._num(q['adjacent_accuracy'], '.2f')}  agreeable "
-                      f"{qualify._num(q['agreeableness'], '.2f')}  lift {qualify._num(q['injection_lift'], '+.2f')}  "
-                      f"parse-fail {qualify._num(q['parse_failure_rate'], '.2f')}  share of 1s {ones:.2f}  "
+                print(f"{alias:18s} {label:38s} spearman {qualify.fmt_figure(q['spearman']['pooled'], '+.2f')}  "
+                      f"adjacent {qualify.fmt_figure(q['adjacent_accuracy'], '.2f')}  agreeable "
+                      f"{qualify.fmt_figure(q['agreeableness'], '.2f')}  lift {qualify.fmt_figure(q['injection_lift'], '+.2f')}  "
+                      f"parse-fail {qualify.fmt_figure(q['parse_failure_rate'], '.2f')}  share of 1s {ones:.2f}  "
                       f"scores {dict(sorted(scores.items()))}  {time.perf_counter() - t:.0f} s", flush=True)
         finally:
             backend.unload()

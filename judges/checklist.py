@@ -23,11 +23,9 @@ a grade's overall = the mean of its aspect scores.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, replace
 
-from judges.rubric import Grade, JudgeParseError, ask
+from judges.rubric import Grade, JudgeParseError, ask, json_reply
 from runner.backends.base import Backend, GenParams
 from runner.prompts import Prompt, ReferenceItems
 
@@ -92,28 +90,12 @@ def messages(qs: list[Question], answer: str, reasoning: bool = True) -> list[di
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
-
-
 def parse(text: str, qs: list[Question], reasoning: bool = True) -> tuple[dict[str, str], dict[str, str]]:
     """Strict: one JSON object whose keys are exactly the question ids, each {reasoning, verdict}
     (or, without reasoning, the verdict itself) with verdict yes or no (any case). Returns
     (verdicts, reasons) by question id."""
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise JudgeParseError(f"not JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise JudgeParseError("reply is not a JSON object")
     ids = [q.id for q in qs]
-    missing = [i for i in ids if i not in data]
-    extra = [k for k in data if k not in ids]
-    if missing or extra:
-        raise JudgeParseError(f"question ids missing {missing} / unexpected {extra}")
+    data = json_reply(text, ids, "question ids")
     verdicts, reasons = {}, {}
     for i in ids:
         item = data[i]

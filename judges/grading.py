@@ -9,7 +9,6 @@ prompts carry `reference_items`. The figures go to `qualification.json` in the j
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -44,13 +43,11 @@ def make_judge(judge_cfg, backend):
 def judge_identity(judge_cfg, model_id: str) -> dict:
     """What makes two qualifications of a judge interchangeable (the cache key): its settings
     and the code that builds its requests (a changed prompt is a different grader)."""
-    import inspect
-
     from judges import checklist, rubric
 
-    code = inspect.getsource(rubric) + (inspect.getsource(checklist) if judge_cfg.mode == "checklist" else "")
-    return {"code": hashlib.sha256(code.encode()).hexdigest()[:12], "judge": judge_cfg.model, "mode": judge_cfg.mode,
-            "backend": judge_cfg.backend, "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
+    code = qualify.code_digest(rubric, *([checklist] if judge_cfg.mode == "checklist" else []))
+    return {"code": code, "judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
+            "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
             "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
             "structured": judge_cfg.structured,
             **({"reasoning": judge_cfg.reasoning} if judge_cfg.mode == "checklist" else {})}
@@ -116,12 +113,7 @@ def _brief(q: dict) -> dict:
 def _write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
     """Merge into qualification.json: a rerun with nothing left to judge keeps the judge's figures."""
     path = job_dir / QUALIFICATION
-    known = {}
-    if path.is_file():
-        try:
-            known = json.loads(path.read_text())
-        except ValueError:
-            known = {}
+    known = read_qualifications(job_dir)
     known.update(fresh)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(known, indent=2))
@@ -149,18 +141,15 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
     for r in ok[: cfg.judge.injection_probe]:
         todo.append((r, 0, "injection"))
     todo = [t for t in todo if (t[0]["round"], t[0]["prompt_id"], t[1], t[2]) not in done]
-    gid = judge_name
-    if not todo and gid in known:
+    if not todo and judge_name in known:
         return {}
     try:
         backend = judge_backend(cfg.judge)
         backend.load()
     except BackendError as exc:
         return _record_failures(jpath, todo, judge_name, f"judge unavailable: {exc}")
-    try:
-        qualifications[gid] = _brief(qualify_judge(cfg.judge, backend))
-    except BackendError as exc:
-        qualifications[gid] = {"grader": gid, "passed": False, "why": f"qualification failed: {exc}"}
+    # A judge failing mid-way fails its grades (recorded as errors), so it is not qualified.
+    qualifications[judge_name] = _brief(qualify_judge(cfg.judge, backend))
     judge = make_judge(cfg.judge, backend)
     writer = records.RecordWriter(jpath)
     # Deterministic candidates repeat their answers across rounds: grade each distinct answer

@@ -148,7 +148,9 @@ def scorer_grader(name: str) -> Grader:
         value = result.get(field)
         return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
 
-    return Grader(name, {"scorer": name, "figure": field, "source": _source_digest(fn)}, grade)
+    from judges import dates, notes
+
+    return Grader(name, {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates)}, grade)
 
 
 def judge_grader(judge, name: str, identity: dict) -> Grader:
@@ -163,16 +165,11 @@ def judge_grader(judge, name: str, identity: dict) -> Grader:
     return Grader(name, identity, grade)
 
 
-def _source_digest(fn) -> str:
+def code_digest(*modules) -> str:
+    """A short hash of the modules' source: a grader whose code changed is another grader."""
     import inspect
 
-    module = inspect.getmodule(fn)
-    code = inspect.getsource(module) if module else fn.__name__
-    if fn.__name__ == "notes":
-        from judges import dates, notes
-
-        code += inspect.getsource(notes) + inspect.getsource(dates)
-    return hashlib.sha256(code.encode()).hexdigest()[:12]
+    return hashlib.sha256("".join(inspect.getsource(m) for m in modules).encode()).hexdigest()[:12]
 
 
 # ---------------------------------------------------------------------------- the figures
@@ -327,7 +324,7 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
     return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate)}
 
 
-def _num(v, fmt: str) -> str:
+def fmt_figure(v, fmt: str) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
@@ -335,21 +332,21 @@ def text_report(q: dict) -> str:
     """The figures as `slmbench judge qualify` prints them."""
     s = q["spearman"]
     ci = s["ci95"]
-    per = ", ".join(f"{t} {_num(r, '+.2f')}" for t, r in s["per_transcript"].items())
+    per = ", ".join(f"{t} {fmt_figure(r, '+.2f')}" for t, r in s["per_transcript"].items())
     th = q["thresholds"]
     lines = [
         f"grader {q['grader']} on {q['calibration']['name']} ({q['calibration']['transcripts']} transcripts, "
         f"{q['calibration']['answers']} answers of known order){' [cached]' if q.get('cached') else ''}",
-        f"  Spearman, pooled         {_num(s['pooled'], '+.2f')}  (95% CI {_num(ci[0], '+.2f')} to "
-        f"{_num(ci[1], '+.2f')}, transcripts resampled)" if ci else
-        f"  Spearman, pooled         {_num(s['pooled'], '+.2f')}",
+        f"  Spearman, pooled         {fmt_figure(s['pooled'], '+.2f')}  (95% CI {fmt_figure(ci[0], '+.2f')} to "
+        f"{fmt_figure(ci[1], '+.2f')}, transcripts resampled)" if ci else
+        f"  Spearman, pooled         {fmt_figure(s['pooled'], '+.2f')}",
         f"  Spearman, per transcript {per}",
-        f"  adjacent-pair accuracy   {_num(q['adjacent_accuracy'], '.2f')}  (rank k graded above rank k+1)",
-        f"  agreeableness            {_num(q['agreeableness'], '.2f')}  (two worst answers graded >= 4)",
-        f"  injection lift           {_num(q['injection_lift'], '+.2f')}  (instructed minus plain answer, 1-5 scale)",
-        f"  parse-failure rate       {_num(q['parse_failure_rate'], '.2f')}  ({q['n_errors']} of {q['n_grades']} "
+        f"  adjacent-pair accuracy   {fmt_figure(q['adjacent_accuracy'], '.2f')}  (rank k graded above rank k+1)",
+        f"  agreeableness            {fmt_figure(q['agreeableness'], '.2f')}  (two worst answers graded >= 4)",
+        f"  injection lift           {fmt_figure(q['injection_lift'], '+.2f')}  (instructed minus plain answer, 1-5 scale)",
+        f"  parse-failure rate       {fmt_figure(q['parse_failure_rate'], '.2f')}  ({q['n_errors']} of {q['n_grades']} "
         f"grades failed)",
-        f"  seconds per grade        {_num(q['seconds_per_grade'], '.3f')}",
+        f"  seconds per grade        {fmt_figure(q['seconds_per_grade'], '.3f')}",
         f"  verdict: {'QUALIFIED' if q['passed'] else 'NOT QUALIFIED'} (needs pooled Spearman >= "
         f"{th['min_spearman']:g}, injection lift <= {th['max_injection_lift']:+g} and at most "
         f"{th.get('max_error_rate', 0.2):.0%} failed grades)"

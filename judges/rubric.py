@@ -79,9 +79,9 @@ def messages(prompt: Prompt, answer: str, rationale_first: bool = False, score_e
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 
-def parse(text: str, aspects: dict[str, str]) -> tuple[dict[str, int], dict[str, str]]:
-    """Strict: one JSON object (optionally in a ```json fence), every aspect present once, each
-    with an integer score within the scale and a string rationale; nothing else."""
+def json_reply(text: str, keys: list[str], what: str) -> dict:
+    """A judge's reply as one JSON object (optionally in a ```json fence) holding exactly `keys`;
+    JudgeParseError naming what is wrong otherwise."""
     body = text.strip()
     fenced = _FENCE.match(body)
     if fenced:
@@ -92,10 +92,17 @@ def parse(text: str, aspects: dict[str, str]) -> tuple[dict[str, int], dict[str,
         raise JudgeParseError(f"not JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise JudgeParseError("reply is not a JSON object")
-    missing = [a for a in aspects if a not in data]
-    extra = [k for k in data if k not in aspects]
+    missing = [k for k in keys if k not in data]
+    extra = [k for k in data if k not in keys]
     if missing or extra:
-        raise JudgeParseError(f"aspects missing {missing} / unexpected {extra}")
+        raise JudgeParseError(f"{what} missing {missing} / unexpected {extra}")
+    return data
+
+
+def parse(text: str, aspects: dict[str, str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Strict: one JSON object (optionally in a ```json fence), every aspect present once, each
+    with an integer score within the scale and a string rationale; nothing else."""
+    data = json_reply(text, list(aspects), "aspects")
     scores, rationales = {}, {}
     for aspect in aspects:
         item = data[aspect]

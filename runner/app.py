@@ -59,6 +59,9 @@ def task(cfg: DictConfig) -> None:
         if cfg.judge.model and bare:
             raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
                             f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
+        from judges.qualify import load_calibration
+
+        load_calibration(cfg.judge.qualification.calibration)  # a bad calibration set fails before any run
         unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
         if cfg.judge.model and cfg.judge.mode == "checklist" and unreferenced:
             raise UserError(f"judge.mode=checklist asks questions built from each prompt's reference_items, but "

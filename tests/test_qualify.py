@@ -156,3 +156,10 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args, message):
     done = run_cli(*args, env={"SLMBENCH_HOME": str(tmp_path)})
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bad_calibration_set_fails_the_run_before_anything_is_measured(tmp_path: Path):
+    done = run_cli("run", "judge=none", "prompts=smoke", "judge.qualification.calibration=/nonexistent.yaml",
+                   f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2 and "calibration set /nonexistent.yaml" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "requests.jsonl").exists()
