@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import launchers, paths, prompts, report, schema, summary
+from runner import labels, launchers, paths, prompts, report, schema, summary
 from runner.errors import UserError
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
@@ -28,6 +28,15 @@ OUTCOMES: list[str] = []
 def register_resolvers() -> None:
     # ${conf:prompts/data/x.yaml} -> absolute path inside the project's conf/ tree
     OmegaConf.register_new_resolver("conf", lambda rel: str(paths.CONF_DIR / rel), replace=True)
+    # ${label:alias,id,backend} -> the job's model label as a directory-name part
+    OmegaConf.register_new_resolver(
+        "label", lambda alias, model_id, backend: labels.path_safe(labels.model_label(alias, str(model_id), backend)),
+        replace=True)
+
+
+# A launcher's worker imports this module to unpickle `task`, and resolves the job's output
+# directory (which uses ${label:...}) before calling it.
+register_resolvers()
 
 
 def task(cfg: DictConfig) -> None:
@@ -70,6 +79,7 @@ def task(cfg: DictConfig) -> None:
         isolate = cfg.run.isolate and cfg.backend.name == "foundry"
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
         facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
+        facts["name"] = labels.job_name(labels.label_of(cfg), list(hc.overrides.task), context.get("swept", []))
         facts["launcher"] = launcher
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)
@@ -101,7 +111,7 @@ def task(cfg: DictConfig) -> None:
     OUTCOMES.append(outcome)
     d = s["metrics"]["decode_tps"]
     speed = f"decode p50 {d['p50']:.1f} tok/s, " if d else ""
-    print(f"{cfg.model.alias} [{outcome}] n={s['n']} {speed}"
+    print(f"{s['name']} [{outcome}] n={s['n']} {speed}"
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
 
 

@@ -497,7 +497,8 @@ def _labels(cands: list[dict]) -> dict[str, str]:
     labels = {}
     for c in cands:
         extra = [str(c.get(f)) for f in varying]
-        labels[c["job"]] = f"{c['model']} ({', '.join(extra)})" if extra else str(c["model"])
+        name = c.get("name") or c["model"]  # the model's label, with the override that sets it apart
+        labels[c["job"]] = f"{name} ({', '.join(extra)})" if extra else str(name)
     if len(set(labels.values())) < len(labels):  # same configuration twice: the job tells them apart
         counts = {v: list(labels.values()).count(v) for v in labels.values()}
         labels = {j: f"{lbl} [{j}]" if counts[lbl] > 1 else lbl for j, lbl in labels.items()}
@@ -573,7 +574,8 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
     for job, s in summaries:
         cfg = s.get("config") or {}
         ok = s.get("status") == "ok"
-        c = {"job": job, "model": s.get("model"), "hardware": _name(cfg.get("hardware")),
+        c = {"job": job, "model": s.get("model"), "name": s.get("name") or s.get("model"),
+             "hardware": _name(cfg.get("hardware")),
              "decoding": _name(cfg.get("decoding")), "prompts": s.get("prompts"), "status": s.get("status"),
              "evaluated": ok, "eligible": False, "reasons": [], "failed_limits": [], "notes": [],
              "objective_value": None, "objective_ci": None, "rank": None, "on_pareto": False,
@@ -617,7 +619,7 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         c["on_pareto"] = c["job"] in front
 
     def brief(c):
-        return None if c is None else {k: c[k] for k in ("job", "model", "hardware", "decoding",
+        return None if c is None else {k: c[k] for k in ("job", "model", "name", "hardware", "decoding",
                                                           "objective_value", "objective_ci")}
 
     rec = ranked[0] if ranked else None
@@ -750,7 +752,7 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
              f"- limits: {'; '.join(limits) if limits else 'none'}"]
     rec, ru = decision["recommended"], decision["runner_up"]
     if rec:
-        line = f"- recommended: **{rec['model']}** (job `{rec['job']}`)"
+        line = f"- recommended: **{rec.get('name') or rec['model']}** (job `{rec['job']}`)"
         if ru:
             line += (f"; runner-up: {ru['model']} (job `{ru['job']}`), margin {_fmt(decision['margin'])} "
                      f"({decision['margin_vs_noise'] or 'noise unknown'})")
@@ -771,7 +773,7 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
         elif ru and c["job"] == ru["job"]:
             rank += " (runner-up)"
         eligible = "not evaluated" if not c["evaluated"] else "yes" if c["eligible"] else "no"
-        rows.append([rank, c["job"], c["model"], c["hardware"] or "-", c["decoding"] or "-", eligible,
+        rows.append([rank, c["job"], c.get("name") or c["model"], c["hardware"] or "-", c["decoding"] or "-", eligible,
                      _fmt(c["objective_value"]), *(_fmt(c["metrics"].get(k)) for k in metric_cols),
                      "yes" if c["on_pareto"] else "", "; ".join(c["reasons"] + c["notes"]) or "-"])
     objective_col = "objective (weighted)" if o["kind"] == "weights" else f"objective: {o['metric']} ({o['goal']})"

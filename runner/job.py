@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from runner import backends, hardware, load, records
 from runner.backends import BackendError, GenParams
 from runner.errors import UserError
+from runner.labels import label_of
 from runner.memory import PeakSampler, rss_mb
 from runner.metrics import request_metrics
 from runner.prompts import Prompt, PromptSet
@@ -101,7 +102,7 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     job_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg, prompt_set)
     resumed = records.check_manifest(job_dir, {
-        "config_hash": chash, "model": cfg.model.alias, "model_id": cfg.model.id,
+        "config_hash": chash, "model": label_of(cfg), "model_id": cfg.model.id,
         "prompts": prompt_set.name, "prompts_path": prompt_set.path})
     req_path = job_dir / records.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
@@ -151,7 +152,7 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
             except BackendError:
                 facts["warmup_errors"] += 1
     writer = records.RecordWriter(req_path)
-    progress = Progress(f"{cfg.model.alias}", len(todo), cfg.run.progress)
+    progress = Progress(label_of(cfg), len(todo), cfg.run.progress)
     try:
         with PeakSampler() as sampler:
             joules = rapl_joules()
@@ -236,7 +237,7 @@ def rapl_joules() -> float | None:
 
 def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0) -> dict:
     """Run the pending requests; return this window's counts for throughput."""
-    base = {"model": cfg.model.alias, "model_id": cfg.model.id}
+    base = {"model": label_of(cfg), "model_id": cfg.model.id}
 
     def one(item: tuple[int, Prompt]) -> dict:
         rnd, prompt = item
@@ -309,7 +310,7 @@ def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, w
                              run.seed)
     measured = [a for a in arrivals if a.phase == load.MEASURED]
     progress.total = len(measured)
-    base = {"model": cfg.model.alias, "model_id": cfg.model.id}
+    base = {"model": label_of(cfg), "model_id": cfg.model.id}
     done: list[dict] = []
     lock = threading.Lock()
 

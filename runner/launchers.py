@@ -111,10 +111,12 @@ def launcher_of(hc) -> tuple[str, bool]:
     return name, True
 
 
-def write_context(sweep_dir: Path, tracking_uri: str | None, parent_run_id: str | None) -> None:
+def write_context(sweep_dir: Path, tracking_uri: str | None, parent_run_id: str | None,
+                  swept: list[str] | None = None) -> None:
+    """`swept`: the keys the command line sweeps, which name a job apart from its siblings."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / SWEEP_CONTEXT).write_text(json.dumps({
-        "tracking_uri": tracking_uri, "parent_run_id": parent_run_id,
+        "tracking_uri": tracking_uri, "parent_run_id": parent_run_id, "swept": swept or [],
         "slmbench_home": os.environ.get("SLMBENCH_HOME")}, indent=2))
 
 

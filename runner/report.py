@@ -50,7 +50,7 @@ def write_job_report(job_dir: Path) -> Path:
     ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
     plot = _latency_plot({s["model"]: ok}, job_dir / "latency.png")
     cfg = s["config"]
-    lines = [f"# {s['model']} on {s['prompts']}", "",
+    lines = [f"# {s.get('name') or s['model']} on {s['prompts']}", "",
              f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
              + (f" - {s['error']}" if s["error"] else ""),
              f"- requests: {s['n']} ok, {s['n_errors']} failed, {s['n_expected']} expected "
@@ -331,7 +331,7 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
         if not tp or not s["metrics"].get("e2e_s"):
             continue
         c = s["config"]
-        key = " / ".join([s["model"], c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
+        key = " / ".join([s.get("name") or s["model"], c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
         label, x = _load_point(s)
         lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
     if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):

@@ -251,21 +251,12 @@ def validate(cfg: Any) -> None:
         from runner.models import registry
 
         registry.get(judge.model)  # an unknown judge alias is a configuration error
+    from runner.labels import label_of
+
     if judge.model and not judge.allow_self and (
-            judge.model == candidate_name(cfg) or (judge.model_id or "") == cfg.model.id):
+            judge.model == label_of(cfg) or (judge.model_id or "") == cfg.model.id):
         raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
                         f"(pick another judge, or set judge.allow_self=true)")
-
-
-def candidate_name(cfg: Any) -> str:
-    """The model a job measures. On an endpoint, `model.id=phi-4-mini` under the default model
-    group's alias names phi-4-mini, not that alias (whose registry id is another model)."""
-    if cfg.backend.name != "openai":
-        return cfg.model.alias
-    from runner.models import registry
-
-    spec = registry.all_models().get(cfg.model.alias)
-    return cfg.model.id if spec is not None and spec.id != cfg.model.id else cfg.model.alias
 
 
 def _get(cfg: Any, dotted: str) -> Any:

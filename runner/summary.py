@@ -16,6 +16,7 @@ from judges.grading import grader_id
 from judges.quality import quality_summary
 from runner import records
 from runner.environment import environment
+from runner.labels import label_of
 from runner.metrics import DEFINITIONS
 from runner.stats import summarize
 
@@ -45,7 +46,9 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
             "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
         }
     summary = {
-        "model": cfg.model.alias,
+        "model": label_of(cfg),  # the model that ran (runner/labels.py)
+        "name": facts.get("name") or label_of(cfg),  # unique within its sweep
+        "model_alias": cfg.model.alias,
         "model_id": cfg.model.id,
         "prompts": facts.get("prompts") or cfg.prompts.name,
         "status": "failed" if failed else "ok",
@@ -115,9 +118,7 @@ def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: i
 
 def _family_warning(cfg) -> str | None:
     """A judge from the candidate's own family tends to favour its style: say so."""
-    from runner.schema import candidate_name
-
-    if not cfg.judge.model or cfg.judge.backend != "foundry" or candidate_name(cfg) != cfg.model.alias:
+    if not cfg.judge.model or cfg.judge.backend != "foundry" or label_of(cfg) != cfg.model.alias:
         return None  # an endpoint's model under the default group's alias: its family is unknown
     from runner.models import registry
 
@@ -155,7 +156,7 @@ def _determinism(cfg, ok: list[dict]) -> dict:
     return {"checked": True, "identical": not differing, "prompts_differing": differing}
 
 
-COLUMNS = ["job", "model", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
+COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
            "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
            "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
            "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "judge", "quality.source", "quality.trusted", "quality.overall",
@@ -174,7 +175,7 @@ def flat_row(s: dict, job: str) -> dict:
     q = s.get("quality") or {}
     overall = q.get("overall")
     return {
-        "job": job, "model": s["model"], "precision": s.get("precision"), "prompts": s["prompts"],
+        "job": job, "model": s["model"], "name": s.get("name") or s["model"], "precision": s.get("precision"), "prompts": s["prompts"],
         "decoding": s["config"]["decoding"]["name"], "hardware": s["config"]["hardware"]["name"],
         "backend": s["config"]["backend"]["name"], "status": s["status"], "n": s["n"],
         "n_errors": s["n_errors"], "ttft_s.p50": stat("ttft_s", "p50"), "ttft_s.p95": stat("ttft_s", "p95"),

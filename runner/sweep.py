@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import app, launchers, tracking
+from runner import app, labels, launchers, tracking
 from runner.decision import write_decision
 from runner.errors import UserError
 from runner.report import write_sweep_report
@@ -31,7 +31,8 @@ class SweepReport(Callback):
             self._open_parent(config, sweep_dir)
         # Every job reads this file, here or launched elsewhere: a launched job inherits neither
         # this process's environment nor its cwd.
-        launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id)
+        launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id,
+                                labels.swept_keys(config.hydra.overrides.task))
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
         try:

@@ -191,7 +191,8 @@ class Tracker:
 
         s = json.loads((job_dir / SUMMARY).read_text())
         env = s.get("environment") or {}
-        tags = {"slmbench.kind": "job", "model": s["model"], "prompts": s["prompts"],
+        name = s.get("name") or s["model"]
+        tags = {"slmbench.kind": "job", "model": s["model"], "name": name, "prompts": s["prompts"],
                 "hardware": s["config"]["hardware"]["name"], "backend": s["config"]["backend"]["name"],
                 "decoding": s["config"]["decoding"]["name"], "status": s["status"],
                 "git.commit": str((env.get("git") or {}).get("commit")),
@@ -209,10 +210,12 @@ class Tracker:
                 tags["quality.untrusted_reason"] = str(q["untrusted_reason"])[:5000]
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
-        run = retry(self.client.create_run, self.experiment_id, run_name=job_dir.name, tags=tags)
+        # The directory names the label; a sweep's duplicate labels add the override that differs.
+        run_name = job_dir.name + name[len(s["model"]):]
+        run = retry(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
-        params = [Param(k, v) for k, v in flatten(config).items()]
+        params = [Param(k, v) for k, v in flatten(config).items()] + [Param("model.label", str(s["model"]))]
         metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(s).items()]
         ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
         ok.sort(key=lambda r: r.get("t_start_s") or 0)

@@ -108,6 +108,9 @@ class Script:
     reply: Callable[[str, Any], str] | None = None
     """If set, the answer is reply(model, messages), one whitespace-delimited word per token (`tokens`
     is then that word count): an endpoint serving answers of known content."""
+    per_model: dict[str, dict[str, Any]] | None = None
+    """Field overrides by requested model id, e.g. {"beta": {"tpot_s": 0.03}}: one endpoint serving
+    models of known, different speeds."""
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -317,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
         if model not in script.model_ids:
             self._send_error(404, f"model '{model}' not found")
             return
+
+        if script.per_model and model in script.per_model:
+            script = dataclasses.replace(script, **script.per_model[model])
 
         words: list[str] | None = None
         if script.reply is not None:

@@ -39,6 +39,15 @@ def all_models() -> dict[str, ModelConfig]:
     return found
 
 
+def find(alias: str) -> ModelConfig | None:
+    """One alias's entry, reading only its file; None when no directory holds it."""
+    for directory in model_dirs():
+        path = directory / f"{alias}.yaml"
+        if path.is_file():
+            return load_file(path)
+    return None
+
+
 def get(alias: str) -> ModelConfig:
     models = all_models()
     if alias not in models:

@@ -1,0 +1,55 @@
+"""What a job is called: its model's label, and within a sweep a name no other job shares.
+
+The label names the model that really ran. In process (backend=foundry) that is the registry
+alias. On an endpoint (backend=openai) the model group only supplies defaults: `model.id=phi-4-mini`
+under the default group's alias measures phi-4-mini, so the label is `model.id`, unless
+`model.alias` names it (an alias the registry does not hold, or the registry's own entry for
+that id).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Overrides already told apart by the label, or shown in their own column everywhere.
+LABEL_KEYS = {"model", "model.id", "model.alias"}
+SHOWN_KEYS = {"decoding", "hardware", "prompts"}
+
+
+def model_label(alias: str, model_id: str, backend: str) -> str:
+    if backend != "openai":
+        return alias
+    from runner.models import registry
+
+    spec = registry.find(alias) if re.fullmatch(r"[A-Za-z0-9._-]+", alias) else None
+    return model_id if spec is not None and spec.id != model_id else alias
+
+
+def label_of(cfg) -> str:
+    return model_label(cfg.model.alias, cfg.model.id, cfg.backend.name)
+
+
+def path_safe(text: str) -> str:
+    """A label as a directory-name part (endpoint ids may hold '/', ':' or spaces)."""
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", str(text)).strip("_") or "model"
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def swept_keys(task_overrides: list[str]) -> list[str]:
+    """The keys a multirun's command line sweeps (`a=1,2`, `a=range(..)`, `a=choice(..)`, globs)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+
+
+def job_name(label: str, job_overrides: list[str], swept: list[str]) -> str:
+    """The label, plus this job's value of each swept override the label and the shown columns
+    do not already tell apart: `alpha [backend.base_url=http://b/v1]`. Jobs of one sweep differ
+    in at least one swept value, so their names differ."""
+    extra = [o.lstrip("+~") for o in job_overrides
+             if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
+    return f"{label} [{', '.join(extra)}]" if extra else label
