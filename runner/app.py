@@ -79,7 +79,7 @@ def task(cfg: DictConfig) -> None:
         isolate = cfg.run.isolate and cfg.backend.name == "foundry"
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
         facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
-        facts["name"] = labels.job_name(labels.label_of(cfg), list(hc.overrides.task), context.get("swept", []))
+        facts["distinguishing"] = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
         facts["launcher"] = launcher
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)
@@ -107,6 +107,9 @@ def task(cfg: DictConfig) -> None:
         kept = baseline.save(job_dir, str(cfg.baseline), job_dir.name if sweep else None)
         print(f"baseline saved: {kept} (commit it; compare against it with `slmbench compare {cfg.baseline} RUN`)",
               file=sys.stderr)
+    warning = report.truncation_warning(s)
+    if warning:
+        print(f"slmbench: warning: {s['name']}: {warning}", file=sys.stderr)
     outcome = "partial" if s["partial"] else s["status"]
     OUTCOMES.append(outcome)
     d = s["metrics"]["decode_tps"]

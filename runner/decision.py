@@ -517,6 +517,10 @@ def _sentence(decision: dict, cands: list[dict], labels: dict[str, str], plan: _
     failed = [c for c in cands if not c["evaluated"]]
     tail = (f" {len(failed)} failed job{'s were' if len(failed) > 1 else ' was'} not evaluated "
             f"({', '.join(c['job'] for c in failed)})." if failed else "")
+    cut = [labels[c["job"]] for c in cands if c["evaluated"] and c.get("truncated")]
+    if cut:
+        tail += (f" Answers were cut at max_tokens for {', '.join(cut)}: quality was graded on cut answers "
+                 f"(raise decoding.max_tokens).")
     if not any(c["evaluated"] for c in cands):
         first = failed[0]["reasons"][0] if failed else "no jobs"
         who = f"all {len(cands)} jobs" if len(cands) > 1 else "the only job"
@@ -586,6 +590,11 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
             continue
         if s.get("partial"):
             c["notes"].append(f"partial: {s.get('n')} of {s.get('n_expected')} requests ok")
+        cut = s.get("truncation") or {}
+        if cut.get("warn"):
+            c["notes"].append(f"answers cut at max_tokens={cut['max_tokens']}: {cut['cut']} of {cut['of']} "
+                              f"({cut['share']:.0%}); its quality was graded on cut answers")
+            c["truncated"] = True
         for kind, op, worse in (("max", "<=", lambda v, lim: v > lim), ("min", ">=", lambda v, lim: v < lim)):
             for m, lim in plan.limits[kind]:
                 v = m.value(s)

@@ -46,10 +46,14 @@ def swept_keys(task_overrides: list[str]) -> list[str]:
     return [o.key_or_group for o in parsed if o.is_sweep_override()]
 
 
-def job_name(label: str, job_overrides: list[str], swept: list[str]) -> str:
-    """The label, plus this job's value of each swept override the label and the shown columns
-    do not already tell apart: `alpha [backend.base_url=http://b/v1]`. Jobs of one sweep differ
-    in at least one swept value, so their names differ."""
-    extra = [o.lstrip("+~") for o in job_overrides
-             if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
+def distinguishing(job_overrides: list[str], swept: list[str]) -> list[str]:
+    """This job's value of each swept override that the label and the shown columns do not
+    already tell apart. Jobs of one sweep differ in at least one swept value."""
+    return [o.lstrip("+~") for o in job_overrides if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
+
+
+def job_name(label: str, overrides: list[str], leave_out: tuple[str, ...] = ()) -> str:
+    """`alpha [backend.base_url=http://b/v1]`; `leave_out` drops keys a view shows otherwise (the
+    load curve plots run.concurrency on its axis)."""
+    extra = [o for o in overrides if _key(o) not in leave_out]
     return f"{label} [{', '.join(extra)}]" if extra else label

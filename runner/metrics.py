@@ -11,9 +11,13 @@ All times are seconds. Definitions (printed beside every figure in reports):
                several tokens into one chunk, so this is NOT tpot. Summarized as mean/p50/p95/max.
 completion_tokens comes from the server's usage; where absent it is the chunk count and the
 record says `tokens_estimated: true`.
+- truncated  = finish_reason == "length", or completion_tokens >= max_tokens (a server that cuts
+               at the cap and still says "stop"): the answer was cut, not finished.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from runner.backends.base import Completion
 
@@ -37,11 +41,15 @@ DEFINITIONS = {
                               "against it)"),
     "arrival_rate": ("req/s", "open loop: (sends - 1) / (last send - first send), the rate actually offered"),
     "lag_s": ("s", "open loop: t(sent) - t(scheduled); a send more than 10 ms behind schedule is late"),
+    "truncated_share": ("1", "answers cut at the token cap / ok answers; cut = finish_reason 'length' or "
+                             "completion_tokens >= decoding.max_tokens"),
+    "token_mismatch_share": ("1", "requests with |chunks - usage.completion_tokens| > "
+                                  "max(1, tolerance x usage.completion_tokens) / requests with server usage"),
     "energy_wh_per_1k_tokens": ("Wh", "hardware.power_w x window seconds / 3600 / (output tokens / 1000); estimate"),
 }
 
 
-def request_metrics(c: Completion) -> dict:
+def request_metrics(c: Completion, max_tokens: int | None = None) -> dict:
     """The timing fields of one request record (None where undefined, never a guess)."""
     e2e = c.t_end - c.t_sent
     ttft = c.deltas[0][0] - c.t_sent if c.deltas else None
@@ -50,14 +58,23 @@ def request_metrics(c: Completion) -> dict:
     if ttft is not None and n is not None and n > 1 and e2e > ttft:
         tpot = (e2e - ttft) / (n - 1)
         decode = 1.0 / tpot
-    gaps = sorted(b[0] - a[0] for a, b in zip(c.deltas, c.deltas[1:], strict=False))
+    gaps = [b[0] - a[0] for a, b in zip(c.deltas, c.deltas[1:], strict=False)]
     itl = None
-    if gaps:
-        itl = {"n": len(gaps), "mean_s": sum(gaps) / len(gaps), "p50_s": gaps[len(gaps) // 2],
-               "p95_s": gaps[min(len(gaps) - 1, int(0.95 * len(gaps)))], "max_s": gaps[-1]}
+    if gaps:  # percentiles interpolated as everywhere else (runner/stats.py): p50 of 2 gaps is their mean
+        p50, p95 = np.percentile(gaps, [50, 95])
+        itl = {"n": len(gaps), "mean_s": sum(gaps) / len(gaps), "p50_s": float(p50), "p95_s": float(p95),
+               "max_s": max(gaps)}
     return {"ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "decode_tps": decode, "itl": itl,
             "chunks": len(c.deltas), "prompt_tokens": c.prompt_tokens, "completion_tokens": n,
-            "tokens_estimated": c.tokens_estimated, "finish_reason": c.finish_reason}
+            "tokens_estimated": c.tokens_estimated, "finish_reason": c.finish_reason,
+            "truncated": truncated(c.finish_reason, n, max_tokens)}
+
+
+def truncated(finish_reason: str | None, completion_tokens: int | None, max_tokens: int | None) -> bool:
+    """The answer ended at the token cap rather than on its own (see the module docstring)."""
+    if finish_reason == "length":
+        return True
+    return max_tokens is not None and completion_tokens is not None and completion_tokens >= max_tokens
 
 
 def timing_line(m: dict) -> str:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from runner import records  # noqa: E402
+from runner.labels import job_name  # noqa: E402
 from runner.metrics import DEFINITIONS  # noqa: E402
 from runner.stats import MIN_N_FOR_P95  # noqa: E402
 from runner.summary import COLUMNS, SUMMARY, flat_row, write_csv  # noqa: E402
@@ -60,6 +61,7 @@ def write_job_report(job_dir: Path) -> Path:
              f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
              f"load: {load_label(s)}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
+             *answers_lines(s), "",
              "## Per request (from the same streamed request)", "", metric_table(s["metrics"]), ""]
     if any(m and m["p95_low_n"] for m in s["metrics"].values()):
         lines += [LOW_N_NOTE, ""]
@@ -100,6 +102,34 @@ def write_job_report(job_dir: Path) -> Path:
               + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v), ""]
     out = job_dir / "report.md"
     out.write_text("\n".join(lines))
+    return out
+
+
+def truncation_warning(s: dict) -> str | None:
+    """One line when a job's answers were cut at the token cap beyond run.warn_truncated_share."""
+    t = s.get("truncation") or {}
+    if not t.get("warn"):
+        return None
+    return (f"{t['cut']} of {t['of']} answers ({t['share']:.0%}) were cut at max_tokens={t['max_tokens']}: "
+            f"its quality was graded on cut answers (raise decoding.max_tokens)")
+
+
+def answers_lines(s: dict) -> list[str]:
+    """What the answers were, beside how fast: cut at the cap, counted by the server or estimated."""
+    out = []
+    t = s.get("truncation")
+    if t:
+        flag = " **CUT**: quality was graded on cut answers; raise decoding.max_tokens" if t["warn"] else ""
+        out.append(f"- cut at max_tokens={t['max_tokens']}: {t['cut']} of {t['of']} answers ({t['share']:.0%})"
+                   f"{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; warned above "
+                   f"{t['warn_share']:.0%}]")
+    tc = s.get("token_count_check")
+    if s.get("tokens_estimated"):
+        out.append("- token counts: **estimated** (the server sent no usage; one chunk counted as one token)")
+    elif tc:
+        out.append(f"- token counts: server usage; {tc['mismatched']} of {tc['checked']} requests "
+                   f"({tc['share']:.0%}) disagree with the streamed chunks beyond max(1, "
+                   f"{tc['tolerance']:.0%}) ({tc['chunks']} chunks for {tc['usage_tokens']} tokens)")
     return out
 
 
@@ -284,7 +314,7 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
                        sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
              "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
-             "quality.source", "quality.trusted", "quality.overall", "quality.ci95", "rouge_l.f1"]
+             "truncated_share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95", "rouge_l.f1"]
     table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
     failed = [r for r in rows if r["status"] != "ok"]
     lines = [f"# Sweep {sweep_dir.name}", "",
@@ -298,7 +328,11 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              "per-answer 1-5 quality from quality.source (a judge: mean over aspects per answer; notes: the "
              "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
              "qualification on answers of known order (untrusted quality does not steer the decision); "
-             "rouge_l.f1 = LCS F1 against the reference.", ""]
+             "rouge_l.f1 = LCS F1 against the reference. truncated_share = answers cut at the token cap / ok answers "
+             "(cut: finish_reason 'length' or completion_tokens >= decoding.max_tokens).", ""]
+    cut = [(j.name, truncation_warning(s)) for s, j in zip(summaries, jobs, strict=True) if truncation_warning(s)]
+    if cut:
+        lines += ["## Answers cut at max_tokens", "", *[f"- {job}: {why}" for job, why in cut], ""]
     if failed:
         lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
     if lat:
@@ -331,7 +365,8 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
         if not tp or not s["metrics"].get("e2e_s"):
             continue
         c = s["config"]
-        key = " / ".join([s.get("name") or s["model"], c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
+        name = job_name(s["model"], s.get("distinguishing") or [], leave_out=("run.concurrency", "run.rate"))
+        key = " / ".join([name, c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
         label, x = _load_point(s)
         lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
     if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):

@@ -137,6 +137,9 @@ class RunConfig:
     # other's numbers: refused unless each job has a machine of its own and you say so here.
     allow_parallel_inprocess: bool = False
     strict: bool = False  # any failed request or job -> non-zero exit
+    # Warn (run output, report, decision) when more than this share of a job's answers were cut at
+    # decoding.max_tokens: their quality was graded on cut answers.
+    warn_truncated_share: float = 0.1
     progress: bool = True
     # Run each in-process (foundry) job in a fresh child process, so its cold load time and
     # RSS are not biased by models an earlier job loaded into the same process.
@@ -223,6 +226,7 @@ def validate(cfg: Any) -> None:
         (all(v is None or v > 0 for v in cfg.run.slo.values()), "run.slo", "bounds must be > 0 seconds"),
         (cfg.run.target_ci is None or 0 < cfg.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
         (cfg.run.max_rounds >= cfg.run.rounds, "run.max_rounds", "must be >= run.rounds"),
+        (0 <= cfg.run.warn_truncated_share <= 1, "run.warn_truncated_share", "must be in [0, 1]"),
         (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
          "must name ttft_s, e2e_s, tpot_s or decode_tps"),
         (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),

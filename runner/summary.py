@@ -16,7 +16,7 @@ from judges.grading import grader_id
 from judges.quality import quality_summary
 from runner import records
 from runner.environment import environment
-from runner.labels import label_of
+from runner.labels import job_name, label_of
 from runner.metrics import DEFINITIONS
 from runner.stats import summarize
 
@@ -47,7 +47,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         }
     summary = {
         "model": label_of(cfg),  # the model that ran (runner/labels.py)
-        "name": facts.get("name") or label_of(cfg),  # unique within its sweep
+        "name": job_name(label_of(cfg), facts.get("distinguishing") or []),  # unique within its sweep
+        "distinguishing": facts.get("distinguishing") or [],  # the swept overrides in the name
         "model_alias": cfg.model.alias,
         "model_id": cfg.model.id,
         "prompts": facts.get("prompts") or cfg.prompts.name,
@@ -75,6 +76,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "determinism": _determinism(cfg, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
         "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
+        "truncation": truncation(ok, cfg.decoding.max_tokens, cfg.run.warn_truncated_share),
+        "token_count_check": token_count_check(ok),
         "warmup": {"rounds": cfg.run.warmup, "requests": facts["warmup_requests"],
                    "errors": facts["warmup_errors"]},
         "rounds": facts.get("rounds") or cfg.run.rounds,
@@ -114,6 +117,41 @@ def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: i
     rate = good / len(ok) * window_ok / window_s if ok and window_ok and window_s else None
     return {"slo": bounds, "good": good, "attempted": attempted, "fraction": good / attempted,
             "requests_per_s": rate}
+
+
+def truncation(ok: list[dict], max_tokens: int, warn_share: float) -> dict | None:
+    """share = cut answers / ok answers, cut = finish_reason "length" or completion_tokens >= max_tokens
+    (runner/metrics.truncated). `warn`: share > run.warn_truncated_share; the job's quality was then
+    graded on cut answers."""
+    if not ok:
+        return None
+    cut = [r for r in ok if r.get("truncated") or (r.get("truncated") is None and r.get("finish_reason") == "length")]
+    share = len(cut) / len(ok)
+    return {"cut": len(cut), "of": len(ok), "share": share, "max_tokens": max_tokens,
+            "warn_share": warn_share, "warn": share > warn_share,
+            "prompts": sorted({r["prompt_id"] for r in cut})}
+
+
+TOKEN_TOLERANCE = 0.1  # chunks may merge or split a token at the edges: 10% (at least one token) is allowed
+
+
+def token_count_check(ok: list[dict]) -> dict | None:
+    """Server usage against the streamed chunks, as load testers check it: a request mismatches when
+    |chunks - usage.completion_tokens| > max(1, TOKEN_TOLERANCE x usage.completion_tokens). Only
+    requests with server usage are checked (estimated counts are the chunk count itself). A server
+    that packs several tokens per chunk shows here as a mismatch: its ITL is then per chunk, not
+    per token, while TPOT still uses the server's count."""
+    checked = [r for r in ok if not r.get("tokens_estimated") and r.get("completion_tokens") is not None
+               and r.get("chunks") is not None]
+    if not checked:
+        return None
+    bad = [r for r in checked
+           if abs(r["chunks"] - r["completion_tokens"]) > max(1.0, TOKEN_TOLERANCE * r["completion_tokens"])]
+    usage = sum(r["completion_tokens"] for r in checked)
+    chunks = sum(r["chunks"] for r in checked)
+    return {"checked": len(checked), "mismatched": len(bad), "share": len(bad) / len(checked),
+            "tolerance": TOKEN_TOLERANCE, "usage_tokens": usage, "chunks": chunks,
+            "chunks_per_token": chunks / usage if usage else None}
 
 
 def _family_warning(cfg) -> str | None:
@@ -159,7 +197,7 @@ def _determinism(cfg, ok: list[dict]) -> dict:
 COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
            "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
            "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
-           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "judge", "quality.source", "quality.trusted", "quality.overall",
+           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "truncated_share", "token_mismatch_share", "execution_provider", "judge", "quality.source", "quality.trusted", "quality.overall",
            "quality.ci95", "quality.graded_fraction", "rouge_l.f1", "error"]
 
 
@@ -187,6 +225,9 @@ def flat_row(s: dict, job: str) -> dict:
         "concurrency": s["config"]["run"]["concurrency"], "rate": s["config"]["run"].get("rate"),
         "goodput.fraction": (s.get("goodput") or {}).get("fraction"),
         "deterministic": det.get("identical") if det.get("checked") else None,
+        "truncated_share": (s.get("truncation") or {}).get("share"),
+        "token_mismatch_share": (s.get("token_count_check") or {}).get("share"),
+        "execution_provider": (s.get("device") or {}).get("ran_on"),
         "judge": q.get("judge"), "quality.source": q.get("source"), "quality.trusted": q.get("trusted"),
         "quality.overall": overall["mean"] if overall else None,
         "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,

@@ -110,6 +110,12 @@ def summary_metrics(s: dict) -> dict[str, float]:
         v = (s.get("load") or {}).get(k)
         if isinstance(v, int | float):
             m[f"load.{k}"] = float(v)
+    for k in ("truncation", "token_count_check"):
+        v = (s.get(k) or {}).get("share")
+        if isinstance(v, int | float):
+            m[f"{k}.share"] = float(v)
+    if (s.get("client") or {}).get("overhead_s"):
+        m["client.overhead_s.p50"] = float(s["client"]["overhead_s"]["p50"])
     if s.get("energy"):
         m["energy.wh_per_1k_tokens"] = float(s["energy"]["wh_per_1k_tokens"])
     q = s.get("quality") or {}

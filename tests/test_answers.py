@@ -1,0 +1,54 @@
+"""What the answers were, beside how fast they came: cut at the token cap, and counted by the
+server in agreement with the stream."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+from scripted_server import Script, ScriptedServer
+
+from runner.metrics import truncated
+
+COMMON = ["run", "backend=openai", "model.id=scripted-model", "prompts=smoke", "run.rounds=2", "run.warmup=0",
+          "tracking.enabled=false"]
+
+
+def test_answers_cut_at_max_tokens_are_flagged_in_summary_report_and_decision(tmp_path: Path):
+    # a 40-token answer capped at 10, sent two tokens per chunk: 5 chunks for 10 counted tokens
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=40, tokens_per_chunk=2)) as srv:
+        done = run_cli(*COMMON, f"backend.base_url={srv.base_url}", "decoding.max_tokens=10",
+                       f"hydra.run.dir={tmp_path / 'cut'}")
+    assert done.returncode == 0, done.stderr
+    assert "were cut at max_tokens=10" in done.stderr  # the run warns
+    s = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    t = s["truncation"]
+    assert t["cut"] == t["of"] == s["n"] and t["share"] == 1.0 and t["warn"]
+    recs = [json.loads(x) for x in (tmp_path / "cut" / "requests.jsonl").read_text().splitlines()]
+    assert all(r["truncated"] and r["completion_tokens"] == 10 and r["chunks"] == 5 for r in recs)
+    tc = s["token_count_check"]
+    assert tc["mismatched"] == tc["checked"] == s["n"] and tc["chunks_per_token"] == 0.5
+    report = (tmp_path / "cut" / "report.md").read_text()
+    assert "**CUT**: quality was graded on cut answers" in report
+    decision = json.loads((tmp_path / "cut" / "decision.json").read_text())
+    assert any("answers cut at max_tokens=10" in n for n in decision["candidates"][0]["notes"])
+    assert "cut at max_tokens" in decision["summary_sentence"]
+
+
+def test_whole_answers_are_not_flagged(tmp_path: Path):
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv:
+        done = run_cli(*COMMON, f"backend.base_url={srv.base_url}", "decoding.max_tokens=64",
+                       f"hydra.run.dir={tmp_path / 'whole'}")
+    assert done.returncode == 0, done.stderr
+    s = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert s["truncation"]["cut"] == 0 and not s["truncation"]["warn"] and "cut at max_tokens" not in done.stderr
+    assert s["token_count_check"]["mismatched"] == 0 and s["token_count_check"]["chunks_per_token"] == 1.0
+    assert "**CUT**" not in (tmp_path / "whole" / "report.md").read_text()
+
+
+def test_a_server_that_says_stop_at_the_cap_still_counts_as_cut():
+    assert truncated("length", 3, 100)
+    assert truncated("stop", 10, 10)  # reached the cap: cut, whatever the server says
+    assert not truncated("stop", 9, 10)
+    assert not truncated("stop", 10, None)
