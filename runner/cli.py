@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runner.errors import UserError
 
-SUBCOMMANDS = ["run", "models", "compare", "decide", "annotate", "agreement", "ui", "judge"]
+SUBCOMMANDS = ["run", "models", "compare", "decide", "annotate", "agreement", "ui", "judge", "env"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--experiment", default="slmbench")
     ui.add_argument("--log", type=Path, metavar="DIR",
                     help="instead of starting the UI, log a finished job or sweep directory to the store (replay)")
+    ev = sub.add_parser("env", help="execution providers, devices and runtime versions on this machine")
+    ev.add_argument("--json", action="store_true", help="the same as JSON (also recorded in every summary.json)")
     return p
+
+
+def cmd_env(args) -> int:
+    import json
+
+    from runner.environment import env_text, environment, hardware_presets
+
+    env, presets = environment(), hardware_presets()
+    print(json.dumps({**env, "hardware_presets": presets}, indent=2) if args.json else env_text(env, presets))
+    return 0
 
 
 def cmd_ui(args) -> int:
@@ -128,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_annotate(args)
         if args.cmd == "agreement":
             return cmd_agreement(args)
+        if args.cmd == "env":
+            return cmd_env(args)
         raise UserError(f"'{args.cmd}' is not available yet")
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)

@@ -93,7 +93,7 @@ def _child(plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
 def _empty_facts() -> dict:
     return {"config_hash": None, "resumed": False, "skipped_done": 0, "load_s": None,
             "rss_before_load_mb": None, "rss_mb": None, "rss_peak_mb": None, "error": None,
-            "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None,
+            "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None, "device": None,
             "backend": {}}
 
 
@@ -119,10 +119,14 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
         if cfg.backend.name == "foundry" and cfg.model.source.kind != "remote":
             _ensure_registered(cfg.model)
-        backend = backends.create(cfg.backend, cfg.model.id, cfg.hardware.execution_provider)
+        backend = backends.create(cfg.backend, cfg.model.id)
         facts["backend"] = backend.describe()
+        ran_on, source = backend.execution_provider()
+        if ran_on is not None:  # known before load (in process): a mismatch fails before any load
+            facts["device"] = hardware.verify(cfg.hardware, ran_on, source)
         facts["rss_before_load_mb"] = rss_mb()
         facts["load_s"] = backend.load()
+        facts["device"] = hardware.verify(cfg.hardware, *backend.execution_provider())
         facts["rss_mb"] = rss_mb() if backend.in_process() else None
         if todo:
             _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
@@ -247,7 +251,7 @@ def _measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg
         except BackendError as exc:
             record.update(status="error", error=str(exc), t_start_s=None, output=None)
         else:
-            record.update(status="ok", error=None, **request_metrics(c), output=c.text,
+            record.update(status="ok", error=None, **request_metrics(c, params.max_tokens), output=c.text,
                           t_start_s=c.t_sent - t0)
         writer.append(record)
         progress.step(record["status"] if record["status"] != "ok" else "")
@@ -325,7 +329,7 @@ def _measure_open_loop(backend, prompt_set: PromptSet, params: GenParams, cfg, w
         t_call = time.perf_counter()
         try:
             c = backend.chat(prompt.chat_messages(), params)
-            metrics = request_metrics(c)
+            metrics = request_metrics(c, params.max_tokens)
         except Exception as exc:  # a thread's exception would vanish in its future: record it
             if a.phase != load.MEASURED:
                 return

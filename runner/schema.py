@@ -199,6 +199,7 @@ def register() -> None:
 def validate(cfg: Any) -> None:
     """Range checks the type system cannot express; raises UserError naming the key."""
     from runner.errors import UserError
+    from runner.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 
     checks = [
         (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
@@ -233,7 +234,12 @@ def validate(cfg: Any) -> None:
         (cfg.backend.name in ("foundry", "openai"), "backend.name", "must be foundry or openai"),
         (cfg.backend.name != "openai" or bool(cfg.backend.base_url), "backend.base_url",
          "is required for backend=openai"),
-        (cfg.hardware.device in ("cpu", "gpu"), "hardware.device", "must be cpu or gpu"),
+        (cfg.hardware.device in ("cpu", "gpu", "npu"), "hardware.device", "must be cpu, gpu or npu"),
+        (short_name(cfg.hardware.execution_provider) in ORT_PROVIDERS, "hardware.execution_provider",
+         f"is not an execution provider slmbench knows ({', '.join(ORT_PROVIDERS)})"),
+        (short_name(cfg.hardware.execution_provider) not in DEVICE_OF or cfg.hardware.device ==
+         DEVICE_OF[short_name(cfg.hardware.execution_provider)] or short_name(cfg.hardware.execution_provider)
+         == "openvino", "hardware.execution_provider", f"does not run on hardware.device={cfg.hardware.device}"),
     ]
     judge = cfg.judge
     checks += [

@@ -93,7 +93,11 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
             "backend": {"name": cfg.backend.name, "base_url": cfg.backend.base_url},
             "run": OmegaConf.to_container(cfg.run, resolve=True),
         },
-        "runtime": {**facts["backend"], **(facts["hardware"] or {})},
+        "runtime": {**facts["backend"], **(facts["hardware"] or {}),
+                    **({"execution_provider": facts["device"]["ran_on"] or "unverified",
+                        "execution_provider_asked": facts["device"]["asked"]} if facts.get("device") else {})},
+        # the provider that ran the model against the one asked for (runner/hardware.py)
+        "device": facts.get("device"),
         "environment": environment(),
         "definitions": {k: {"unit": u, "formula": f} for k, (u, f) in DEFINITIONS.items()},
     }

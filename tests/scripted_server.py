@@ -108,6 +108,9 @@ class Script:
     reply: Callable[[str, Any], str] | None = None
     """If set, the answer is reply(model, messages), one whitespace-delimited word per token (`tokens`
     is then that word count): an endpoint serving answers of known content."""
+    model_info: dict[str, Any] | None = None
+    """Extra fields of each /v1/models entry, e.g. {"runtime": {"executionProvider": "CPUExecutionProvider"}}:
+    an endpoint that reports the device its models run on."""
     per_model: dict[str, dict[str, Any]] | None = None
     """Field overrides by requested model id, e.g. {"beta": {"tpot_s": 0.03}}: one endpoint serving
     models of known, different speeds."""
@@ -264,6 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "object": "model",
                             "created": created,
                             "owned_by": "scripted",
+                            **(script.model_info or {}),
                         }
                         for m in script.model_ids
                     ],

@@ -96,7 +96,11 @@ def test_failing_job_is_recorded_and_sweep_goes_on(tmp_path, pack_home):
     with (sweep / "summary.csv").open() as fh:
         rows = {r["hardware"]: r for r in csv.DictReader(fh)}
     assert rows["cpu"]["status"] == "ok"
-    assert rows["gpu"]["status"] == "failed" and "no GPU" in rows["gpu"]["error"]
+    # the cause names the provider asked for and the ones this machine has (true on a GPU host whose
+    # onnxruntime is the CPU build as well)
+    assert rows["gpu"]["status"] == "failed" and "CUDAExecutionProvider" in rows["gpu"]["error"]
+    assert "available: " in rows["gpu"]["error"] and "CPUExecutionProvider" in rows["gpu"]["error"]
+    assert rows["cpu"]["execution_provider"] == "cpu"
     assert "Failed jobs" in (sweep / "report.md").read_text()
     strict = run_cli("run", "-m", f"model={SMALL}", "prompts=smoke", "run.rounds=1", "hardware=cpu,gpu",
                      "run.strict=true", f"hydra.sweep.dir={tmp_path / 'strict'}")

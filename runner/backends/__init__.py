@@ -5,11 +5,11 @@ from __future__ import annotations
 from runner.backends.base import Backend, BackendError, Completion, GenParams
 
 
-def create(backend_cfg, model_id: str, execution_provider: str = "cpu") -> Backend:
+def create(backend_cfg, model_id: str) -> Backend:
     if backend_cfg.name == "foundry":
         from runner.backends.foundry import FoundryBackend
 
-        return FoundryBackend(model_id, backend_cfg.timeout_s, execution_provider)
+        return FoundryBackend(model_id, backend_cfg.timeout_s)
     if backend_cfg.name == "openai":
         from runner.backends.openai_compat import OpenAIBackend
 

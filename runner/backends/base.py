@@ -69,5 +69,10 @@ class Backend(ABC):
         """True when the model runs in this process, so its RSS is ours to measure."""
         return False
 
+    def execution_provider(self) -> tuple[str | None, str]:
+        """(the provider the model runs on, as a short name like cpu or cuda; where that was read).
+        None when the backend cannot tell: the job records the device as unverified."""
+        return None, "not reported by the backend"
+
     def describe(self) -> dict:
         return {"backend": self.name}

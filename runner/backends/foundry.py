@@ -15,10 +15,9 @@ _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
 class FoundryBackend(Backend):
     name = "foundry"
 
-    def __init__(self, model_id: str, timeout_s: float = 120.0, execution_provider: str = "cpu"):
+    def __init__(self, model_id: str, timeout_s: float = 120.0):
         self.model_id = model_id
         self.timeout_s = timeout_s
-        self.execution_provider = execution_provider
         self._model = None
 
     def load(self) -> float:
@@ -122,8 +121,30 @@ class FoundryBackend(Backend):
             raise BackendError(f"generation failed: {exc}") from None
         return reply["choices"][0]["message"].get("content") or ""
 
+    def execution_provider(self) -> tuple[str | None, str]:
+        """Foundry Local's model info when it names a provider; otherwise (a registered model, whose
+        runtime metadata the SDK leaves unset) the folder's genai_config.json, which ORT GenAI
+        follows. Readable before load, so a mismatch fails before anything is measured."""
+        from runner.hardware import folder_provider, short_name
+
+        try:
+            model = self._model or catalog.find(self.model_id)
+        except Exception as exc:
+            return None, f"Foundry Local catalog: {exc}"
+        if model is None:
+            return None, "model not registered"
+        runtime = getattr(model.info, "runtime", None)
+        if runtime is not None and runtime.execution_provider:
+            return short_name(runtime.execution_provider), "Foundry Local model info (runtime.execution_provider)"
+        path = model.get_path()
+        try:
+            return folder_provider(path), f"{path}/genai_config.json decoder provider_options (ORT GenAI)"
+        except (OSError, ValueError) as exc:
+            return None, f"cannot read {path}/genai_config.json: {exc}"
+
     def describe(self) -> dict:
         import foundry_local_sdk
+        import onnxruntime_genai
 
-        return {"backend": self.name, "runtime": f"foundry-local-sdk {foundry_local_sdk.__version__}",
-                "execution_provider": self.execution_provider}
+        return {"backend": self.name, "runtime": f"foundry-local-sdk {foundry_local_sdk.__version__}, "
+                                                 f"onnxruntime-genai {onnxruntime_genai.__version__}"}

@@ -27,9 +27,11 @@ class OpenAIBackend(Backend):
     def load(self) -> float:
         """No load on a remote server: check it answers and serves the model; return 0.0 s."""
         try:
-            ids = [m.id for m in self._client.models.list()]
+            served = list(self._client.models.list())
         except self._errors.APIError as exc:
             raise BackendError(f"endpoint {self.base_url} unreachable: {_reason(exc)}") from None
+        ids = [m.id for m in served]
+        self._entry = next((m.model_dump() for m in served if m.id == self.model_id), {})
         if ids and self.model_id not in ids:
             raise BackendError(f"endpoint {self.base_url} does not serve '{self.model_id}' "
                                f"(it serves: {', '.join(ids[:10])})")
@@ -97,6 +99,13 @@ class OpenAIBackend(Backend):
         except self._errors.APIError as exc:
             raise BackendError(_reason(exc)) from None
         return reply.choices[0].message.content or ""
+
+    def execution_provider(self) -> tuple[str | None, str]:
+        from runner.hardware import reported_provider
+
+        ran_on = reported_provider(getattr(self, "_entry", {}))
+        return (ran_on, f"{self.base_url}/models entry for {self.model_id}") if ran_on else (
+            None, "the endpoint does not report its device")
 
     def describe(self) -> dict:
         return {"backend": self.name, "base_url": self.base_url}
