@@ -41,6 +41,8 @@ DEFINITIONS = {
                               "against it)"),
     "arrival_rate": ("req/s", "open loop: (sends - 1) / (last send - first send), the rate actually offered"),
     "lag_s": ("s", "open loop: t(sent) - t(scheduled); a send more than 10 ms behind schedule is late"),
+    "client_overhead_s": ("s", "per request: the client's own time inside the timed window (parsing each read "
+                               "of the stream), endpoints only"),
     "truncated_share": ("1", "answers cut at the token cap / ok answers; cut = finish_reason 'length' or "
                              "completion_tokens >= decoding.max_tokens"),
     "token_mismatch_share": ("1", "requests with |chunks - usage.completion_tokens| > "
@@ -67,7 +69,7 @@ def request_metrics(c: Completion, max_tokens: int | None = None) -> dict:
     return {"ttft_s": ttft, "e2e_s": e2e, "tpot_s": tpot, "decode_tps": decode, "itl": itl,
             "chunks": len(c.deltas), "prompt_tokens": c.prompt_tokens, "completion_tokens": n,
             "tokens_estimated": c.tokens_estimated, "finish_reason": c.finish_reason,
-            "truncated": truncated(c.finish_reason, n, max_tokens)}
+            "truncated": truncated(c.finish_reason, n, max_tokens), "client_overhead_s": c.client_overhead_s}
 
 
 def truncated(finish_reason: str | None, completion_tokens: int | None, max_tokens: int | None) -> bool:

@@ -130,6 +130,10 @@ def answers_lines(s: dict) -> list[str]:
         out.append(f"- token counts: server usage; {tc['mismatched']} of {tc['checked']} requests "
                    f"({tc['share']:.0%}) disagree with the streamed chunks beyond max(1, "
                    f"{tc['tolerance']:.0%}) ({tc['chunks']} chunks for {tc['usage_tokens']} tokens)")
+    client = (s.get("client") or {}).get("overhead_s")
+    if client:
+        out.append(f"- client overhead: p50 {client['p50'] * 1e6:.0f} us, max {client['max'] * 1e6:.0f} us per request "
+                   f"[{DEFINITIONS['client_overhead_s'][1]}]")
     return out
 
 

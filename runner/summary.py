@@ -78,6 +78,9 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
         "truncation": truncation(ok, cfg.decoding.max_tokens, cfg.run.warn_truncated_share),
         "token_count_check": token_count_check(ok),
+        # the endpoint client's own processing time inside each timed window (runner/metrics.py)
+        "client": {"overhead_s": summarize([r.get("client_overhead_s") for r in ok])}
+        if any(r.get("client_overhead_s") is not None for r in ok) else None,
         "warmup": {"rounds": cfg.run.warmup, "requests": facts["warmup_requests"],
                    "errors": facts["warmup_errors"]},
         "rounds": facts.get("rounds") or cfg.run.rounds,

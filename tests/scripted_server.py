@@ -108,6 +108,12 @@ class Script:
     reply: Callable[[str, Any], str] | None = None
     """If set, the answer is reply(model, messages), one whitespace-delimited word per token (`tokens`
     is then that word count): an endpoint serving answers of known content."""
+    html_page: bool = False
+    """Answer chat completions with 200 and an HTML page (a proxy or login page), not a stream."""
+    end_after_tokens: int | None = None
+    """End the stream cleanly after this many tokens, with no finish reason and no [DONE]."""
+    done_without_finish: bool = False
+    """Finish the stream with [DONE] but never send a finish reason."""
     model_info: dict[str, Any] | None = None
     """Extra fields of each /v1/models entry, e.g. {"runtime": {"executionProvider": "CPUExecutionProvider"}}:
     an endpoint that reports the device its models run on."""
@@ -320,6 +326,15 @@ class _Handler(BaseHTTPRequestHandler):
         if script.status != 200:
             self._send_error(script.status, f"scripted error status {script.status}")
             return
+        if script.html_page:
+            page = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Proxy login</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            self.wfile.flush()
+            return
         model = body.get("model")
         if model not in script.model_ids:
             self._send_error(404, f"model '{model}' not found")
@@ -446,6 +461,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         fail = script.fail_after_tokens
         limit = n if fail is None else min(n, fail)
+        if script.end_after_tokens is not None:
+            limit = min(limit, script.end_after_tokens)
         k = script.tokens_per_chunk
         sent = 0
         j = 0
@@ -457,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             if j == 0 and not script.role_chunk:
                 delta = {"role": "assistant", **delta}
-            is_last = hi == n
+            is_last = hi == n and not script.done_without_finish
             self._write_event(chunk(delta, finish_reason if is_last else None))
             sent = hi
             j += 1
@@ -466,6 +483,11 @@ class _Handler(BaseHTTPRequestHandler):
             if fail == 0:
                 _sleep_until(arrival + script.ttft_s)
             self._abort()
+            return
+
+        if script.end_after_tokens is not None and script.end_after_tokens < n:
+            self.wfile.write(b"0\r\n\r\n")  # a clean end of the body, mid-answer
+            self.wfile.flush()
             return
 
         if n == 0:  # nothing emitted: finish_reason goes in its own chunk

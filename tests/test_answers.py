@@ -44,7 +44,11 @@ def test_whole_answers_are_not_flagged(tmp_path: Path):
     s = json.loads((tmp_path / "whole" / "summary.json").read_text())
     assert s["truncation"]["cut"] == 0 and not s["truncation"]["warn"] and "cut at max_tokens" not in done.stderr
     assert s["token_count_check"]["mismatched"] == 0 and s["token_count_check"]["chunks_per_token"] == 1.0
-    assert "**CUT**" not in (tmp_path / "whole" / "report.md").read_text()
+    report = (tmp_path / "whole" / "report.md").read_text()
+    assert "**CUT**" not in report
+    overhead = s["client"]["overhead_s"]  # the endpoint client's own time per request, measured
+    assert overhead["n"] == s["n"] and 0 < overhead["p50"] < s["metrics"]["e2e_s"]["p50"]
+    assert "client overhead: p50" in report
 
 
 def test_a_server_that_says_stop_at_the_cap_still_counts_as_cut():

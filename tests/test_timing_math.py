@@ -245,3 +245,30 @@ def test_summarize_flags_low_n_p95():
     assert summarize([float(i) for i in range(21)])["p95_low_n"] is False
     one = summarize([3.0])
     assert one["p95_low_n"] is True and one["std"] == 0.0 and one["ci95"] == [3.0, 3.0]
+
+
+# ---- 8. responses that are not an answer ---------------------------------------------------
+
+def test_html_page_with_200_is_backend_error_naming_the_content_type(server, backend):
+    server.script = Script(html_page=True)
+    with pytest.raises(BackendError, match=r"not an event stream: HTTP 200 with content-type 'text/html.*"
+                                           r"first bytes: '<!DOCTYPE html><html><head><title>Sign in"):
+        backend.chat(MESSAGES, GenParams())
+
+
+def test_stream_ending_without_finish_or_done_is_backend_error(server, backend):
+    server.script = Script(ttft_s=0.01, tpot_s=0.001, tokens=20, end_after_tokens=1)
+    with pytest.raises(BackendError, match="stream ended early after 1 chunks"):
+        backend.chat(MESSAGES, GenParams())
+
+
+def test_done_without_finish_reason_is_accepted_with_no_finish_reason(server, backend):
+    server.script = Script(ttft_s=0.01, tpot_s=0.001, tokens=5, done_without_finish=True)
+    c, m = _run(server, backend, server.script)
+    assert c.text == "t0 t1 t2 t3 t4 " and m["finish_reason"] is None
+
+
+def test_client_overhead_is_measured_per_request(server, backend):
+    c, m = _run(server, backend, Script(ttft_s=0.01, tpot_s=0.001, tokens=10))
+    # parsing 10 token chunks + usage takes microseconds, never nothing and never the whole request
+    assert 0 < m["client_overhead_s"] < m["e2e_s"] / 2

@@ -36,6 +36,7 @@ class Completion:
     completion_tokens: int | None = None
     tokens_estimated: bool = False  # True when the server gave no usage and we counted chunks
     finish_reason: str | None = None
+    client_overhead_s: float | None = None  # the client's own processing time inside the timed window
 
     @property
     def text(self) -> str:
