@@ -23,6 +23,8 @@ warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStor
 
 # Job outcomes of this process ("ok", "partial", "failed", "config-error"): the exit code.
 OUTCOMES: list[str] = []
+# run.strict as composed (command line or config file), set by the job or the sweep callback.
+STRICT: list[bool] = []
 
 
 def register_resolvers() -> None:
@@ -44,6 +46,7 @@ def task(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     started = time.time()
+    STRICT.append(bool(cfg.run.strict))
     register_resolvers()  # a launched job may run in a fresh process that never ran run_cli
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
@@ -190,6 +193,7 @@ def run_cli(args: list[str]) -> int:
     if catch:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     OUTCOMES.clear()
+    STRICT.clear()
     options, overrides = split_hydra_args(args)
     argv, sys.argv = sys.argv, ["slmbench run", *options, *overrides, *extra]
     try:
@@ -212,5 +216,4 @@ def run_cli(args: list[str]) -> int:
     if asked & {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--version", "--shell-completion",
                 "-sc"}:
         return 0  # Hydra printed what was asked; nothing ran
-    strict = any(a.replace(" ", "") in ("run.strict=true", "run.strict=True") for a in args)
-    return exit_code(OUTCOMES, strict)
+    return exit_code(OUTCOMES, any(STRICT))

@@ -73,7 +73,9 @@ def write_job_report(job_dir: Path) -> Path:
         lines += [f"Enough samples: target 95% CI of the median within +/-{ad['target_ci'] * 100:.0f}% of it; "
                   f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
     lines += ["## Per model", ""]
-    per_model = [["load_s", _fmt(s["load_s"]), *DEFINITIONS["load_s"]],
+    load = _fmt(s["load_s"]) if s["load_s"] is not None or s["config"]["backend"]["name"] != "openai" else (
+        "not measured for endpoints")
+    per_model = [["load_s", load, *DEFINITIONS["load_s"]],
                  ["rss_mb", _fmt(s["rss_mb"], 1), *DEFINITIONS["rss_mb"]],
                  ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *DEFINITIONS["rss_peak_mb"]],
                  ["disk_mb", _fmt(s["disk_mb"], 1), *DEFINITIONS["disk_mb"]]]

@@ -47,6 +47,7 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         app.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
+        app.STRICT.append(bool(config.run.strict))
         out = write_sweep_report(sweep_dir)
         if out is not None:
             try:

@@ -56,3 +56,19 @@ def test_a_server_that_says_stop_at_the_cap_still_counts_as_cut():
     assert truncated("stop", 10, 10)  # reached the cap: cut, whatever the server says
     assert not truncated("stop", 9, 10)
     assert not truncated("stop", 10, None)
+
+
+def test_run_strict_from_a_config_file_sets_the_exit_code(tmp_path: Path):
+    """`strict: true` in a config file counts like `run.strict=true` on the command line."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "strict_experiment.yaml").write_text("defaults:\n  - config\n  - _self_\nrun:\n  strict: true\n")
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=5)) as good:
+        dead = "http://127.0.0.1:9/v1"  # nothing listens on the discard port: that job fails
+        sweep = ["-m", f"backend.base_url={good.base_url},{dead}", *COMMON[1:]]
+        lenient = run_cli("run", *sweep, f"hydra.sweep.dir={tmp_path / 'lenient'}")
+        strict = run_cli("run", "--config-dir", str(conf), "--config-name", "strict_experiment", *sweep,
+                         f"hydra.sweep.dir={tmp_path / 'strict'}")
+    assert lenient.returncode == 0, lenient.stderr  # one job produced results
+    assert strict.returncode == 1, strict.stderr  # the same sweep, strict from the file
+    assert len(list((tmp_path / "strict").glob("*/summary.json"))) == 2

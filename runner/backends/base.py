@@ -51,8 +51,9 @@ class Backend(ABC):
     name: str = "abstract"
 
     @abstractmethod
-    def load(self) -> float:
-        """Make the model ready; return the wall time it took, seconds."""
+    def load(self) -> float | None:
+        """Make the model ready; return the wall time it took, seconds, or None when this
+        backend cannot measure it (a remote server's model was loaded before we came)."""
 
     @abstractmethod
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:

@@ -37,8 +37,9 @@ class OpenAIBackend(Backend):
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
 
-    def load(self) -> float:
-        """No load on a remote server: check it answers and serves the model; return 0.0 s."""
+    def load(self) -> float | None:
+        """Nothing is loaded here: check the server answers and serves the model. Its load time is
+        not ours to measure, so None (reported as "not measured for endpoints", never 0.0)."""
         try:
             served = list(self._client.models.list())
         except self._errors.APIError as exc:
@@ -48,7 +49,7 @@ class OpenAIBackend(Backend):
         if ids and self.model_id not in ids:
             raise BackendError(f"endpoint {self.base_url} does not serve '{self.model_id}' "
                                f"(it serves: {', '.join(ids[:10])})")
-        return 0.0
+        return None
 
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
         """One streamed request on the lean path: the body is serialized and the request built
