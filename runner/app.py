@@ -195,6 +195,10 @@ def run_cli(args: list[str]) -> int:
     OUTCOMES.clear()
     STRICT.clear()
     options, overrides = split_hydra_args(args)
+    from runner import secrets
+
+    secrets.check_overrides(overrides)  # before Hydra writes .hydra/ or multirun.yaml
+    secrets.check_environment()
     argv, sys.argv = sys.argv, ["slmbench run", *options, *overrides, *extra]
     try:
         main = hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")(task)

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from runner import records
+from runner.secrets import SECRET, redact_url  # one definition of what looks like a secret
 from runner.summary import SUMMARY
 
-SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization", re.I)
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
              "agreement.json", "job.json", "decision.json", "qualification.json"]
@@ -84,6 +84,8 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     key = prefix[:-1]
     leaf = key.rsplit(".", 1)[-1]
     value = REDACTED if SECRET.search(leaf) and node not in (None, "") else node
+    if isinstance(value, str):
+        value = redact_url(value)  # a password in a URL from a config file
     if isinstance(value, list):
         value = json.dumps(value)
     out[key] = str(value)[:6000]
