@@ -2,15 +2,19 @@
 
 A side is a job dir (`requests.jsonl` + `summary.json`), a sweep dir (subdirs that are job
 dirs), or the name of a committed baseline (`outputs/baselines/NAME/`, laid out as either).
-Jobs are matched on (model, prompts, decoding, hardware). Per-request metrics are compared
-by their medians with a bootstrap CI of the difference; per-job scalars by tolerance only.
-At temperature 0 the outputs themselves are compared too (output drift).
+Jobs are matched on (model, prompts, decoding, hardware). Within a matched job, requests are
+paired on (prompt_id, round): per-request metrics are compared on the per-pair changes (Wilcoxon
+signed-rank test, Holm-adjusted across the metrics; a bootstrap CI), or, with too few pairs, by
+their medians with an unpaired bootstrap. Prompts worse in every paired round are named. Per-job
+scalars by tolerance only. At temperature 0 the outputs are compared too (output drift), and each
+side's outputs across rounds (flake rate).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +34,12 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
 SMALL_N = 10  # below this a bootstrap CI of a median is too narrow to lean on: the row says so
+ALPHA = 1 - CI_LEVEL  # a Holm-adjusted p below this is significant
+# Fewer (prompt_id, round) pairs: the unpaired test. An exact paired test's smallest two-sided p is
+# 2 / 2^n, and Holm over the 5 per-request metrics multiplies it by up to 5: 5 * 2 / 2^8 = 0.039 < ALPHA.
+MIN_PAIRS = 8
+MIN_PROMPT_PAIRS = 3  # a prompt is judged on its own only with this many paired rounds
+EXACT_MAX = 300  # exact signed-rank null distribution up to this many non-zero pairs; normal approximation above
 
 LOWER, HIGHER = "lower is better", "higher is better"
 # name -> (unit, direction, definition)
@@ -49,16 +59,34 @@ PER_JOB = {
     "disk_mb": ("MB", LOWER, "bytes of the model folder / 10^6"),
 }
 METRICS = {**PER_REQUEST, **PER_JOB}
+# Per-prompt regressions count toward the exit code for these, at temperature 0 on both sides: each round
+# then repeats the same work, so "every round worse" is independent evidence. Quality at temperature 0
+# grades the same answer every round (its rounds are one observation), and sampled rounds differ in work.
+PER_PROMPT_GATES = ("ttft_s", "tpot_s", "e2e_s", "decode_tps")
 
 WORSE, BETTER, NOISE, NA = "worse", "better", "within noise", "n/a"
 SCALAR_NOTE = "no distribution: tolerance only"
 VERDICT_RULE = (
-    "Verdict rule. Per-request metrics: change = p50_candidate / p50_baseline - 1 (medians over ok requests); "
-    "**worse** when the change is in the metric's bad direction by more than its relative tolerance AND the "
-    f"bootstrap {CI_LEVEL:.0%} CI of (p50_candidate - p50_baseline) ({BOOTSTRAP_RESAMPLES} resamples of each "
-    f"side, seed {BOOTSTRAP_SEED}) excludes 0; **better** symmetrically; otherwise **within noise**. "
-    "Per-job scalars (load_s, rss_mb, rss_peak_mb, disk_mb: one value per job, no distribution): "
-    "tolerance only. ratio = candidate / baseline.")
+    "Verdict rule. Per-request metrics are compared within each matched job on the (prompt_id, round) pairs "
+    "measured ok on both sides. **Paired** (the default): change = median over pairs of (candidate_i / "
+    "baseline_i) - 1; p = two-sided Wilcoxon signed-rank test of log(candidate_i / baseline_i) (zero differences "
+    f"dropped, tied ranks averaged; exact null distribution up to {EXACT_MAX} pairs, else normal approximation "
+    "with tie correction); the change CI and the diff CI (median of candidate_i - baseline_i) come from a "
+    f"stratified bootstrap ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}: prompts are fixed, each "
+    "prompt's pairs are redrawn with replacement, single-pair prompts pooled). **Unpaired** (fewer than "
+    f"{MIN_PAIRS} pairs in common, the row says so): change = p50_candidate / p50_baseline - 1 (medians over ok "
+    f"requests), the diff CI is the bootstrap {CI_LEVEL:.0%} CI of (p50_candidate - p50_baseline) (each side "
+    "resampled independently) and p = 2 min(#(diff* <= 0) + 1, #(diff* >= 0) + 1) / (resamples + 1) "
+    "(p < 0.05 roughly when that CI excludes 0). **Holm**: within each job pair, the p-values of the per-request "
+    "metrics (the ones that feed the exit code with a test) are Holm-adjusted: sorted p_(1) <= ... <= p_(m), "
+    "adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)). **worse** when the change is in the metric's "
+    f"bad direction by more than its relative tolerance AND the Holm-adjusted p < {ALPHA:.2g}; **better** "
+    "symmetrically; otherwise **within noise**. **Per prompt** (at least "
+    f"{MIN_PROMPT_PAIRS} paired rounds): a prompt is listed when every one of its paired rounds is worse by more "
+    f"than the tolerance; for {', '.join(PER_PROMPT_GATES)} with temperature 0 on both sides it counts as a "
+    "regression (exit code) unless that metric already regressed for the whole job. Per-job scalars (load_s, "
+    "rss_mb, rss_peak_mb, disk_mb: one value per job, no distribution): tolerance only. ratio = p50_candidate / "
+    "p50_baseline.")
 KEY_FIELDS = ("model", "prompts", "decoding", "hardware")
 
 Resolver = Callable[[str], "Path | None"]
@@ -215,30 +243,57 @@ def quality_source(summary: dict) -> str | None:
     return (summary.get("quality") or {}).get("source")
 
 
+def record_value(metric: str, r: dict, source: str | None = None) -> float | None:
+    """One request's value of a per-request metric (None: not measured, or a failed grading)."""
+    if metric == "quality" and source == "notes":
+        v = (r.get("scores") or {}).get("notes.score")
+        return float(v) if isinstance(v, int | float) else None
+    if metric == "quality":
+        j = r.get("judge")
+        if not isinstance(j, dict) or j.get("error") is not None or not j.get("scores"):
+            return None
+        scores = [v for v in j["scores"].values() if isinstance(v, int | float)]
+        return float(np.mean(scores)) if scores else None
+    v = r.get(metric)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
 def request_values(metric: str, recs: list[dict], source: str | None = None) -> list[float]:
-    out = []
-    for r in recs:
-        if metric == "quality" and source == "notes":
-            v = (r.get("scores") or {}).get("notes.score")
-            if isinstance(v, int | float):
-                out.append(float(v))
-        elif metric == "quality":
-            j = r.get("judge")
-            if not isinstance(j, dict) or j.get("error") is not None or not j.get("scores"):
-                continue
-            scores = [v for v in j["scores"].values() if isinstance(v, int | float)]
-            if scores:
-                out.append(float(np.mean(scores)))
-        else:
-            v = r.get(metric)
-            if isinstance(v, int | float) and math.isfinite(v):
-                out.append(float(v))
-    return out
+    return [v for r in recs if (v := record_value(metric, r, source)) is not None]
 
 
-def diff_ci(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
-            resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> list[float]:
-    """Percentile bootstrap CI of median(cand) - median(base), each side resampled independently."""
+class Pairs(NamedTuple):
+    """The (prompt_id, round) keys measured on both sides, in key order, with both values."""
+    prompts: list[str]
+    base: np.ndarray
+    cand: np.ndarray
+
+
+def pairs(metric: str, base: Job, cand: Job) -> Pairs:
+    def by_key(job: Job) -> dict[tuple[str, int], float]:
+        src = quality_source(job.summary)
+        return {(str(r.get("prompt_id")), r.get("round", 0)): v for r in job.records
+                if (v := record_value(metric, r, src)) is not None}
+
+    b, c = by_key(base), by_key(cand)
+    keys = sorted(set(b) & set(c))
+    return Pairs([k[0] for k in keys], np.array([b[k] for k in keys]), np.array([c[k] for k in keys]))
+
+
+def _bootstrap_p(draws: np.ndarray, null: float) -> float:
+    """Two-sided bootstrap p of `null`: 2 min(#(draw <= null) + 1, #(draw >= null) + 1) / (B + 1), at most 1."""
+    low, high = int((draws <= null).sum()), int((draws >= null).sum())
+    return min(1.0, 2 * (min(low, high) + 1) / (draws.size + 1))
+
+
+def _percentile_ci(draws: np.ndarray, level: float) -> list[float]:
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def _unpaired_draws(base: np.ndarray, cand: np.ndarray, seed: int, resamples: int) -> np.ndarray:
+    """Bootstrap draws of median(cand) - median(base), each side resampled independently."""
     rng = np.random.default_rng(seed)
     rows = max(1, min(resamples, 2_000_000 // max(base.size, cand.size)))  # bound memory for big runs
     diffs = []
@@ -247,10 +302,103 @@ def diff_ci(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
         mb = np.median(rng.choice(base, size=(n, base.size), replace=True), axis=1)
         mc = np.median(rng.choice(cand, size=(n, cand.size), replace=True), axis=1)
         diffs.append(mc - mb)
-    d = np.concatenate(diffs)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(d, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    return np.concatenate(diffs)
+
+
+def diff_ci(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
+            resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> list[float]:
+    """Percentile bootstrap CI of median(cand) - median(base), each side resampled independently."""
+    return _percentile_ci(_unpaired_draws(base, cand, seed, resamples), level)
+
+
+def unpaired_test(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
+                  resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> tuple[list[float], float]:
+    """(CI of median(cand) - median(base), two-sided bootstrap p of 0), from the same draws."""
+    draws = _unpaired_draws(base, cand, seed, resamples)
+    return _percentile_ci(draws, level), _bootstrap_p(draws, 0.0)
+
+
+def paired_ci(p: Pairs, seed: int = BOOTSTRAP_SEED, resamples: int = BOOTSTRAP_RESAMPLES,
+              level: float = CI_LEVEL) -> tuple[list[float], list[float]]:
+    """Stratified percentile bootstrap of the paired effect: (CI of median(c_i / b_i) - 1, CI of median(c_i - b_i)).
+
+    The prompts are the fixed design and the rounds the repeated measurements, so each resample redraws,
+    within every prompt, as many of its pairs as it has, with replacement (prompts with one pair are pooled
+    into one stratum). Resampling prompts as clusters would ask about other prompts, and with the 2-10
+    prompts of a set it has too few distinct resamples."""
+    q, d = p.cand / p.base - 1, p.cand - p.base
+    strata: dict[str, list[int]] = {}
+    for i, pid in enumerate(p.prompts):
+        strata.setdefault(pid, []).append(i)
+    singles = [ix[0] for ix in strata.values() if len(ix) == 1]
+    groups = [np.array(ix) for ix in strata.values() if len(ix) > 1] + ([np.array(singles)] if singles else [])
+    rng = np.random.default_rng(seed)
+    rows = max(1, min(resamples, 2_000_000 // q.size))  # bound memory for big runs
+    mq, md = [], []
+    for start in range(0, resamples, rows):
+        n = min(rows, resamples - start)
+        ix = np.concatenate([g[rng.integers(0, g.size, size=(n, g.size))] for g in groups], axis=1)
+        mq.append(np.median(q[ix], axis=1))
+        md.append(np.median(d[ix], axis=1))
+    return _percentile_ci(np.concatenate(mq), level), _percentile_ci(np.concatenate(md), level)
+
+
+def _midranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of a, tied values sharing the mean of their ranks."""
+    order = np.argsort(a, kind="stable")
+    _, first, counts = np.unique(a[order], return_index=True, return_counts=True)
+    ranks = np.empty(a.size)
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
+    return ranks
+
+
+def signed_rank_p(x: np.ndarray) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test that x (per-pair differences) is symmetric about 0.
+
+    Zeros are dropped; ranks of |x_i| with ties averaged; W+ = sum of the ranks of the x_i > 0. Under the
+    null each rank carries its sign with probability 1/2 independently: the exact distribution of W+ by
+    convolution for n <= EXACT_MAX, else normal with mean n(n+1)/4 and variance n(n+1)(2n+1)/24 -
+    sum(t^3 - t)/48 over groups of t tied |x_i|, with a continuity correction of 1/2.
+    p = min(1, 2 min(P(W+ <= w), P(W+ >= w)))."""
+    x = np.asarray(x, dtype=float)
+    x = x[x != 0]
+    n = x.size
+    if n == 0:
+        return 1.0
+    ranks = _midranks(np.abs(x))
+    w = float(ranks[x > 0].sum())
+    if n <= EXACT_MAX:
+        twice = np.rint(2 * ranks).astype(int)  # mean ranks are multiples of 1/2
+        dist = np.zeros(int(twice.sum()) + 1)
+        dist[0] = 1.0
+        for r in twice:
+            shifted = np.zeros_like(dist)
+            shifted[r:] = dist[:-r]
+            dist = 0.5 * (dist + shifted)
+        k = int(round(2 * w))
+        low, high = float(dist[:k + 1].sum()), float(dist[k:].sum())
+    else:
+        _, t = np.unique(np.abs(x), return_counts=True)
+        mean = n * (n + 1) / 4
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24 - float((t ** 3 - t).sum()) / 48)
+        low, high = _phi((w - mean + 0.5) / sd), 1 - _phi((w - mean - 0.5) / sd)
+    return min(1.0, 2 * min(low, high))
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def holm(ps: Sequence[float | None]) -> list[float | None]:
+    """Holm step-down adjusted p-values, in the input order: with the m p-values sorted p_(1) <= ... <= p_(m),
+    adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)). None (no test) stays None and is not counted."""
+    tested = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
+    out: list[float | None] = [None] * len(ps)
+    running = 0.0
+    for j, i in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - j) * ps[i]))
+        out[i] = running
+    return out
 
 
 def _change(b: float, c: float) -> float:
@@ -260,8 +408,13 @@ def _change(b: float, c: float) -> float:
     return c / b - 1
 
 
+def _bad(direction: str, change: float) -> float:
+    """The change in the metric's bad direction (positive: worse)."""
+    return change if direction == LOWER else -change
+
+
 def _tolerance_verdict(direction: str, change: float, tol: float) -> str:
-    bad = change if direction == LOWER else -change
+    bad = _bad(direction, change)
     if bad > tol:
         return WORSE
     if -bad > tol:
@@ -271,14 +424,20 @@ def _tolerance_verdict(direction: str, change: float, tol: float) -> str:
 
 def _row(key: Key, metric: str, tol: float, **fields) -> dict:
     unit, direction, _ = METRICS[metric]
-    row = {**key.as_dict(), "metric": metric, "unit": unit, "direction": direction, "baseline_p50": None,
-           "candidate_p50": None, "baseline_n": None, "candidate_n": None, "ratio": None, "diff_ci95": None,
-           "tolerance": tol, "verdict": NA, "note": ""}
+    row = {**key.as_dict(), "scope": "job", "metric": metric, "unit": unit, "direction": direction,
+           "baseline_p50": None, "candidate_p50": None, "baseline_n": None, "candidate_n": None, "ratio": None,
+           "diff_ci95": None, "tolerance": tol, "verdict": NA, "note": "", "test": None, "n_pairs": None,
+           "change": None, "change_ci95": None, "p": None, "p_holm": None}
     row.update(fields)
     return row
 
 
+def _note(row: dict, text: str) -> None:
+    row["note"] = "; ".join(x for x in (row["note"], text) if x)
+
+
 def _per_request_row(key: Key, metric: str, tol: float, base: Job, cand: Job) -> dict | None:
+    """The row with its test run; its verdict is set by `_decide` once the job's p-values are Holm-adjusted."""
     sb, sc = quality_source(base.summary), quality_source(cand.summary)
     b, c = request_values(metric, base.records, sb), request_values(metric, cand.records, sc)
     if not b and not c:
@@ -303,24 +462,45 @@ def _per_request_row(key: Key, metric: str, tol: float, base: Job, cand: Job) ->
         return row
     bp, cp = row["baseline_p50"], row["candidate_p50"]
     row["ratio"] = cp / bp if bp else None
-    change = _change(bp, cp)
     direction = METRICS[metric][1]
+    pr = pairs(metric, base, cand)
+    positive = (pr.base > 0) & (pr.cand > 0)  # a ratio needs both; timings, speeds and scores are > 0
+    row["n_pairs"] = int(positive.sum())
     if len(b) < 2 or len(c) < 2:
-        row.update(verdict=_tolerance_verdict(direction, change, tol), note="n < 2: no distribution, tolerance only")
+        row.update(verdict=_tolerance_verdict(direction, _change(bp, cp), tol),
+                   note="n < 2: no distribution, tolerance only")
         return row
-    lo, hi = diff_ci(np.asarray(b), np.asarray(c))
-    row["diff_ci95"] = [lo, hi]
-    verdict = _tolerance_verdict(direction, change, tol)
-    excludes_zero = lo > 0 or hi < 0
-    if verdict != NOISE and not excludes_zero:
-        row["note"] = f"median moved {change:+.1%} but the CI includes 0"
-        verdict = NOISE
-    elif verdict == NOISE and excludes_zero:
-        row["note"] = f"CI excludes 0 but {change:+.1%} is within the tolerance"
-    if min(len(b), len(c)) < SMALL_N:
-        row["note"] = "; ".join(x for x in (row["note"], f"n < {SMALL_N}: the CI is approximate") if x)
-    row["verdict"] = verdict
+    if row["n_pairs"] >= MIN_PAIRS:
+        pr = Pairs([p for p, ok in zip(pr.prompts, positive, strict=True) if ok], pr.base[positive],
+                   pr.cand[positive])
+        ratios = pr.cand / pr.base
+        change_ci, diff = paired_ci(pr)
+        row.update(test="paired", change=float(np.median(ratios)) - 1, change_ci95=change_ci, diff_ci95=diff,
+                   p=signed_rank_p(np.log(ratios)))
+        if positive.size > positive.sum():
+            _note(row, f"{positive.size - positive.sum()} pair(s) with a value <= 0 left out")
+    else:
+        ci, p = unpaired_test(np.asarray(b), np.asarray(c))
+        row.update(test="unpaired", change=_change(bp, cp), diff_ci95=ci, p=p)
+        _note(row, f"unpaired: {row['n_pairs']} pairs in common (< {MIN_PAIRS})")
+        if min(len(b), len(c)) < SMALL_N:
+            _note(row, f"n < {SMALL_N}: the CI is approximate")
     return row
+
+
+def _decide(row: dict) -> None:
+    """Verdict of a tested row: beyond the tolerance AND Holm-adjusted p < ALPHA."""
+    change, p = row["change"], row["p_holm"]
+    verdict = _tolerance_verdict(row["direction"], change, row["tolerance"])
+    significant = p < ALPHA
+    lo, hi = row["diff_ci95"]
+    if verdict != NOISE and not significant:
+        _note(row, f"moved {change:+.1%} but Holm-adjusted p = {p:.2g} >= {ALPHA:.2g}"
+                   + ("; the CI includes 0" if lo <= 0 <= hi else ""))
+        verdict = NOISE
+    elif verdict == NOISE and significant:
+        _note(row, f"significant (Holm-adjusted p = {p:.2g}) but {change:+.1%} is within the tolerance")
+    row["verdict"] = verdict
 
 
 def _per_job_row(key: Key, metric: str, tol: float, base: Job, cand: Job) -> dict | None:
@@ -334,8 +514,48 @@ def _per_job_row(key: Key, metric: str, tol: float, base: Job, cand: Job) -> dic
         row["note"] = f"{SCALAR_NOTE}; not measured in {'baseline' if b is None else 'candidate'}"
         return row
     row["ratio"] = c / b if b else None
-    row["verdict"] = _tolerance_verdict(METRICS[metric][1], _change(b, c), tol)
+    row["change"] = _change(b, c)
+    row["verdict"] = _tolerance_verdict(METRICS[metric][1], row["change"], tol)
     return row
+
+
+def per_prompt_regressions(key: Key, metric: str, tol: float, base: Job, cand: Job, gates: str | None) -> list[dict]:
+    """Prompts with at least MIN_PROMPT_PAIRS paired rounds, every one worse by more than the tolerance.
+
+    p50s are over the prompt's paired rounds; least_change is the smallest per-round change c_i / b_i - 1
+    in the bad direction (every round is at least this much worse). `gates`: None when the entry counts
+    toward the exit code, else why it does not."""
+    if metric == "quality" and quality_source(base.summary) != quality_source(cand.summary):
+        return []
+    direction = METRICS[metric][1]
+    pr = pairs(metric, base, cand)
+    by_prompt: dict[str, list[int]] = {}
+    for i, pid in enumerate(pr.prompts):
+        by_prompt.setdefault(pid, []).append(i)
+    out = []
+    for pid, ix in sorted(by_prompt.items()):
+        b, c = pr.base[ix], pr.cand[ix]
+        if len(ix) < MIN_PROMPT_PAIRS or np.any(b <= 0):
+            continue
+        bad = [_bad(direction, x) for x in c / b - 1]
+        if min(bad) <= tol:
+            continue
+        bp, cp = float(np.median(b)), float(np.median(c))
+        out.append(_row(key, metric, tol, scope="prompt", prompt_id=pid, baseline_p50=bp, candidate_p50=cp,
+                        baseline_n=len(ix), candidate_n=len(ix), n_pairs=len(ix), ratio=cp / bp,
+                        change=cp / bp - 1, least_change=_bad(direction, min(bad)), verdict=WORSE,
+                        counts=gates is None,
+                        note=f"every one of its {len(ix)} paired rounds worse by more than {_pct(tol)}"
+                             + (f"; not counted: {gates}" if gates else "")))
+    return out
+
+
+def _gate_reason(metric: str, tb, tc) -> str | None:
+    if metric not in PER_PROMPT_GATES:
+        return "at temperature 0 its rounds grade the same answer (one observation, not several)"
+    if tb != 0 or tc != 0:
+        return f"sampled decoding (temperature {tb} vs {tc}): a prompt's rounds differ in work"
+    return None
 
 
 def _temperature(summary: dict):
@@ -364,6 +584,41 @@ def output_drift(base: Job, cand: Job, examples: int = 3, width: int = 200) -> d
                          for p in differing[:examples]}}
 
 
+def flake(job: Job) -> dict:
+    """Determinism across rounds at temperature 0, over prompts with at least 2 ok rounds.
+
+    flake rate of a prompt = share of its rounds whose output differs from its most common output;
+    pass_k = share of prompts whose k rounds all gave the same output (k = the prompt's ok rounds)."""
+    t = _temperature(job.summary)
+    if t != 0:
+        return {"checked": False, "reason": f"sampled decoding (temperature {t})"}
+    outputs: dict[str, list] = {}
+    for r in job.records:
+        outputs.setdefault(str(r.get("prompt_id")), []).append(r.get("output"))
+    rates = {pid: 1 - Counter(outs).most_common(1)[0][1] / len(outs)
+             for pid, outs in sorted(outputs.items()) if len(outs) >= 2}
+    if not rates:
+        return {"checked": False, "reason": "no prompt has 2 ok rounds"}
+    ks = sorted({len(outputs[pid]) for pid in rates})
+    return {"checked": True, "prompts": len(rates), "k": ks[0] if len(ks) == 1 else ks,
+            "pass_k": sum(r == 0 for r in rates.values()) / len(rates),
+            "flake_rate_mean": float(np.mean(list(rates.values()))),
+            "flaky": {pid: r for pid, r in rates.items() if r > 0}}
+
+
+def _pairing(base: Job, cand: Job) -> dict:
+    keys_b = {(str(r.get("prompt_id")), r.get("round", 0)) for r in base.records}
+    keys_c = {(str(r.get("prompt_id")), r.get("round", 0)) for r in cand.records}
+    both = keys_b & keys_c
+    out = {"pairs": len(both), "prompts": len({p for p, _ in both}), "min_pairs": MIN_PAIRS}
+    if not both and keys_b and keys_c:
+        out["note"] = ("no (prompt_id, round) in common (other prompt ids?): per-request metrics compared "
+                       "unpaired, no per-prompt check")
+    elif len(both) < MIN_PAIRS and keys_b and keys_c:
+        out["note"] = f"only {len(both)} (prompt_id, round) pairs in common (< {MIN_PAIRS}): compared unpaired"
+    return out
+
+
 def compare(baseline: Side, candidate: Side, tolerances: Mapping[str, float] | None = None) -> dict:
     tol = load_tolerances()
     tol.update(tolerances or {})
@@ -372,26 +627,41 @@ def compare(baseline: Side, candidate: Side, tolerances: Mapping[str, float] | N
         raise UserError(f"nothing to compare: no model/prompts/decoding/hardware in common. "
                         f"baseline {baseline.ref} has: {baseline.keys_text()}; "
                         f"candidate {candidate.ref} has: {candidate.keys_text()}")
-    rows, drift = [], {}
+    rows, drift, per_prompt, flakes, pairing, prompt_regressions = [], {}, {}, {}, {}, []
     for key in shared:
         b, c = baseline[key], candidate[key]
-        for metric in PER_REQUEST:
-            row = _per_request_row(key, metric, tol[metric], b, c)
-            if row:
-                rows.append(row)
-        for metric in PER_JOB:
-            row = _per_job_row(key, metric, tol[metric], b, c)
-            if row:
-                rows.append(row)
+        tested = [row for metric in PER_REQUEST if (row := _per_request_row(key, metric, tol[metric], b, c))]
+        for row, p in zip(tested, holm([r["p"] for r in tested]), strict=True):
+            row["p_holm"] = p
+            if p is not None:
+                _decide(row)
+        rows += tested
+        rows += [row for metric in PER_JOB if (row := _per_job_row(key, metric, tol[metric], b, c))]
         drift[key.label] = output_drift(b, c)
-    regressions = [r for r in rows if r["verdict"] == WORSE]
+        flakes[key.label] = {"baseline": flake(b), "candidate": flake(c)}
+        pairing[key.label] = _pairing(b, c)
+        tb, tc = _temperature(b.summary), _temperature(c.summary)
+        job_worse = {r["metric"] for r in tested if r["verdict"] == WORSE}
+        changed = set(drift[key.label].get("prompts_differing") or ())
+        entries = []
+        for metric in PER_REQUEST:
+            for e in per_prompt_regressions(key, metric, tol[metric], b, c, _gate_reason(metric, tb, tc)):
+                if e["prompt_id"] in changed:
+                    _note(e, "its output changed (drift)")
+                if e["counts"] and metric in job_worse:
+                    e["counts"] = False
+                    _note(e, "not counted again: the whole job regressed on this metric")
+                entries.append(e)
+        per_prompt[key.label] = entries
+        prompt_regressions += [e for e in entries if e["counts"]]
+    regressions = [r for r in rows if r["verdict"] == WORSE] + prompt_regressions
     return _clean({
         "baseline": baseline.ref, "candidate": candidate.ref,
         "baseline_path": str(baseline.path), "candidate_path": str(candidate.path),
         "tolerances": dict(tol),
         "verdict_rule": VERDICT_RULE.replace("**", ""),
         "definitions": {m: {"unit": u, "direction": d, "definition": f} for m, (u, d, f) in METRICS.items()},
-        "rows": rows, "drift": drift,
+        "rows": rows, "drift": drift, "pairing": pairing, "per_prompt": per_prompt, "flake": flakes,
         "only_baseline": [k.as_dict() for k in sorted(set(baseline) - set(candidate), key=_sort_key)],
         "only_candidate": [k.as_dict() for k in sorted(set(candidate) - set(baseline), key=_sort_key)],
         "regressions": regressions, "ok": not regressions,
@@ -429,13 +699,24 @@ def _outcome(result: dict) -> str:
 def _table(rows: list[dict], fmt: str) -> str:
     body = [[r["metric"], r["unit"], _num(r["baseline_p50"]), _num(r["candidate_p50"]),
              "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
+             {"paired": f"paired, {r['n_pairs']} pairs", "unpaired": "unpaired"}.get(r["test"], "-"),
+             _change_text(r),
              "-" if not r["diff_ci95"] else f"[{r['diff_ci95'][0]:+.3g}, {r['diff_ci95'][1]:+.3g}]",
+             "-" if r["p"] is None else f"{r['p']:.2g} ({r['p_holm']:.2g})",
              _pct(r["tolerance"]),
              r["verdict"].upper() if r["verdict"] == WORSE else r["verdict"], r["note"]]
             for r in rows]
-    return tabulate(body, headers=["metric", "unit", "baseline p50", "candidate p50", "ratio",
-                                   "diff 95% CI (cand - base)", "tolerance", "verdict", "note"],
+    return tabulate(body, headers=["metric", "unit", "baseline p50", "candidate p50", "ratio", "test",
+                                   "change [95% CI]", "diff 95% CI (cand - base)", "p (Holm)", "tolerance",
+                                   "verdict", "note"],
                     tablefmt=fmt, disable_numparse=True)
+
+
+def _change_text(r: dict) -> str:
+    if r["change"] is None:
+        return "-"
+    ci = r["change_ci95"]
+    return f"{r['change']:+.1%}" + (f" [{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else "")
 
 
 def _groups(result: dict) -> list[tuple[str, list[dict]]]:
@@ -459,17 +740,56 @@ def _only_lines(result: dict) -> list[str]:
             + [f"only in candidate: {Key(**k).label}" for k in result["only_candidate"]])
 
 
+def _pairing_lines(result: dict) -> list[str]:
+    return [f"{label}: {p['note']}" for label, p in result["pairing"].items() if p.get("note")]
+
+
+def _flake_text(f: dict) -> str:
+    if not f["checked"]:
+        return f"not checked ({f['reason']})"
+    flaky = ", ".join(f"{pid} {_pct(r)}" for pid, r in f["flaky"].items())
+    return (f"pass^k {_pct(f['pass_k'])} of {f['prompts']} prompts (k = {f['k']} rounds), mean flake rate "
+            f"{_pct(f['flake_rate_mean'])}" + (f"; flaky: {flaky}" if flaky else ""))
+
+
+def _flake_lines(result: dict) -> list[str]:
+    """Only when the candidate is less deterministic than the baseline (reported, not a regression)."""
+    out = []
+    for label, f in result["flake"].items():
+        b, c = f["baseline"], f["candidate"]
+        if c["checked"] and c["flaky"] and (not b["checked"] or c["flake_rate_mean"] > b["flake_rate_mean"]):
+            out.append(f"outputs vary across rounds at temperature 0 in {label} (candidate): {_flake_text(c)}")
+    return out
+
+
+def _prompt_line(r: dict) -> str:
+    label = Key(*(r[f] for f in KEY_FIELDS)).label
+    return (f"{label}: prompt {r['prompt_id']}: {r['metric']} {_num(r['baseline_p50'])} -> "
+            f"{_num(r['candidate_p50'])} {r['unit']} (x{r['ratio']:.3f}, {r['direction']}); {r['note']}")
+
+
+def _listed_prompt_lines(result: dict) -> list[str]:
+    """Prompts worse in every round that do not count toward the exit code."""
+    return [f"worse in every round, {_prompt_line(e)}" for entries in result["per_prompt"].values()
+            for e in entries if not e["counts"]]
+
+
 def regression_lines(result: dict) -> list[str]:
     out = []
     for r in result["regressions"]:
+        if r.get("scope") == "prompt":
+            out.append(f"REGRESSION {_prompt_line(r)}")
+            continue
         label = Key(*(r[f] for f in KEY_FIELDS)).label
         change = ""
         if r["ratio"] is not None:
             change = f" (x{r['ratio']:.3f}, tolerance {_pct(r['tolerance'])}, {r['direction']})"
+        paired = f", {r['test']} change {_change_text(r)}" if r.get("test") else ""
         ci = f", diff 95% CI [{r['diff_ci95'][0]:+.3g}, {r['diff_ci95'][1]:+.3g}]" if r["diff_ci95"] else ""
+        p = f", Holm-adjusted p {r['p_holm']:.2g}" if r.get("p_holm") is not None else ""
         note = f"; {r['note']}" if r["note"] else ""
         out.append(f"REGRESSION {label}: {r['metric']} {_num(r['baseline_p50'])} -> {_num(r['candidate_p50'])} "
-                   f"{r['unit']}{change}{ci}{note}")
+                   f"{r['unit']}{change}{paired}{ci}{p}{note}")
     return out
 
 
@@ -485,14 +805,28 @@ def write_outputs(result: dict, out_dir: Path) -> str:
           "", VERDICT_RULE, ""]
     text = []
     for label, rows in _groups(result):
-        md += [f"## {label}", "", _table(rows, "github"), ""]
-        text += [f"== {label}", _table(rows, "simple"), ""]
+        p = result["pairing"].get(label, {})
+        pairing = p.get("note") or f"paired on {p.get('pairs')} (prompt_id, round) pairs over {p.get('prompts')} prompts"
+        md += [f"## {label}", "", pairing, "", _table(rows, "github"), ""]
+        text += [f"== {label} ({pairing})", _table(rows, "simple"), ""]
     md += ["## Metrics", "",
            tabulate([[m, d["unit"], d["direction"], _pct(result["tolerances"][m]), d["definition"]]
                      for m, d in result["definitions"].items()],
                     headers=["metric", "unit", "direction", "tolerance", "definition"], tablefmt="github",
                     disable_numparse=True), ""]
-    md += ["## Output drift (temperature 0: round-0 outputs compared per prompt)", ""]
+    md += [f"## Per-prompt regressions (every one of at least {MIN_PROMPT_PAIRS} paired rounds worse by more "
+           "than the tolerance)", ""]
+    for label, entries in result["per_prompt"].items():
+        if not entries:
+            md.append(f"- {label}: none")
+            continue
+        md += [f"- {label}:", "", tabulate(
+            [[e["prompt_id"], e["metric"], e["unit"], _num(e["baseline_p50"]), _num(e["candidate_p50"]),
+              f"{e['ratio']:.3f}", e["n_pairs"], f"{e['least_change']:+.1%}", "yes" if e["counts"] else "no",
+              e["note"]] for e in entries],
+            headers=["prompt", "metric", "unit", "baseline p50", "candidate p50", "ratio", "rounds",
+                     "least change", "counts", "note"], tablefmt="github", disable_numparse=True), ""]
+    md += ["", "## Output drift (temperature 0: round-0 outputs compared per prompt)", ""]
     for label, d in result["drift"].items():
         if not d["checked"]:
             md.append(f"- {label}: not checked ({d['reason']})")
@@ -504,6 +838,12 @@ def write_outputs(result: dict, out_dir: Path) -> str:
             for pid, ex in d["examples"].items():
                 md += [f"  - `{pid}` baseline: {json.dumps(ex['baseline'])}",
                        f"  - `{pid}` candidate: {json.dumps(ex['candidate'])}"]
+    md += ["", "## Determinism across rounds (temperature 0)", "",
+           "Flake rate of a prompt = share of its ok rounds whose output differs from its most common output; "
+           "pass^k = share of prompts whose k rounds all gave the same output. Reported, not a regression: drift "
+           "on a prompt that is flaky on the baseline side may be flake rather than change.", ""]
+    for label, f in result["flake"].items():
+        md += [f"- {label}: baseline {_flake_text(f['baseline'])}; candidate {_flake_text(f['candidate'])}"]
     only = _only_lines(result)
     if only:
         md += ["", "## Not compared", ""] + [f"- {line}" for line in only]
@@ -526,7 +866,8 @@ def main(baseline_ref: str, candidate_ref: str, out_dir: Path | None = None,
     text = write_outputs(result, Path(out_dir))
     print(f"baseline: {baseline.ref} ({baseline.path})\ncandidate: {candidate.ref} ({candidate.path})\n")
     print(text)
-    for line in _only_lines(result) + _drift_lines(result):
+    for line in (_only_lines(result) + _pairing_lines(result) + _drift_lines(result) + _flake_lines(result)
+                 + _listed_prompt_lines(result)):
         print(line)
     for line in regression_lines(result):
         print(line)

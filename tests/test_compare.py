@@ -51,15 +51,18 @@ def test_same_script_twice_is_within_noise(runs, tmp_path, capsys):
     result = json.loads((tmp_path / "compare.json").read_text())
     assert result["ok"] is True and result["regressions"] == []
     metrics = {r["metric"]: r for r in result["rows"]}
-    assert {"ttft_s", "tpot_s", "e2e_s", "decode_tps", "load_s"} <= set(metrics)
-    assert "quality" not in metrics and "rss_mb" not in metrics  # not measured on either side: no row
+    assert {"ttft_s", "tpot_s", "e2e_s", "decode_tps"} <= set(metrics)
+    # not measured on either side: no row (an endpoint's load time is not ours to measure)
+    assert "quality" not in metrics and "rss_mb" not in metrics and "load_s" not in metrics
     assert all(r["verdict"] == "within noise" for r in result["rows"]), out
+    label = "scripted-model / rag-basics / deterministic / cpu"  # an endpoint job is labelled by its model.id
     tpot = metrics["tpot_s"]
     assert abs(tpot["baseline_p50"] - 0.01) < 0.002 and tpot["baseline_n"] == tpot["candidate_n"] == 20
     lo, hi = tpot["diff_ci95"]  # may exclude 0 by microseconds: the tolerance keeps that within noise
     assert lo < hi and abs(lo) < 0.0005 and abs(hi) < 0.0005 and abs(tpot["ratio"] - 1) < 0.05
-    assert metrics["load_s"]["note"] == "no distribution: tolerance only" and metrics["load_s"]["diff_ci95"] is None
-    label = "smollm2-135m-int8 / rag-basics / deterministic / cpu"
+    # 4 prompts x 5 rounds, paired; no prompt slower in every round
+    assert tpot["test"] == "paired" and tpot["n_pairs"] == 20 and abs(tpot["change"]) < 0.05
+    assert result["per_prompt"][label] == [] and result["flake"][label]["candidate"]["pass_k"] == 1.0
     assert result["drift"][label] == {"checked": True, "n_compared": 4, "prompts_differing": [], "examples": {}}
     assert "no regressions" in out and "REGRESSION" not in out
 
@@ -87,12 +90,12 @@ def test_sweep_dir_against_job_dir(runs, tmp_path):
     base, cand = cmp.load_side(str(runs["a"])), cmp.load_side(str(runs["sweep"]))
     assert base.kind == "job" and cand.kind == "sweep" and len(cand) == 2
     result = cmp.compare(base, cand, cmp.load_tolerances())
-    assert {(r["model"], r["prompts"]) for r in result["rows"]} == {("smollm2-135m-int8", "rag-basics")}
+    assert {(r["model"], r["prompts"]) for r in result["rows"]} == {("scripted-model", "rag-basics")}
     assert [k["prompts"] for k in result["only_candidate"]] == ["smoke"] and result["only_baseline"] == []
     tpot = next(r for r in result["rows"] if r["metric"] == "tpot_s")
     assert tpot["baseline_n"] == 20 and tpot["candidate_n"] == 8 and tpot["verdict"] == "within noise"
     # 25 tokens instead of 24 at temperature 0: every answer's text changed.
-    drift = result["drift"]["smollm2-135m-int8 / rag-basics / deterministic / cpu"]
+    drift = result["drift"]["scripted-model / rag-basics / deterministic / cpu"]
     assert drift["checked"] and drift["n_compared"] == 4 and len(drift["prompts_differing"]) == 4
     ex = next(iter(drift["examples"].values()))
     assert ex["candidate"] == ex["baseline"] + "t24 "
@@ -245,3 +248,180 @@ def test_sweep_with_two_jobs_of_one_key_is_refused(tmp_path):
     write_job(tmp_path / "sweep" / "1_x")
     with pytest.raises(UserError, match="0_x and 1_x"):
         cmp.load_side(str(tmp_path / "sweep"))
+
+
+# ---- paired compare: (prompt_id, round) pairs, per-prompt regressions, Holm, flake rate ---------------
+
+FOUR = {"p1": "alpha", "p2": "beta", "p3": "gamma", "p4": "delta"}
+LABEL = "m1 / set / deterministic / cpu"
+
+
+def scale(d: Path, factor) -> Path:
+    """Make the job's decoding `factor(prompt_id, round)` times slower (tpot_s, decode_tps, e2e_s)."""
+    recs = [json.loads(line) for line in (d / "requests.jsonl").read_text().splitlines()]
+    for r in recs:
+        f = factor(r["prompt_id"], r["round"])
+        r["tpot_s"] *= f
+        r["decode_tps"] = 1 / r["tpot_s"]
+        r["e2e_s"] = r["ttft_s"] + 19 * r["tpot_s"]
+    (d / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+def test_one_prompt_slower_is_named_and_fails(tmp_path, capsys):
+    a = write_job(tmp_path / "a", outputs=FOUR, n_rounds=3, seed=0)
+    b = scale(write_job(tmp_path / "b", outputs=FOUR, n_rounds=3, seed=1), lambda p, r: 1.3 if p == "p3" else 1)
+    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 1
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    rows = {r["metric"]: r for r in result["rows"]}
+    # The job's median barely moved (1 prompt of 4): the job-level rows cannot see it ...
+    assert rows["tpot_s"]["test"] == "paired" and rows["tpot_s"]["n_pairs"] == 12
+    assert rows["tpot_s"]["verdict"] == "within noise" and abs(rows["tpot_s"]["change"]) < 0.05
+    # ... the per-prompt check names the prompt, for the speed metrics only, and it sets the exit code.
+    named = {(r["prompt_id"], r["metric"]) for r in result["regressions"]}
+    assert named == {("p3", "tpot_s"), ("p3", "decode_tps"), ("p3", "e2e_s")}
+    p3 = next(r for r in result["regressions"] if r["metric"] == "tpot_s")
+    assert p3["scope"] == "prompt" and p3["counts"] and p3["n_pairs"] == 3 and 1.2 < p3["ratio"] < 1.4
+    assert p3["least_change"] > 0.2 and "every one of its 3 paired rounds" in p3["note"]
+    assert [e["prompt_id"] for e in result["per_prompt"][LABEL]] == ["p3"] * 3
+    assert f"REGRESSION {LABEL}: prompt p3: tpot_s" in out
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "## Per-prompt regressions" in md and "| p3 " in md
+    # Sampled decoding: the same slowdown is listed but does not count (rounds differ in work).
+    c = write_job(tmp_path / "c", outputs=FOUR, n_rounds=3, seed=0, temperature=0.7)
+    d = scale(write_job(tmp_path / "d", outputs=FOUR, n_rounds=3, seed=1, temperature=0.7),
+              lambda p, r: 1.3 if p == "p3" else 1)
+    sampled = cmp.compare(cmp.load_side(str(c)), cmp.load_side(str(d)), {})
+    assert sampled["ok"] and len(sampled["per_prompt"][LABEL]) == 3
+    assert all(not e["counts"] and "sampled decoding" in e["note"] for e in sampled["per_prompt"][LABEL])
+
+
+def test_one_round_slower_is_not_a_prompt_regression(tmp_path):
+    a = write_job(tmp_path / "a", outputs=FOUR, n_rounds=3, seed=0)
+    b = scale(write_job(tmp_path / "b", outputs=FOUR, n_rounds=3, seed=1),
+              lambda p, r: 1.3 if (p, r) in {("p3", 0), ("p3", 1)} else 1)  # 2 of its 3 rounds: noise
+    result = cmp.compare(cmp.load_side(str(a)), cmp.load_side(str(b)), {})
+    assert result["ok"] and result["per_prompt"][LABEL] == []
+
+
+def test_equal_rerun_passes_and_a_job_wide_slowdown_counts_once(tmp_path, capsys):
+    a = write_job(tmp_path / "a", outputs=FOUR, n_rounds=3, seed=0)
+    b = write_job(tmp_path / "b", outputs=FOUR, n_rounds=3, seed=1)  # same values, other 2% noise
+    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 0
+    assert "no regressions" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["ok"] and result["per_prompt"][LABEL] == []
+    assert result["pairing"][LABEL] == {"pairs": 12, "prompts": 4, "min_pairs": cmp.MIN_PAIRS}
+    tested = [r for r in result["rows"] if r["test"]]
+    assert {r["metric"] for r in tested} == {"ttft_s", "tpot_s", "e2e_s", "decode_tps"}
+    assert all(r["test"] == "paired" and r["n_pairs"] == 12 and r["verdict"] == "within noise" for r in tested)
+    # Every prompt 30% slower: the job-level paired test catches it, and the prompts (all listed)
+    # are not counted a second time.
+    c = scale(write_job(tmp_path / "c", outputs=FOUR, n_rounds=3, seed=1), lambda p, r: 1.3)
+    slow = cmp.compare(cmp.load_side(str(a)), cmp.load_side(str(c)), {})
+    worse = {r["metric"]: r for r in slow["regressions"]}
+    assert set(worse) == {"tpot_s", "e2e_s", "decode_tps"} and all(r["scope"] == "job" for r in worse.values())
+    tpot = worse["tpot_s"]
+    assert 0.25 < tpot["change"] < 0.35 and tpot["change_ci95"][0] > 0.2 and tpot["diff_ci95"][0] > 0
+    assert tpot["p"] == pytest.approx(2 / 2 ** 12) and tpot["p_holm"] < 0.05
+    assert len(slow["per_prompt"][LABEL]) == 12 and not any(e["counts"] for e in slow["per_prompt"][LABEL])
+
+
+def test_no_pairs_in_common_falls_back_to_unpaired(tmp_path, capsys):
+    a = write_job(tmp_path / "a", outputs={"p1": "alpha", "p2": "beta"}, n_rounds=10)
+    b = scale(write_job(tmp_path / "b", outputs={"q1": "alpha", "q2": "beta"}, n_rounds=10, seed=1),
+              lambda p, r: 1.5)  # renamed prompt ids, and slower
+    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 1
+    out = capsys.readouterr().out
+    assert f"{LABEL}: no (prompt_id, round) in common (other prompt ids?)" in out
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["pairing"][LABEL]["pairs"] == 0 and result["per_prompt"][LABEL] == []
+    tested = {r["metric"]: r for r in result["rows"] if r["test"]}
+    assert all(r["test"] == "unpaired" and r["n_pairs"] == 0 for r in tested.values())
+    assert "unpaired: 0 pairs in common (< 8)" in tested["tpot_s"]["note"]
+    assert tested["tpot_s"]["verdict"] == "worse" and tested["tpot_s"]["change_ci95"] is None
+    assert tested["tpot_s"]["p"] == pytest.approx(2 / (cmp.BOOTSTRAP_RESAMPLES + 1))  # no draw crosses 0
+    assert "no (prompt_id, round) in common" in (tmp_path / "out" / "compare.md").read_text()
+    # Pairs in common but too few (2 prompts x 3 rounds): unpaired as well, and said so.
+    c = write_job(tmp_path / "c", n_rounds=3)
+    d = write_job(tmp_path / "d", n_rounds=3, seed=1)
+    few = cmp.compare(cmp.load_side(str(c)), cmp.load_side(str(d)), {})
+    assert few["pairing"][LABEL]["note"] == "only 6 (prompt_id, round) pairs in common (< 8): compared unpaired"
+    tpot = next(r for r in few["rows"] if r["metric"] == "tpot_s")
+    assert tpot["test"] == "unpaired" and "unpaired: 6 pairs in common (< 8)" in tpot["note"]
+
+
+def test_holm_and_signed_rank_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, 0.06)
+    assert cmp.holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert cmp.holm([0.5, 0.6]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1
+    # 8 differences, all positive: W+ = 36 is the largest of 2^8 equally likely sign patterns.
+    assert cmp.signed_rank_p(np.arange(1, 9)) == pytest.approx(2 / 256)
+    # rank 2 negative: W+ = 34; P(W+ >= 34) = sign patterns whose negatives sum to <= 2: {}, {1}, {2}.
+    assert cmp.signed_rank_p(np.array([1, -2, 3, 4, 5, 6, 7, 8])) == pytest.approx(6 / 256)
+    assert cmp.signed_rank_p(np.zeros(9)) == 1.0  # no differences at all
+    x = np.random.default_rng(0).normal(0.15, 1, 60)
+    exact = cmp.signed_rank_p(x)
+    cmp_max, cmp.EXACT_MAX = cmp.EXACT_MAX, 10  # the normal approximation agrees at n = 60
+    try:
+        assert cmp.signed_rank_p(x) == pytest.approx(exact, abs=0.005) and 0.05 < exact < 0.1
+        ties = np.random.default_rng(1).integers(-2, 4, 80)  # |x| in {1, 2, 3}: without the tie correction 0.032
+        cmp.EXACT_MAX = cmp_max
+        exact = cmp.signed_rank_p(ties)
+        cmp.EXACT_MAX = 10
+        assert cmp.signed_rank_p(ties) == pytest.approx(exact, abs=0.001) and 0.02 < exact < 0.04
+    finally:
+        cmp.EXACT_MAX = cmp_max
+
+
+def test_paired_ci_keeps_each_prompt_in_every_resample():
+    # prompt a unchanged, prompt b 20% slower, no noise: every stratified resample holds 3 pairs of each,
+    # so the median change is always (0 + 0.2) / 2; resampling pairs freely would give [0, 0.2].
+    pr = cmp.Pairs(["a"] * 3 + ["b"] * 3, np.ones(6), np.array([1, 1, 1, 1.2, 1.2, 1.2]))
+    change, diff = cmp.paired_ci(pr)
+    assert change == pytest.approx([0.1, 0.1]) and diff == pytest.approx([0.1, 0.1])
+    # one pair per prompt: those prompts are resampled together (else the CI would be a point)
+    single = cmp.Pairs(["a", "b", "c", "d", "e", "f"], np.ones(6), np.array([1, 1.1, 1.2, 1.3, 1.4, 1.5]))
+    lo, hi = cmp.paired_ci(single)[0]
+    assert lo < 0.2 and hi > 0.3
+
+
+def test_holm_keeps_a_borderline_change_within_noise(tmp_path):
+    a = write_job(tmp_path / "a", n_rounds=4, spread=0)  # tpot exactly 0.01 everywhere: 8 pairs
+    factors = {("p1", 0): 1.10, ("p1", 1): 1.12, ("p1", 2): 1.14, ("p1", 3): 0.99,  # each prompt has a round
+               ("p2", 0): 1.03, ("p2", 1): 1.16, ("p2", 2): 1.18, ("p2", 3): 1.20}  # within 5%: no prompt listed
+    b = scale(write_job(tmp_path / "b", n_rounds=4, spread=0), lambda p, r: factors[(p, r)])
+    result = cmp.compare(cmp.load_side(str(a)), cmp.load_side(str(b)), {})
+    rows = {r["metric"]: r for r in result["rows"]}
+    # 7 of 8 log ratios up, the one down is the smallest (rank 1): P(W+ >= 35) = 2/256, p = 4/256.
+    # Tests: ttft_s (no change, p = 1), tpot_s, e2e_s, decode_tps (same signs and ranks): m = 4,
+    # Holm: 4 * 4/256 = 0.0625 for the three. Unadjusted, 0.0156 < 0.05 would have called them worse.
+    assert rows["ttft_s"]["p"] == 1.0
+    for m in ("tpot_s", "e2e_s", "decode_tps"):
+        assert rows[m]["test"] == "paired" and rows[m]["p"] == pytest.approx(4 / 256)
+        assert rows[m]["p_holm"] == pytest.approx(0.0625) and rows[m]["verdict"] == "within noise"
+        assert "Holm-adjusted p = 0.062 >= 0.05" in rows[m]["note"]
+    assert rows["tpot_s"]["change"] == pytest.approx(0.13)  # median of the 8 ratios: (1.12 + 1.14) / 2 - 1
+    assert rows["e2e_s"]["change"] > 0.05 and rows["decode_tps"]["change"] < -0.05  # beyond the tolerance
+    assert result["ok"] and result["per_prompt"][LABEL] == []
+
+
+def test_flake_rate_across_rounds(tmp_path, capsys):
+    a = write_job(tmp_path / "a", n_rounds=3)
+    b = write_job(tmp_path / "b", n_rounds=3, seed=1)
+    recs = [json.loads(line) for line in (b / "requests.jsonl").read_text().splitlines()]
+    for r in recs:
+        if r["prompt_id"] == "p2" and r["round"] == 1:
+            r["output"] = "beta, once"
+    (b / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 0  # reported, not a regression
+    out = capsys.readouterr().out
+    f = json.loads((tmp_path / "out" / "compare.json").read_text())["flake"][LABEL]
+    assert f["baseline"] == {"checked": True, "prompts": 2, "k": 3, "pass_k": 1.0, "flake_rate_mean": 0.0,
+                             "flaky": {}}
+    assert f["candidate"]["pass_k"] == 0.5 and f["candidate"]["flaky"] == {"p2": pytest.approx(1 / 3)}
+    assert f["candidate"]["flake_rate_mean"] == pytest.approx(1 / 6)
+    assert f"outputs vary across rounds at temperature 0 in {LABEL} (candidate): pass^k 50% of 2 prompts" in out
+    c = write_job(tmp_path / "c", temperature=0.8, n_rounds=3)
+    assert cmp.flake(cmp.load_side(str(c))[cmp.Key("m1", "set", "deterministic", "cpu")])["checked"] is False
