@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from runner import labels, launchers, paths, prompts, report, schema, summary
-from runner.errors import UserError
+from runner.errors import OutputError, SweepAborted, UserError, output_error
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
 
@@ -25,6 +25,8 @@ warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStor
 OUTCOMES: list[str] = []
 # run.strict as composed (command line or config file), set by the job or the sweep callback.
 STRICT: list[bool] = []
+# Why this process's output directory cannot be written (disk full, ...): later jobs are not started.
+BROKEN_OUTPUT: list[str] = []
 
 
 def register_resolvers() -> None:
@@ -52,6 +54,27 @@ def task(cfg: DictConfig) -> None:
     job_dir = Path(hc.runtime.output_dir)
     launcher, parallel = launchers.launcher_of(hc)
     context = launchers.adopt_context(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else {}
+    if BROKEN_OUTPUT:  # the sweep directory could not be written: start no job
+        print(f"slmbench: {BROKEN_OUTPUT[0]}; no job started", file=sys.stderr)
+        OUTCOMES.append("output-error")
+        raise SweepAborted
+    try:
+        _measure_and_report(cfg, hc, job_dir, launcher, parallel, context, started)
+    except (OSError, OutputError) as exc:
+        # OSError: the job's own files (summary, report) could not be written; OutputError: a
+        # record could not be appended (the file keeps whole lines only).
+        error = exc if isinstance(exc, OutputError) else output_error(exc.filename or job_dir, exc)
+        print(f"slmbench: {error}", file=sys.stderr)
+        BROKEN_OUTPUT.append(str(error))
+        OUTCOMES.append("output-error")
+        if hc.mode == RunMode.MULTIRUN:  # the sweep's other jobs would write into the same directory
+            raise SweepAborted from None
+
+
+def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, context: dict, started: float) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     try:
         schema.validate(cfg)
         if (parallel and hc.mode == RunMode.MULTIRUN and cfg.backend.name == "foundry"
@@ -84,6 +107,8 @@ def task(cfg: DictConfig) -> None:
         facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
         facts["distinguishing"] = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
         facts["launcher"] = launcher
+    except OutputError:
+        raise
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)
         OUTCOMES.append("config-error")
@@ -134,9 +159,32 @@ def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:
               f"complete: replay with `slmbench ui --log {job_dir}`", file=sys.stderr)
 
 
+def _report_output_errors_in_one_line() -> None:
+    """Hydra writes each job's .hydra/ itself; on a full disk (or a read-only or vanished output
+    directory) its handler would print a traceback. Wrap it: an OSError becomes one line."""
+    from hydra._internal import utils as hydra_utils
+
+    original = getattr(hydra_utils.run_and_report, "__wrapped__", hydra_utils.run_and_report)
+
+    def run_and_report(func):
+        def guarded():
+            try:
+                return func()
+            except OSError as exc:
+                where = exc.filename or "a job's .hydra/ (Hydra's copy of its config)"
+                print(f"slmbench: {output_error(where, exc)}", file=sys.stderr)
+                sys.exit(1)
+        return original(guarded)
+
+    run_and_report.__wrapped__ = original
+    hydra_utils.run_and_report = run_and_report
+
+
 def exit_code(outcomes: list[str], strict: bool) -> int:
     if "config-error" in outcomes:
         return 2
+    if "output-error" in outcomes:
+        return 1  # the run's files are incomplete: never a success
     if not any(o in ("ok", "partial") for o in outcomes):
         return 1
     if strict and any(o != "ok" for o in outcomes):
@@ -194,18 +242,23 @@ def run_cli(args: list[str]) -> int:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     OUTCOMES.clear()
     STRICT.clear()
+    BROKEN_OUTPUT.clear()
     options, overrides = split_hydra_args(args)
     from runner import secrets
 
     secrets.check_overrides(overrides)  # before Hydra writes .hydra/ or multirun.yaml
     secrets.check_environment()
     argv, sys.argv = sys.argv, ["slmbench run", *options, *overrides, *extra]
+    _report_output_errors_in_one_line()
     try:
         main = hydra.main(config_path=str(paths.CONF_DIR), config_name="config", version_base="1.3")(task)
         main()
     except SystemExit as exc:  # Hydra reports config errors itself, then exits
         if exc.code not in (0, None):
             return int(exc.code) if isinstance(exc.code, int) else 2
+    except SweepAborted:  # a job said why (its output directory cannot be written)
+        print("slmbench: sweep stopped: its other jobs were not started", file=sys.stderr)
+        return 1
     except Exception as exc:
         if not catch:
             raise

@@ -3,11 +3,15 @@ completes, so a crash or Ctrl-C loses nothing and a rerun resumes where it stopp
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import sys
 import threading
 from pathlib import Path
 
-from runner.errors import UserError
+from runner.errors import UserError, output_error
 
 REQUESTS = "requests.jsonl"
 MANIFEST = "job.json"
@@ -35,23 +39,58 @@ def latest_per_key(records: list[dict]) -> list[dict]:
 
 
 class RecordWriter:
+    """Appends whole lines or nothing: each record is one write() on an O_APPEND descriptor, and a
+    write that fails (disk full, read-only, vanished directory) is cut back to the last whole
+    line before the error is raised, so the file never holds a partial record."""
+
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.Lock()
-        # Repair a torn last line so the next record starts on a line of its own.
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with path.open("a") as fh:
-                fh.write("\n")
-        self._fh = path.open("a", encoding="utf-8")
+        repair_torn_line(path)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise output_error(path, exc, len(read(path))) from None
+        self.kept = len(read(path))
 
     def append(self, record: dict) -> None:
-        line = json.dumps(record, ensure_ascii=False)
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            end = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                if os.write(self._fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk filled
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, end)
+                raise output_error(self.path, exc, self.kept) from None
+            self.kept += 1
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def repair_torn_line(path: Path) -> bool:
+    """A last line without its newline was cut mid-write by a crash: drop it, and say so."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if not size:
+        return False
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return False
+    keep = data.rfind(b"\n") + 1
+    try:
+        with path.open("r+b") as fh:
+            fh.truncate(keep)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    print(f"slmbench: repaired {path}: dropped a partial last line of {size - keep} bytes (an interrupted "
+          f"write); its request will be run again", file=sys.stderr)
+    return True
 
 
 def check_manifest(job_dir: Path, manifest: dict) -> bool:

@@ -12,7 +12,10 @@ from runner.errors import UserError
 
 # A key that holds a secret itself (`api_key`, `token`, `password`, ...). `*_env` keys name the
 # environment variable that holds it, which is the safe way, so they are allowed.
-SECRET = re.compile(r"api[_-]?key|token|secret|passw|credential|authorization|bearer", re.I)
+# Matched against one key component: `access_token`, `hf_token`, `password`, `client_secret`, not
+# `max_tokens` or `stop_token_ids` (a count and a list of ids are not secrets).
+SECRET = re.compile(r"^(.*[_-])?(api[_-]?key|(secret|private|access)[_-]?key|token|secret|passw(or)?d|passphrase|"
+                    r"credentials?|authorization|bearer|auth)$", re.I)
 # scheme://user:password@host
 URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@", re.I)
 SAFE_WAY = ("put the secret in an environment variable and name it with backend.api_key_env / "
@@ -21,7 +24,7 @@ SAFE_WAY = ("put the secret in an environment variable and name it with backend.
 
 
 def secret_key(dotted: str) -> bool:
-    return any(SECRET.search(part) and not part.lower().endswith("_env") for part in dotted.split("."))
+    return any(SECRET.match(part) for part in dotted.split("."))
 
 
 def redact_url(text: str) -> str:

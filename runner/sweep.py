@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from runner import app, labels, launchers, tracking
 from runner.decision import write_decision
-from runner.errors import UserError
+from runner.errors import UserError, output_error
 from runner.report import write_sweep_report
 from runner.summary import SUMMARY
 
@@ -31,8 +31,11 @@ class SweepReport(Callback):
             self._open_parent(config, sweep_dir)
         # Every job reads this file, here or launched elsewhere: a launched job inherits neither
         # this process's environment nor its cwd.
-        launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id,
-                                labels.swept_keys(config.hydra.overrides.task))
+        try:
+            launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id,
+                                    labels.swept_keys(config.hydra.overrides.task))
+        except OSError as exc:  # the sweep directory cannot be written: no job is started
+            app.BROKEN_OUTPUT.append(str(output_error(exc.filename or sweep_dir, exc)))
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
         try:
@@ -48,7 +51,14 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         app.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
         app.STRICT.append(bool(config.run.strict))
-        out = write_sweep_report(sweep_dir)
+        if app.BROKEN_OUTPUT:
+            app.OUTCOMES.append("output-error")
+        try:
+            out = write_sweep_report(sweep_dir)
+        except OSError as exc:
+            print(f"slmbench: {output_error(exc.filename or sweep_dir, exc)}", file=sys.stderr)
+            app.OUTCOMES.append("output-error")
+            out = None
         if out is not None:
             try:
                 made = write_decision(sweep_dir, config.selection)

@@ -83,7 +83,7 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
         return out
     key = prefix[:-1]
     leaf = key.rsplit(".", 1)[-1]
-    value = REDACTED if SECRET.search(leaf) and node not in (None, "") else node
+    value = REDACTED if SECRET.match(leaf) and node not in (None, "") else node
     if isinstance(value, str):
         value = redact_url(value)  # a password in a URL from a config file
     if isinstance(value, list):

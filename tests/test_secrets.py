@@ -59,3 +59,11 @@ def test_the_safe_way_runs_and_stores_no_secret(tmp_path: Path):
     assert _grep(tmp_path, SECRET) == []  # outputs, .hydra/, multirun.yaml, the MLflow store and artifacts
     assert SECRET not in done.stderr + done.stdout
     assert os.environ.get("SLMB_TEST_KEY") is None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    run = [r for r in client.search_runs([client.get_experiment_by_name("slmbench").experiment_id])
+           if r.data.tags.get("slmbench.kind") == "job"][0]
+    # a token count and an env var's name are not secrets: logged as they are
+    assert run.data.params["decoding.max_tokens"] == "256"
+    assert run.data.params["backend.api_key_env"] == "SLMB_TEST_KEY"

@@ -1,0 +1,72 @@
+"""A full disk is one clear line: no traceback, no partial record, and a rerun resumes once space
+is freed. The job directory is a 24 KB tmpfs (mounting needs root, which this suite's machines have)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from scripted_server import Script, ScriptedServer
+
+RUN = ["run", "backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.rounds=10", "run.warmup=0",
+       "tracking.enabled=false"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, f"cannot mount a tmpfs (needs root): {done.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_is_one_line_whole_records_and_a_rerun_resumes(small_disk: Path):
+    job = small_disk / "job"
+    with ScriptedServer(Script(ttft_s=0.001, tpot_s=0.0005, tokens=30)) as srv:
+        full = run_cli(*RUN, f"backend.base_url={srv.base_url}", f"hydra.run.dir={job}")
+        assert full.returncode == 1, full.stderr
+        assert "Traceback" not in full.stderr
+        line = [x for x in full.stderr.splitlines() if "no space left on device writing" in x]
+        assert len(line) == 1 and f"{job}/requests.jsonl" in line[0] and "records kept" in line[0], full.stderr
+        assert "rerun to resume" in line[0]
+        text = (job / "requests.jsonl").read_text()
+        recs = [json.loads(x) for x in text.splitlines()]  # every line is a whole record
+        assert text.endswith("\n") and 0 < len(recs) < 40
+        kept = int(line[0].split("; ")[1].split()[0])
+        assert kept == len(recs)
+        subprocess.run(["mount", "-o", "remount,size=2m", str(small_disk)], check=True)
+        again = run_cli(*RUN, f"backend.base_url={srv.base_url}", f"hydra.run.dir={job}")
+    assert again.returncode == 0, again.stderr
+    recs = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
+    assert len(recs) == 40 and len({(r["round"], r["prompt_id"]) for r in recs}) == 40  # resumed, no duplicates
+    s = json.loads((job / "summary.json").read_text())
+    assert s["status"] == "ok" and s["n"] == 40 and s["resumed"] and s["skipped_done"] == kept
+
+
+def test_a_torn_last_line_is_repaired_and_said(tmp_path: Path):
+    from runner.records import RecordWriter, read
+
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"round": 0, "prompt_id": "a"}\n{"round": 0, "prom')
+    writer = RecordWriter(path)
+    writer.append({"round": 0, "prompt_id": "b"})
+    writer.close()
+    assert path.read_text() == '{"round": 0, "prompt_id": "a"}\n{"round": 0, "prompt_id": "b"}\n'
+    assert [r["prompt_id"] for r in read(path)] == ["a", "b"]
+
+
+def test_a_sweep_on_a_full_disk_stops_with_one_line(small_disk: Path):
+    with ScriptedServer(Script(ttft_s=0.001, tpot_s=0.0005, tokens=30)) as srv:
+        done = run_cli("run", "-m", *RUN[1:], f"backend.base_url={srv.base_url}", "decoding.max_tokens=40,50",
+                       f"hydra.sweep.dir={small_disk / 'sweep'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len([x for x in done.stderr.splitlines() if "no space left on device writing" in x]) == 1, done.stderr
+    assert not (small_disk / "sweep" / "1_scripted-model_deterministic_cpu" / "requests.jsonl").exists()
+    for f in (small_disk / "sweep").glob("*/requests.jsonl"):
+        assert all(json.loads(x) for x in f.read_text().splitlines())
