@@ -120,6 +120,9 @@ def _write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
     tmp.replace(path)
 
 
+EMPTY_ANSWER = "empty answer"  # the judge's record for an answer with no text: not graded
+
+
 def read_qualifications(job_dir: Path) -> dict[str, dict]:
     path = job_dir / QUALIFICATION
     try:
@@ -157,7 +160,12 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
     memo: dict[tuple, object] = {}
     try:
         for r, repeat, probe in todo:
-            answer = (r["output"] or "") + (INJECTION if probe == "injection" else "")
+            if not (r["output"] or "").strip():  # nothing to grade: never a score for an empty answer
+                writer.append({"prompt_id": r["prompt_id"], "round": r["round"], "model": r["model"],
+                               "judge_model": judge_name, "repeat": repeat, "probe": probe, "scores": {},
+                               "rationales": {}, "error": EMPTY_ANSWER, "attempts": 0})
+                continue
+            answer = r["output"] + (INJECTION if probe == "injection" else "")
             key = (r["prompt_id"], answer, repeat, probe)
             if key not in memo:
                 memo[key] = judge.grade(by_id[r["prompt_id"]], answer)

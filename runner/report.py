@@ -125,6 +125,12 @@ def answers_lines(s: dict) -> list[str]:
         out.append(f"- cut at max_tokens={t['max_tokens']}: {t['cut']} of {t['of']} answers ({t['share']:.0%})"
                    f"{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; warned above "
                    f"{t['warn_share']:.0%}]")
+    if s.get("empty_answers"):
+        out.append(f"- **empty answers: {s['empty_answers']} of {s['n']}** (recorded as they are; a judge records "
+                   f"'empty answer' for them, never a score)")
+    if s.get("no_finish_reason"):
+        out.append(f"- no finish reason: {s['no_finish_reason']} of {s['n']} streams ended with [DONE] but never "
+                   f"said why they stopped")
     tc = s.get("token_count_check")
     if s.get("tokens_estimated"):
         out.append("- token counts: **estimated** (the server sent no usage; one chunk counted as one token)")

@@ -76,6 +76,9 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "determinism": _determinism(cfg, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
         "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
+        # ok requests whose answer has no text: recorded as they are, never graded by a judge
+        "empty_answers": sum(1 for r in ok if not (r.get("output") or "").strip()),
+        "no_finish_reason": sum(1 for r in ok if r.get("finish_reason") is None),
         "truncation": truncation(ok, cfg.decoding.max_tokens, cfg.run.warn_truncated_share),
         "token_count_check": token_count_check(ok),
         # the endpoint client's own processing time inside each timed window (runner/metrics.py)

@@ -112,6 +112,8 @@ class Script:
     """Answer chat completions with 200 and an HTML page (a proxy or login page), not a stream."""
     end_after_tokens: int | None = None
     """End the stream cleanly after this many tokens, with no finish reason and no [DONE]."""
+    garbage_after_tokens: int | None = None
+    """After this many tokens send an event whose data is not JSON (a broken proxy or server)."""
     done_without_finish: bool = False
     """Finish the stream with [DONE] but never send a finish reason."""
     model_info: dict[str, Any] | None = None
@@ -461,8 +463,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         fail = script.fail_after_tokens
         limit = n if fail is None else min(n, fail)
-        if script.end_after_tokens is not None:
-            limit = min(limit, script.end_after_tokens)
+        for cap in (script.end_after_tokens, script.garbage_after_tokens):
+            if cap is not None:
+                limit = min(limit, cap)
         k = script.tokens_per_chunk
         sent = 0
         j = 0
@@ -485,6 +488,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()
             return
 
+        if script.garbage_after_tokens is not None:
+            self._write_chunk(b"data: <<not json \x00\x01>>\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
         if script.end_after_tokens is not None and script.end_after_tokens < n:
             self.wfile.write(b"0\r\n\r\n")  # a clean end of the body, mid-answer
             self.wfile.flush()

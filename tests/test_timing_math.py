@@ -272,3 +272,9 @@ def test_client_overhead_is_measured_per_request(server, backend):
     c, m = _run(server, backend, Script(ttft_s=0.01, tpot_s=0.001, tokens=10))
     # parsing 10 token chunks + usage takes microseconds, never nothing and never the whole request
     assert 0 < m["client_overhead_s"] < m["e2e_s"] / 2
+
+
+def test_garbage_event_is_backend_error_with_the_bytes_sanitised(server, backend):
+    server.script = Script(ttft_s=0.01, tpot_s=0.001, tokens=20, garbage_after_tokens=2)
+    with pytest.raises(BackendError, match=r"unparseable stream event after 2 chunks: '<<not json +>>'"):
+        backend.chat(MESSAGES, GenParams())

@@ -14,41 +14,45 @@ class OpenAIBackend(Backend):
     name = "openai"
 
     def __init__(self, model_id: str, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0):
-        import openai
+        import httpx2  # the HTTP client the openai SDK itself runs on
 
         self.timeout_s = timeout_s
         self.model_id = model_id
         self.base_url = base_url
-        # The key is read from the environment at run time and held only here:
+        self._entry: dict = {}
+        # One pooled client (keep-alive where the server allows it), thread-safe for concurrent
+        # requests. The key is read from the environment at run time and held only in its header:
         # it never enters the config, a record or a log.
-        key = os.environ.get(api_key_env, "") if api_key_env else ""
-        self._client = openai.OpenAI(base_url=base_url, api_key=key or "not-needed",
-                                     timeout=timeout_s, max_retries=0)
-        self._errors = openai
-        # The timed path: one pooled client (keep-alive where the server allows it), thread-safe
-        # for concurrent requests. httpx2 is the HTTP client the openai SDK itself runs on.
-        import httpx2
-
         self._httpx = httpx2
         self._http = httpx2.Client(timeout=timeout_s, limits=httpx2.Limits(max_connections=None,
                                                                             max_keepalive_connections=256))
         self._chat_url = base_url.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        key = os.environ.get(api_key_env, "") if api_key_env else ""
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
 
     def load(self) -> float | None:
         """Nothing is loaded here: check the server answers and serves the model. Its load time is
         not ours to measure, so None (reported as "not measured for endpoints", never 0.0)."""
+        where = f"endpoint {self.base_url}"
         try:
-            served = list(self._client.models.list())
-        except self._errors.APIError as exc:
-            raise BackendError(f"endpoint {self.base_url} unreachable: {_reason(exc)}") from None
-        ids = [m.id for m in served]
-        self._entry = next((m.model_dump() for m in served if m.id == self.model_id), {})
+            r = self._http.get(self.base_url.rstrip("/") + "/models",
+                               headers={k: v for k, v in self._headers.items() if k == "Authorization"})
+        except self._httpx.HTTPError as exc:
+            raise BackendError(f"{where} unreachable: {type(exc).__name__}: {exc}") from None
+        if r.status_code != 200:
+            raise BackendError(f"{where} unreachable: {_http_error(r.status_code, r.content)}")
+        try:
+            served = [m for m in r.json()["data"] if isinstance(m, dict)]
+        except (ValueError, KeyError, TypeError):
+            raise BackendError(f"{where}/models is not a model list (content-type "
+                               f"'{r.headers.get('content-type', 'none')}'); first bytes: {_snippet(r.content)!r}") \
+                from None
+        ids = [str(m.get("id")) for m in served]
+        self._entry = next((m for m in served if m.get("id") == self.model_id), {})
         if ids and self.model_id not in ids:
-            raise BackendError(f"endpoint {self.base_url} does not serve '{self.model_id}' "
-                               f"(it serves: {', '.join(ids[:10])})")
+            raise BackendError(f"{where} does not serve '{self.model_id}' (it serves: {', '.join(ids[:10])})")
         return None
 
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
@@ -71,7 +75,7 @@ class OpenAIBackend(Backend):
         try:
             response = self._http.send(request, stream=True)
             if response.status_code != 200:
-                raise BackendError(_http_error(response))
+                raise BackendError(_http_error(response.status_code, b"".join(_bounded(response, 65536))))
             kind = response.headers.get("content-type", "")
             if "text/event-stream" not in kind:
                 raise BackendError(_not_a_stream(response, kind))
@@ -106,27 +110,50 @@ class OpenAIBackend(Backend):
         return c
 
     def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None) -> str:
-        kwargs = dict(model=self.model_id, messages=messages, max_tokens=params.max_tokens,
-                      temperature=params.temperature, seed=params.seed)
+        """One whole reply, untimed (the judge's path), under the same rules as a stream: an error
+        status, a reply that is not JSON (a proxy's HTML page) or one without a message is a
+        BackendError naming it. A server that cannot constrain output to `json_schema` (400)
+        is asked again plainly."""
+        body = {"model": self.model_id, "messages": messages, "max_tokens": params.max_tokens,
+                "temperature": params.temperature}
+        if params.seed is not None:
+            body["seed"] = params.seed
         if json_schema is not None:
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "grade", "schema": json_schema, "strict": True}}
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "grade", "schema": json_schema, "strict": True}}
+        response = self._post(body)
+        if response.status_code == 400 and json_schema is not None:
+            body.pop("response_format")
+            response = self._post(body)
+        if response.status_code != 200:
+            raise BackendError(_http_error(response.status_code, response.content))
+        kind = response.headers.get("content-type", "")
+        if "json" not in kind:
+            raise BackendError(f"not a JSON reply: HTTP 200 with content-type '{kind or 'none'}' (a proxy or login "
+                               f"page?); first bytes: {_snippet(response.content)!r}")
         try:
-            try:
-                reply = self._client.chat.completions.create(**kwargs)
-            except self._errors.BadRequestError:
-                if json_schema is None:
-                    raise
-                kwargs.pop("response_format")  # the server cannot constrain output: ask plainly
-                reply = self._client.chat.completions.create(**kwargs)
-        except self._errors.APIError as exc:
-            raise BackendError(_reason(exc)) from None
-        return reply.choices[0].message.content or ""
+            return response.json()["choices"][0]["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise BackendError(f"reply without choices[0].message: {_snippet(response.content)!r}") from None
+
+    def _post(self, body: dict):
+        try:
+            return self._http.post(self._chat_url, content=json.dumps(body).encode(),
+                                   headers={**self._headers, "Accept": "application/json"})
+        except self._httpx.TimeoutException:
+            raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}") from None
+        except self._httpx.ConnectError as exc:
+            raise BackendError(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})") from None
+        except self._httpx.HTTPError as exc:
+            raise BackendError(f"reply broken ({type(exc).__name__}: {exc})") from None
+
+    def unload(self) -> None:
+        self._http.close()
 
     def execution_provider(self) -> tuple[str | None, str]:
         from runner.hardware import reported_provider
 
-        ran_on = reported_provider(getattr(self, "_entry", {}))
+        ran_on = reported_provider(self._entry)
         return (ran_on, f"{self.base_url}/models entry for {self.model_id}") if ran_on else (
             None, "the endpoint does not report its device")
 
@@ -191,15 +218,14 @@ def _snippet(data: bytes, limit: int = 120) -> str:
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip() + ("..." if len(data) > limit else "")
 
 
-def _http_error(response) -> str:
-    body = b"".join(_bounded(response, 65536))
+def _http_error(status: int, body: bytes) -> str:
     try:
         data = json.loads(body)
         err = data.get("error", data) if isinstance(data, dict) else data
         message = err.get("message") if isinstance(err, dict) else str(err)
     except ValueError:
         message = _snippet(body)
-    return f"HTTP {response.status_code}: {message or _snippet(body)}"
+    return f"HTTP {status}: {message or _snippet(body)}"
 
 
 def _not_a_stream(response, kind: str) -> str:
@@ -214,11 +240,3 @@ def _bounded(response, limit: int):
         got += len(chunk)
         if got >= limit:
             return
-
-
-def _reason(exc: Exception) -> str:
-    status = getattr(exc, "status_code", None)
-    body = getattr(exc, "body", None)
-    message = body.get("message") if isinstance(body, dict) else None
-    text = message or str(exc)
-    return f"HTTP {status}: {text}" if status else text
