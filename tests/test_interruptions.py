@@ -1,5 +1,6 @@
-"""A full disk is one clear line: no traceback, no partial record, and a rerun resumes once space
-is freed. The job directory is a 24 KB tmpfs (mounting needs root, which this suite's machines have)."""
+"""Interruptions of the run itself. A full disk is one clear line: no traceback, no partial record,
+and a rerun resumes once space is freed (the job directory is a 24 KB tmpfs; mounting needs root,
+which this suite's machines have). Ctrl-C keeps every record and marks the sweep KILLED."""
 
 from __future__ import annotations
 
@@ -70,3 +71,32 @@ def test_a_sweep_on_a_full_disk_stops_with_one_line(small_disk: Path):
     assert not (small_disk / "sweep" / "1_scripted-model_deterministic_cpu" / "requests.jsonl").exists()
     for f in (small_disk / "sweep").glob("*/requests.jsonl"):
         assert all(json.loads(x) for x in f.read_text().splitlines())
+
+
+def test_ctrl_c_keeps_every_record_and_marks_the_sweep_killed(tmp_path: Path):
+    import os
+    import signal
+    import time
+
+    from conftest import SLMBENCH
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = tmp_path / "sweep"
+    with ScriptedServer(Script(ttft_s=0.05, tpot_s=0.01, tokens=20)) as srv:
+        proc = subprocess.Popen([SLMBENCH, "run", "-m", *RUN[1:-1], f"backend.base_url={srv.base_url}",
+                                 f"hydra.sweep.dir={sweep}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "MLFLOW_TRACKING_URI": store})
+        deadline = time.monotonic() + 60
+        path = sweep / "0_scripted-model_deterministic_cpu" / "requests.jsonl"
+        while time.monotonic() < deadline and not (path.exists() and len(path.read_text().splitlines()) >= 5):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    recs = [json.loads(x) for x in path.read_text().splitlines()]  # whole records only
+    assert 5 <= len(recs) < 40
+    client = MlflowClient(store)
+    parent = [r for r in client.search_runs([client.get_experiment_by_name("slmbench").experiment_id])
+              if r.data.tags.get("slmbench.kind") == "sweep"]
+    assert len(parent) == 1 and parent[0].info.status == "KILLED"
