@@ -15,6 +15,7 @@ import os
 import socket
 from pathlib import Path
 
+from runner import paths
 from runner.errors import UserError
 
 SWEEP_CONTEXT = "slmbench-sweep.json"
@@ -117,7 +118,8 @@ def write_context(sweep_dir: Path, tracking_uri: str | None, parent_run_id: str 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / SWEEP_CONTEXT).write_text(json.dumps({
         "tracking_uri": tracking_uri, "parent_run_id": parent_run_id, "swept": swept or [],
-        "slmbench_home": os.environ.get("SLMBENCH_HOME")}, indent=2))
+        # the cache this sweep uses (the env var or the default), so a job elsewhere uses the same one
+        "slmbench_home": str(paths.home())}, indent=2))
 
 
 def adopt_context(sweep_dir: Path) -> dict:

@@ -189,7 +189,7 @@ class Tracker:
 
     def end_parent(self, run_id: str, sweep_dir: Path, status: str) -> None:
         for name in ("report.md", "summary.csv", "latency.png", "speed_vs_size.png", "quality_vs_speed.png",
-                     "multirun.yaml", "decision.json"):
+                     "throughput_latency.png", "pareto.png", "multirun.yaml", "decision.json"):
             if (sweep_dir / name).is_file():
                 retry(self.client.log_artifact, run_id, str(sweep_dir / name))
         retry(self.client.set_terminated, run_id, status)
