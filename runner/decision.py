@@ -42,6 +42,8 @@ SUMMARY = "summary.json"
 DECISION = "decision.json"
 PREVIOUS = "decision.previous.json"
 PLOT = "pareto.png"
+# What a remote server's client cannot measure (the model was loaded, and lives, elsewhere).
+ENDPOINT_UNMEASURED = {"load_s", "rss_mb", "rss_peak_mb", "rss_before_load_mb", "disk_mb"}
 REPORT = "report.md"
 START, END = "<!-- decision:start -->", "<!-- decision:end -->"
 DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
@@ -598,6 +600,10 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         for kind, op, worse in (("max", "<=", lambda v, lim: v > lim), ("min", ">=", lambda v, lim: v < lim)):
             for m, lim in plan.limits[kind]:
                 v = m.value(s)
+                if v is None and m.key in ENDPOINT_UNMEASURED and (cfg.get("backend") or {}).get("name") == "openai":
+                    c["notes"].append(f"{m.key} not measured for endpoints: limit {op} "
+                                      f"{_with_unit(_fmt(lim), m.unit)} not applied")
+                    continue
                 if v is None:
                     c["reasons"].append(f"{m.key} not measured (limit {op} {_with_unit(_fmt(lim), m.unit)})")
                 elif worse(v, lim):

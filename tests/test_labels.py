@@ -43,6 +43,12 @@ def test_endpoint_models_are_named_by_their_id_everywhere(tmp_path: Path):
     # nothing judged: the decision ranks by decode speed, and alpha decodes 10x faster
     assert decision["recommended"]["model"] == "alpha" and decision["runner_up"]["model"] == "beta"
     assert "Ship alpha" in decision["summary_sentence"] and DEFAULT_ALIAS not in decision["summary_sentence"]
+    # limits on what a client cannot measure on an endpoint are not applied (and said), never failed
+    again = run_cli("decide", str(tmp_path / "sweep"), "max.load_s=5", "max.rss_mb=100")
+    assert again.returncode == 0, again.stderr
+    decision = json.loads((tmp_path / "sweep" / "decision.json").read_text())
+    assert decision["recommended"]["model"] == "alpha" and all(c["eligible"] for c in decision["candidates"])
+    assert all(any("load_s not measured for endpoints" in n for n in c["notes"]) for c in decision["candidates"])
 
     from mlflow import MlflowClient
 
