@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from runner import labels, launchers, paths, prompts, report, schema, summary
-from runner.errors import OutputError, SweepAborted, UserError, output_error
+from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
 
@@ -63,6 +63,8 @@ def task(cfg: DictConfig) -> None:
     except (OSError, OutputError) as exc:
         # OSError: the job's own files (summary, report) could not be written; OutputError: a
         # record could not be appended (the file keeps whole lines only).
+        if not isinstance(exc, OutputError) and not is_file_error(exc):
+            raise
         error = exc if isinstance(exc, OutputError) else output_error(exc.filename or job_dir, exc)
         print(f"slmbench: {error}", file=sys.stderr)
         BROKEN_OUTPUT.append(str(error))
@@ -171,6 +173,8 @@ def _report_output_errors_in_one_line() -> None:
             try:
                 return func()
             except OSError as exc:
+                if not is_file_error(exc):
+                    raise
                 where = exc.filename or "a job's .hydra/ (Hydra's copy of its config)"
                 print(f"slmbench: {output_error(where, exc)}", file=sys.stderr)
                 sys.exit(1)

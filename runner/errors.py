@@ -1,5 +1,7 @@
 """The one exception type that reaches the user as a one-line message, never a traceback."""
 
+import errno
+
 
 class UserError(Exception):
     """Bad input or an unmet precondition the user can fix; printed as `slmbench: <message>`."""
@@ -12,6 +14,15 @@ class OutputError(UserError):
     job stops with one line saying what was kept; a rerun resumes once the cause is fixed."""
 
     exit_code = 1
+
+
+# Errors of writing a file (not of a network connection, which is an OSError too).
+FILE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.EACCES, errno.EPERM, errno.EFBIG,
+               errno.EIO, errno.ENOTDIR}
+
+
+def is_file_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno in FILE_ERRNOS
 
 
 def output_error(path, exc: OSError, kept: int | None = None) -> OutputError:

@@ -48,8 +48,18 @@ def swept_keys(task_overrides: list[str]) -> list[str]:
 
 def distinguishing(job_overrides: list[str], swept: list[str]) -> list[str]:
     """This job's value of each swept override that the label and the shown columns do not
-    already tell apart. Jobs of one sweep differ in at least one swept value."""
-    return [o.lstrip("+~") for o in job_overrides if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
+    already tell apart, as `key=value` with Hydra's escapes undone (`http\\://` -> `http://`).
+    Jobs of one sweep differ in at least one swept value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    kept = [o for o in job_overrides if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
+    return [f"{o.key_or_group}={_plain(o.value())}" for o in OverridesParser.create().parse_overrides(kept)]
+
+
+def _plain(value) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_plain(v) for v in value) + "]"
+    return str(value)
 
 
 def job_name(label: str, overrides: list[str], leave_out: tuple[str, ...] = ()) -> str:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from runner import app, labels, launchers, tracking
 from runner.decision import write_decision
-from runner.errors import UserError, output_error
+from runner.errors import UserError, is_file_error, output_error
 from runner.report import write_sweep_report
 from runner.summary import SUMMARY
 
@@ -35,6 +35,8 @@ class SweepReport(Callback):
             launchers.write_context(sweep_dir, self.tracker.uri if self.tracker else None, self.parent_run_id,
                                     labels.swept_keys(config.hydra.overrides.task))
         except OSError as exc:  # the sweep directory cannot be written: no job is started
+            if not is_file_error(exc):
+                raise
             app.BROKEN_OUTPUT.append(str(output_error(exc.filename or sweep_dir, exc)))
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
@@ -56,6 +58,8 @@ class SweepReport(Callback):
         try:
             out = write_sweep_report(sweep_dir)
         except OSError as exc:
+            if not is_file_error(exc):
+                raise
             print(f"slmbench: {output_error(exc.filename or sweep_dir, exc)}", file=sys.stderr)
             app.OUTCOMES.append("output-error")
             out = None

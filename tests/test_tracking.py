@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+import psutil
 from conftest import SLMBENCH, run_cli
 from mlflow import MlflowClient
 from scripted_server import Script, ScriptedServer
@@ -45,10 +47,11 @@ def test_sweep_is_one_parent_with_a_child_per_job(tmp_path):
     assert "unreachable" in by_num["2"].data.tags["error"]
     ok = by_num["0"]
     assert ok.data.params["decoding.temperature"] == "0.0" and ok.data.params["model.id"] == "scripted-model"
-    assert ok.data.params["backend.api_key_env"] == "***"  # named like a secret: redacted
+    assert ok.data.params["backend.api_key_env"] == "SLMB_KEY"  # the name of the variable, not the key
     for name in ("ttft_s.p50", "tpot_s.p95", "decode_tps.mean", "e2e_s.p99", "n"):
         assert name in ok.data.metrics
-    summary = json.loads((sweep / ok.info.run_name / "summary.json").read_text())
+    assert ok.info.run_name.startswith("0_scripted-model_deterministic_cpu [backend.base_url=http://127.0.0.1:")
+    summary = json.loads((Path(ok.data.tags["job_dir"]) / "summary.json").read_text())
     assert ok.data.metrics["ttft_s.p50"] == summary["metrics"]["ttft_s"]["p50"]
     # the slower server is slower in the store too
     assert by_num["1"].data.metrics["tpot_s.p50"] > ok.data.metrics["tpot_s.p50"]
@@ -126,10 +129,11 @@ def test_ui_serves_the_store(tmp_path):
             except OSError:
                 time.sleep(1)
         assert body is not None and '"slmbench"' in body
+        # `slmbench ui` became (same pid, so a signal reaches MLflow) this venv's Python running its mlflow
+        assert psutil.Process(ui.pid).cmdline()[:4] == [sys.executable, "-m", "mlflow", "ui"]
     finally:
         ui.terminate()
         ui.wait(timeout=30)
-    assert sys.executable  # the UI ran from this venv's mlflow
 
 
 def test_compare_by_mlflow_run_id_and_by_baseline_name(tmp_path):
