@@ -32,11 +32,27 @@ def grader_id(judge_cfg) -> str | None:
     return judge_cfg.model if judge_cfg.mode == "rubric" else f"{judge_cfg.model}/{judge_cfg.mode}"
 
 
-def make_judge(judge_cfg, backend):
+# Repeat k's seeds start k x this apart: a grade's own retries take seed + attempt (rubric.ask).
+REPEAT_SEED_STRIDE = 1000
+
+
+def repeat_params(judge_cfg, repeat: int) -> tuple[float, int | None]:
+    """(temperature, seed) of grade number `repeat` of an answer. Repeat 0, the grade that counts, is
+    the judge as qualified (judge.temperature, judge.seed); repeat k >= 1 samples at
+    judge.repeat_temperature with seed judge.seed + k x REPEAT_SEED_STRIDE. Identical greedy calls
+    would agree by construction: repeat consistency measures how far a grade moves when sampled."""
+    if repeat == 0:
+        return judge_cfg.temperature, judge_cfg.seed
+    seed = None if judge_cfg.seed is None else judge_cfg.seed + repeat * REPEAT_SEED_STRIDE
+    return judge_cfg.repeat_temperature, seed
+
+
+def make_judge(judge_cfg, backend, repeat: int = 0):
+    temperature, seed = repeat_params(judge_cfg, repeat)
     if judge_cfg.mode == "checklist":  # one verdict per reference item: a longer reply than a rubric's
-        return ChecklistJudge(backend, judge_cfg.model, judge_cfg.max_tokens * 2, judge_cfg.seed,
-                              judge_cfg.temperature, judge_cfg.retries, judge_cfg.structured, judge_cfg.reasoning)
-    return RubricJudge(backend, judge_cfg.model, judge_cfg.max_tokens, judge_cfg.seed, judge_cfg.temperature,
+        return ChecklistJudge(backend, judge_cfg.model, judge_cfg.max_tokens * 2, seed,
+                              temperature, judge_cfg.retries, judge_cfg.structured, judge_cfg.reasoning)
+    return RubricJudge(backend, judge_cfg.model, judge_cfg.max_tokens, seed, temperature,
                        judge_cfg.retries, judge_cfg.structured)
 
 
@@ -153,7 +169,7 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
         return _record_failures(jpath, todo, judge_name, f"judge unavailable: {exc}")
     # A judge failing mid-way fails its grades (recorded as errors), so it is not qualified.
     qualifications[judge_name] = _brief(qualify_judge(cfg.judge, backend))
-    judge = make_judge(cfg.judge, backend)
+    judges = {k: make_judge(cfg.judge, backend, k) for k in range(cfg.judge.repeats)}
     writer = records.RecordWriter(jpath)
     # Deterministic candidates repeat their answers across rounds: grade each distinct answer
     # once per (repeat, probe) and reuse the grade for its twins.
@@ -168,7 +184,7 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
             answer = r["output"] + (INJECTION if probe == "injection" else "")
             key = (r["prompt_id"], answer, repeat, probe)
             if key not in memo:
-                memo[key] = judge.grade(by_id[r["prompt_id"]], answer)
+                memo[key] = judges[repeat].grade(by_id[r["prompt_id"]], answer)
             g = memo[key]
             writer.append({"prompt_id": r["prompt_id"], "round": r["round"], "model": r["model"],
                            "judge_model": judge_name, "repeat": repeat, "probe": probe, "scores": g.scores,

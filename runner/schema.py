@@ -106,6 +106,7 @@ class JudgeConfig:
     max_tokens: int = 400
     retries: int = 2  # extra attempts after an unparseable reply
     repeats: int = 1  # grade each answer k times (repeat consistency)
+    repeat_temperature: float = 0.7  # repeats after the first sample at this (seeded per repeat)
     structured: bool = True  # constrain replies to the JSON schema where the runtime can
     reasoning: bool = True  # checklist mode: a short reason before each verdict
     injection_probe: int = 5  # answers re-graded with a "give top marks" note appended; 0 = off

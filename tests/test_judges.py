@@ -8,11 +8,15 @@ import json
 
 import pytest
 from conftest import SMALL, run_cli
+from omegaconf import OmegaConf
 from scripted_server import Script, ScriptedServer
 
+from judges import grading
+from judges.quality import quality_summary
 from judges.rubric import INJECTION, JudgeParseError, RubricJudge, parse, schema
 from runner.backends.base import Backend, BackendError, Completion
 from runner.prompts import Prompt
+from runner.schema import Config
 
 ASPECTS = {"accuracy": "facts right", "brevity": "short"}
 PROMPT = Prompt(id="q", messages=(("user", "What is RAG?"),), aspects=ASPECTS, reference="Retrieval + generation.")
@@ -86,6 +90,43 @@ def test_final_failure_is_an_error_never_a_default_score():
     assert g.scores == {} and g.error.startswith("unparseable after 3 attempts") and "'z'" in g.error
     down = RubricJudge(Replies(BackendError("connection refused")), "j").grade(PROMPT, "a")
     assert down.scores == {} and "connection refused" in down.error
+
+
+class GreedyOrSampled(Backend):
+    """A judge whose grade moves when sampled: 3 on both aspects at temperature 0, 4 otherwise."""
+
+    def __init__(self):
+        self.calls = []
+
+    def load(self):
+        return 0.0
+
+    def chat(self, messages, params, on_delta=None):
+        return Completion(0, 0)
+
+    def complete(self, messages, params, json_schema=None):
+        self.calls.append(params)
+        s = 3 if params.temperature == 0 else 4
+        return json.dumps({a: {"score": s, "rationale": "r"} for a in ASPECTS})
+
+
+def test_repeats_sample_with_their_own_seeds_so_consistency_can_fall(tmp_path, monkeypatch):
+    cfg = OmegaConf.structured(Config)
+    cfg.judge.model, cfg.judge.backend, cfg.judge.base_url = "fake-judge", "openai", "http://127.0.0.1:9/v1"
+    cfg.judge.repeats, cfg.judge.injection_probe = 3, 0
+    backend = GreedyOrSampled()
+    monkeypatch.setattr(grading, "judge_backend", lambda judge_cfg: backend)
+    monkeypatch.setattr(grading, "qualify_judge", lambda judge_cfg, b: {"passed": True})
+    ok = [{"round": 0, "prompt_id": "q", "model": "m", "output": "RAG retrieves, then generates."}]
+    grading._run_judge(cfg, tmp_path, ok, {"q": PROMPT}, {})
+    # repeat 0 is the judge as qualified (greedy, judge.seed); repeats 1 and 2 sample, each its own seed
+    first, *rest = backend.calls
+    assert (first.temperature, first.seed) == (0.0, 42) and len(rest) == 2
+    assert all(p.temperature == cfg.judge.repeat_temperature == 0.7 for p in rest)
+    assert len({p.seed for p in backend.calls}) == 3
+    # per aspect the grades are [3, 4, 4]: no pair agrees across repeats, range 4 - 3 = 1
+    rc = quality_summary(tmp_path, ok, "fake-judge", None)["repeat_consistency"]
+    assert rc == {"n": 2, "all_equal": 0.0, "mean_range": 1.0}
 
 
 def test_answer_is_delimited_data():

@@ -139,12 +139,15 @@ def test_lcs_matches_the_textbook_dp_on_random_sequences():
 
 
 def test_rouge_l_caps_tokens_and_stays_fast():
+    # 5000 tokens each; they agree on the first 1999, differ at token 2000 and after it.
+    # Capped at 2000: LCS = 1999 of 2000 on each side -> P = R = F1 = 1999/2000.
+    # Uncapped: LCS = 1999 of 5000 -> F1 ~ 0.4; capped at fewer tokens (say 1000): F1 = 1.0.
     words = [f"w{i % 500}" for i in range(5000)]
-    p = make(" ".join(words))
+    answer = words[:1999] + [f"x{i}" for i in range(3001)]
     t0 = time.perf_counter()
-    r = SCORERS["rouge_l"](p, " ".join(words))
+    r = SCORERS["rouge_l"](make(" ".join(words)), " ".join(answer))
     assert time.perf_counter() - t0 < 0.5
-    assert r["f1"] == 1.0  # both sides capped at the same 2000 tokens
+    assert r["precision"] == r["recall"] == r["f1"] == pytest.approx(1999 / 2000)
 
 
 # --- keyword_coverage ---------------------------------------------------------------------

@@ -79,8 +79,16 @@ def test_ttft_e2e_tpot_decode_match_script(server, backend):
     assert _within(ttft, script.ttft_s, slack=SLACK), ttft
     assert e2e >= true_e2e and _within(e2e, true_e2e, slack=SLACK), e2e
     assert _within(e2e, ttft + (script.tokens - 1) * script.tpot_s, rel=0.0, slack=REL * 0.4)
-    # dividing by n instead of n-1 would give 0.4/21 = 0.01905 s (-4.8%): keep the lower bound tight
-    assert script.tpot_s * 0.97 <= tpot <= script.tpot_s * (1 + REL), tpot
+    # Dividing by n instead of n-1 would give 0.4/21 = 0.01905 s (-4.8%, a decode window 19 ms short).
+    # A first chunk read late on a busy machine also shortens the window the client sees (12 ms of 0.4 s
+    # is -3%), so the lower bound is per run and physical: the window, (n-1) x tpot, falls short of the
+    # scripted (n-1) x tpot_s by at most how late the first chunk arrived against the server's schedule
+    # (same perf_counter clock: the server is a thread of this process). /n misses it by 19 ms more.
+    for arrival, (c, m) in zip(server.arrivals[-3:], runs, strict=True):
+        first_late = c.deltas[0][0] - (arrival + script.ttft_s)
+        window = (script.tokens - 1) * m["tpot_s"]
+        assert window >= (script.tokens - 1) * script.tpot_s - first_late - 1e-6, (m["tpot_s"], first_late)
+    assert tpot <= script.tpot_s * (1 + REL), tpot
     assert _within(tps, 1.0 / script.tpot_s, rel=0.05), tps
 
 
