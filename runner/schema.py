@@ -255,6 +255,13 @@ def validate(cfg: Any) -> None:
     for ok, key, why in checks:
         if not ok:
             raise UserError(f"{key}={_get(cfg, key)!r} {why}")
+    from runner.secrets import URL_CREDENTIALS, redact_url
+
+    for key in ("backend.base_url", "judge.base_url", "tracking.uri"):  # from a config file: not on MLflow
+        if URL_CREDENTIALS.search(str(_get(cfg, key) or "")):
+            raise UserError(f"{key}={redact_url(str(_get(cfg, key)))} carries a password, which MLflow would "
+                            f"store; give credentials through the environment (backend.api_key_env, "
+                            f"MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)")
     from judges import scorers
 
     scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error

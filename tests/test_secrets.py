@@ -67,3 +67,17 @@ def test_the_safe_way_runs_and_stores_no_secret(tmp_path: Path):
     # a token count and an env var's name are not secrets: logged as they are
     assert run.data.params["decoding.max_tokens"] == "256"
     assert run.data.params["backend.api_key_env"] == "SLMB_TEST_KEY"
+
+
+def test_a_password_in_a_url_from_a_config_file_never_reaches_mlflow(tmp_path: Path):
+    conf = tmp_path / "conf" / "backend"
+    conf.mkdir(parents=True)
+    (conf / "private.yaml").write_text(f"name: openai\nbase_url: http://me:{SECRET}@127.0.0.1:9/v1\n"
+                                       "api_key_env: null\ntimeout_s: 5\n")
+    store = tmp_path / "mlflow.db"
+    done = run_cli("run", "--config-dir", str(tmp_path / "conf"), "backend=private", "model.id=m", "prompts=smoke",
+                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+    assert done.returncode == 2 and "carries a password" in done.stderr and SECRET not in done.stderr
+    assert not store.exists() or SECRET.encode() not in store.read_bytes()
+    assert not _grep(tmp_path / "mlartifacts", SECRET)
+    assert not (tmp_path / "run" / "summary.json").exists()
