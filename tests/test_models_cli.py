@@ -126,3 +126,38 @@ def test_import_gguf_converts(fresh_home, pack_home):
     ran = run_cli("models", "run", "smol-gguf", "--prompt", "What is 2+2?", "--max-tokens", "8", env=env)
     assert ran.returncode == 0, ran.stderr
     shutil.rmtree(fresh_home / "models", ignore_errors=True)
+
+
+def test_import_hf_folder_converts_checks_and_runs(tmp_path, fresh_home, pack_home):
+    """A small Hugging Face folder made here (2 layers, random weights, SmolLM2's tokenizer):
+    imported, converted, its fidelity measured against itself, run."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf = tmp_path / "tiny-hf"
+    reference = next((pack_home / "hf").glob("SmolLM2-135M-Instruct*"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(hf)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (reference / name).is_file():
+            shutil.copy(reference / name, hf / name)
+    env = {"SLMBENCH_HOME": str(fresh_home)}
+    done = run_cli("models", "import", str(hf), "--alias", "tiny-hf", "--precision", "fp32", env=env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    info = json.loads(run_cli("models", "list", "--json", env=env).stdout)
+    tiny = next(m for m in info if m["alias"] == "tiny-hf")
+    assert tiny["built"] and tiny["fidelity"]["checked"] and tiny["fidelity"]["top1_agreement"] > 0.98
+    ran = run_cli("models", "run", "tiny-hf", "--prompt", "Hello", "--max-tokens", "4", env=env)
+    assert ran.returncode == 0, ran.stderr
+    # a folder is an HF model only with config.json and weights
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    shutil.copy(hf / "config.json", only_config / "config.json")
+    _one_line_error(run_cli("models", "import", str(only_config), "--alias", "x", env=env), "no weights")
+    only_weights = tmp_path / "only-weights"
+    only_weights.mkdir()
+    (only_weights / "pytorch_model.bin").write_bytes(b"\0" * 16)
+    _one_line_error(run_cli("models", "import", str(only_weights), "--alias", "x", env=env), "no config.json")

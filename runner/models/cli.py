@@ -14,7 +14,7 @@ from tabulate import tabulate
 
 from runner import paths
 from runner.errors import UserError
-from runner.models import catalog, pack, registry
+from runner.models import catalog, fidelity, pack, registry
 from runner.schema import ModelConfig, SourceConfig
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -61,7 +61,16 @@ def _state(spec: ModelConfig) -> dict:
             "size_mb": round(size, 1) if size is not None else None, "license": spec.license,
             "capabilities": list(spec.capabilities), "cached": bool(built and registered),
             "built": built, "registered": registered, "path": str(folder) if folder else None,
-            "params_m": spec.params_m, "context_length": spec.context_length, "family": spec.family}
+            "params_m": spec.params_m, "context_length": spec.context_length, "family": spec.family,
+            "fidelity": pack.fidelity_of(spec) if built else None}
+
+
+def _fidelity_cell(f: dict | None) -> str:
+    if f is None:
+        return "-"
+    if not f.get("checked"):
+        return "not checked"
+    return f"{'SUSPECT' if f['suspect'] else 'ok'} {f['top1_agreement']:.2f}"
 
 
 def cmd_list(args) -> int:
@@ -70,9 +79,10 @@ def cmd_list(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = [[r["alias"], r["id"], r["precision"], r["size_mb"], r["license"], ",".join(r["capabilities"]),
-              "yes" if r["cached"] else ("built" if r["built"] else "no")] for r in rows]
+              "yes" if r["cached"] else ("built" if r["built"] else "no"), _fidelity_cell(r["fidelity"])]
+             for r in rows]
     print(tabulate(table, headers=["alias", "id", "precision", "size MB", "license", "capabilities",
-                                   "cached"]))
+                                   "cached", "fidelity (top-1)"]))
     return 0
 
 
@@ -97,8 +107,14 @@ def detect_kind(path: Path) -> str:
         raise UserError(f"{path}: not a GGUF file (a GGUF file starts with the bytes 'GGUF')")
     if (path / "genai_config.json").is_file():
         return "onnx"
-    if (path / "config.json").is_file() and any(path.glob("*.safetensors")) or any(path.glob("*.bin")):
-        return "hf"
+    weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+    if (path / "config.json").is_file():
+        if weights:
+            return "hf"
+        raise UserError(f"{path}: config.json but no weights (*.safetensors or *.bin): not a complete Hugging "
+                        f"Face model folder")
+    if weights:
+        raise UserError(f"{path}: weights but no config.json: not a Hugging Face model folder")
     raise UserError(f"{path}: not a GGUF file, a Hugging Face model folder (config.json + weights) "
                     f"or an ONNX Runtime GenAI folder (genai_config.json)")
 
@@ -117,6 +133,7 @@ def cmd_import(args) -> int:
                        capabilities=["chat", "imported"],
                        source=SourceConfig(kind=kind, path=str(path)))
     built = pack.build(spec, log=lambda s: print(s, flush=True))
+    pack.check_fidelity(spec, log=lambda s: print(s, flush=True))
     spec = replace(spec, size_mb=round(pack.folder_bytes(built.folder) / 1e6, 1))
     target = registry.write_user_model(spec)
     print(f"imported {args.alias} ({kind}) as {spec.id}; config {target}; "
@@ -182,6 +199,8 @@ def cmd_info(args) -> int:
     state = _state(spec)
     print(f"built: {state['built']}  registered: {state['registered']}  path: {state['path']}  "
           f"size_mb: {state['size_mb']}")
+    if state["built"]:
+        print(f"fidelity: {fidelity.summary(state['fidelity'])}")
     return 0
 
 

