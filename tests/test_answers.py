@@ -72,3 +72,16 @@ def test_run_strict_from_a_config_file_sets_the_exit_code(tmp_path: Path):
     assert lenient.returncode == 0, lenient.stderr  # one job produced results
     assert strict.returncode == 1, strict.stderr  # the same sweep, strict from the file
     assert len(list((tmp_path / "strict").glob("*/summary.json"))) == 2
+
+
+def test_itl_percentiles_interpolate_like_every_other_percentile():
+    from runner.backends.base import Completion
+    from runner.metrics import request_metrics
+
+    # chunks at 0, 0.1, 0.11, 0.14: gaps 0.1, 0.01, 0.03 -> p50 0.03 and, with 4 gaps, the mean of the middle two
+    c = Completion(t_sent=0.0, t_end=0.2, deltas=[(0.0, "a"), (0.1, "b"), (0.11, "c"), (0.14, "d")],
+                   completion_tokens=4)
+    assert abs(request_metrics(c)["itl"]["p50_s"] - 0.03) < 1e-9
+    c.deltas.append((0.19, "e"))  # gaps 0.1, 0.01, 0.03, 0.05: the upper median would say 0.05
+    itl = request_metrics(c)["itl"]
+    assert abs(itl["p50_s"] - 0.04) < 1e-9 and abs(itl["p95_s"] - 0.0925) < 1e-9  # numpy's linear rule
