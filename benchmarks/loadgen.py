@@ -6,8 +6,8 @@ Three measurements, one run, printed as figures and ratios:
 a) Dispatch alone: `runner.load.run` with a `fire` that returns at once, at 20,000 req/s
    Poisson (20,000 arrivals). Achieved = arrivals / dispatch wall time, req/s; lag = t(fire
    called) - t(scheduled), ms (p50, p99); late = share of sends > 10 ms behind schedule.
-b) The whole client path, open loop, through `OpenAIBackend.chat` (the openai client,
-   streaming, `request_metrics`) against tests/scripted_server.py on 127.0.0.1 answering
+b) The whole client path, open loop, through `OpenAIBackend.chat` (its lean httpx2 streaming
+   path, `request_metrics`) against tests/scripted_server.py on 127.0.0.1 answering
    1 token at once, at rising offered rates: achieved send rate, lag p99, late, dropped,
    completed req/s. Both client and server share the 2 cores here, so this is a floor on the
    client's ceiling, not the ceiling.
