@@ -66,7 +66,10 @@ def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
         raise UserError(f"judge {name}: {str(exc).splitlines()[0]}") from None
     if cfg.mode not in ("rubric", "checklist"):
         raise UserError(f"judge mode {cfg.mode!r} must be rubric or checklist")
-    if cfg.backend == "openai" and not cfg.base_url:
+    from runner import backends
+
+    if backends.load_class(backends.option(cfg.backend).get("target") or "").capabilities.needs_base_url \
+            and not cfg.base_url:
         raise UserError(f"judge {name} runs on an endpoint: give --base-url")
     return cfg
 

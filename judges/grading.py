@@ -16,8 +16,8 @@ from pathlib import Path
 from judges import qualify, scorers
 from judges.checklist import ChecklistJudge
 from judges.rubric import INJECTION, RubricJudge
-from runner import records
-from runner.backends import BackendError, create
+from runner import backends, records
+from runner.backends import BackendError
 from runner.prompts import PromptSet
 
 JUDGEMENTS = "judgements.jsonl"
@@ -84,22 +84,28 @@ def qualify_scorer(name: str, qcfg) -> dict:
 
 
 def judge_backend(judge_cfg):
-    """A backend serving the judge model: the pack model in process, or an endpoint."""
+    """A backend serving the judge model, from the `conf/backend` option `judge.backend` names: an
+    in-process one runs the pack model `judge.model`; any other serves `judge.model_id` (or
+    `judge.model`) at `judge.base_url`."""
+    from dataclasses import replace
+
     from omegaconf import OmegaConf
 
-    if judge_cfg.backend == "foundry":
-        from runner.models import catalog, pack, registry
+    from runner.models import registry
+    from runner.schema import ModelConfig, SourceConfig
 
+    option = backends.option(judge_cfg.backend)
+    klass = backends.load_class(option.get("target") or "")
+    if klass.capabilities.in_process:
         spec = registry.get(judge_cfg.model)
-        if not pack.is_built(spec):
-            raise BackendError(f"judge model '{spec.alias}' is not built; run `slmbench models pack {spec.alias}`")
-        catalog.register(spec.id, pack.model_folder(spec), spec.alias)
-        model_id = judge_cfg.model_id or spec.id
+        model = replace(spec, id=judge_cfg.model_id or spec.id)
     else:
         model_id = judge_cfg.model_id or judge_cfg.model
-    backend_cfg = OmegaConf.create({"name": judge_cfg.backend, "base_url": judge_cfg.base_url,
-                                    "api_key_env": judge_cfg.api_key_env, "timeout_s": judge_cfg.timeout_s})
-    return create(backend_cfg, model_id)
+        model = ModelConfig(alias=model_id, id=model_id, source=SourceConfig(kind="remote"))
+    backend_cfg = OmegaConf.create({"name": judge_cfg.backend, "target": option["target"],
+                                    "base_url": judge_cfg.base_url, "api_key_env": judge_cfg.api_key_env,
+                                    "timeout_s": judge_cfg.timeout_s, "options": option.get("options") or {}})
+    return klass.from_config(backend_cfg, model)
 
 
 def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:

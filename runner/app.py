@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import labels, launchers, paths, prompts, report, schema, summary
+from runner import backends, labels, launchers, paths, prompts, report, schema, summary
 from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
@@ -32,9 +32,10 @@ BROKEN_OUTPUT: list[str] = []
 def register_resolvers() -> None:
     # ${conf:prompts/data/x.yaml} -> absolute path inside the project's conf/ tree
     OmegaConf.register_new_resolver("conf", lambda rel: str(paths.CONF_DIR / rel), replace=True)
-    # ${label:alias,id,backend} -> the job's model label as a directory-name part
+    # ${label:alias,id,backend target} -> the job's model label as a directory-name part
     OmegaConf.register_new_resolver(
-        "label", lambda alias, model_id, backend: labels.path_safe(labels.model_label(alias, str(model_id), backend)),
+        "label", lambda alias, model_id, target: labels.path_safe(
+            labels.model_label(alias, str(model_id), backends.load_class(target).capabilities.in_process)),
         replace=True)
 
 
@@ -79,9 +80,10 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
 
     try:
         schema.validate(cfg)
-        if (parallel and hc.mode == RunMode.MULTIRUN and cfg.backend.name == "foundry"
+        caps = backends.capabilities(cfg.backend)
+        if (parallel and hc.mode == RunMode.MULTIRUN and not caps.parallel_safe
                 and not cfg.run.allow_parallel_inprocess):
-            raise UserError(f"backend=foundry runs the model inside the job's process: under hydra/launcher="
+            raise UserError(f"backend={cfg.backend.name} runs the model inside the job's process: under hydra/launcher="
                             f"{launcher} several jobs would share this machine's cores and bias each other's "
                             f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
                             f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
@@ -104,7 +106,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
             raise UserError(f"judge.mode=checklist asks questions built from each prompt's reference_items, but "
                             f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
                             f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
-        isolate = cfg.run.isolate and cfg.backend.name == "foundry"
+        isolate = cfg.run.isolate and caps.in_process
         facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
         facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
         facts["distinguishing"] = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
@@ -116,7 +118,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
         OUTCOMES.append("config-error")
         return
     disk = None
-    if cfg.backend.name == "foundry" and cfg.model.source.kind != "remote":
+    if backends.capabilities(cfg.backend).in_process and cfg.model.source.kind != "remote":
         folder = pack.model_folder(cfg.model)
         disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
     s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk)

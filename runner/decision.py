@@ -600,7 +600,8 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         for kind, op, worse in (("max", "<=", lambda v, lim: v > lim), ("min", ">=", lambda v, lim: v < lim)):
             for m, lim in plan.limits[kind]:
                 v = m.value(s)
-                if v is None and m.key in ENDPOINT_UNMEASURED and (cfg.get("backend") or {}).get("name") == "openai":
+                remote = not ((cfg.get("backend") or {}).get("capabilities") or {}).get("in_process", True)
+                if v is None and m.key in ENDPOINT_UNMEASURED and remote:
                     c["notes"].append(f"{m.key} not measured for endpoints: limit {op} "
                                       f"{_with_unit(_fmt(lim), m.unit)} not applied")
                     continue

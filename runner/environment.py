@@ -107,7 +107,7 @@ def hardware_presets() -> list[dict]:
         preset = type("Preset", (), {"name": path.stem, "device": raw.get("device", "cpu"),
                                      "execution_provider": raw.get("execution_provider", "cpu")})
         try:
-            hardware.check(preset, "foundry")
+            hardware.check(preset, in_process=True)
             usable, why = True, ""
         except BackendError as exc:
             usable, why = False, str(exc)

@@ -36,12 +36,12 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def check(hardware, backend_name: str) -> dict:
-    """Before anything loads: the provider asked for exists here. Returns what is asked; raises
-    BackendError (the job's recorded cause) naming what is available. For an endpoint the
-    device is the server's: it is checked after load, from what the server reports."""
+def check(hardware, in_process: bool) -> dict:
+    """Before anything loads: the provider asked for exists here (for a model run in this process).
+    Returns what is asked; raises BackendError (the job's recorded cause) naming what is available.
+    For an endpoint the device is the server's: it is checked after load, from what it reports."""
     info = {"device": hardware.device, "execution_provider": hardware.execution_provider, "gpu": gpu_names()}
-    if backend_name != "foundry":
+    if not in_process:
         return info
     wanted = ORT_PROVIDERS[short_name(hardware.execution_provider)]
     available = available_providers()

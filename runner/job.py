@@ -116,10 +116,8 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         todo = _open_loop_pending(job_dir, facts, cfg)
     backend = None
     try:
-        facts["hardware"] = hardware.check(cfg.hardware, cfg.backend.name)
-        if cfg.backend.name == "foundry" and cfg.model.source.kind != "remote":
-            _ensure_registered(cfg.model)
-        backend = backends.create(cfg.backend, cfg.model.id)
+        facts["hardware"] = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
+        backend = backends.create(cfg.backend, cfg.model)
         facts["backend"] = backend.describe()
         ran_on, source = backend.execution_provider()
         if ran_on is not None:  # known before load (in process): a mismatch fails before any load
@@ -217,15 +215,6 @@ def _until_precise(backend, prompt_set, params, cfg, writer, progress, t0, req_p
     facts["rounds"] = rounds
     return {"target_ci": target, "max_rounds": cfg.run.max_rounds, "rounds": rounds, "reached": reached,
             "precision": precision}
-
-
-def _ensure_registered(model) -> None:
-    """A built pack model whose registration was lost (fresh Foundry cache) is re-registered."""
-    from runner.models import catalog, pack
-
-    if not pack.is_built(model):
-        raise BackendError(f"model '{model.alias}' is not built; run `slmbench models pack {model.alias}`")
-    catalog.register(model.id, pack.model_folder(model), model.alias)
 
 
 RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")

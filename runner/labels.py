@@ -1,7 +1,8 @@
 """What a job is called: its model's label, and within a sweep a name no other job shares.
 
 The label names the model that really ran. In process (backend=foundry) that is the registry
-alias. On an endpoint (backend=openai) the model group only supplies defaults: `model.id=phi-4-mini`
+alias. On an endpoint (backend=openai, any backend that is not in process) the model group only
+supplies defaults: `model.id=phi-4-mini`
 under the default group's alias measures phi-4-mini, so the label is `model.id`, unless
 `model.alias` names it (an alias the registry does not hold, or the registry's own entry for
 that id).
@@ -16,8 +17,8 @@ LABEL_KEYS = {"model", "model.id", "model.alias"}
 SHOWN_KEYS = {"decoding", "hardware", "prompts"}
 
 
-def model_label(alias: str, model_id: str, backend: str) -> str:
-    if backend != "openai":
+def model_label(alias: str, model_id: str, in_process: bool) -> str:
+    if in_process:
         return alias
     from runner.models import registry
 
@@ -26,7 +27,9 @@ def model_label(alias: str, model_id: str, backend: str) -> str:
 
 
 def label_of(cfg) -> str:
-    return model_label(cfg.model.alias, cfg.model.id, cfg.backend.name)
+    from runner import backends
+
+    return model_label(cfg.model.alias, cfg.model.id, backends.capabilities(cfg.backend).in_process)
 
 
 def path_safe(text: str) -> str:

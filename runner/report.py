@@ -73,8 +73,8 @@ def write_job_report(job_dir: Path) -> Path:
         lines += [f"Enough samples: target 95% CI of the median within +/-{ad['target_ci'] * 100:.0f}% of it; "
                   f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
     lines += ["## Per model", ""]
-    load = _fmt(s["load_s"]) if s["load_s"] is not None or s["config"]["backend"]["name"] != "openai" else (
-        "not measured for endpoints")
+    here = (s["config"]["backend"].get("capabilities") or {}).get("in_process", True)
+    load = _fmt(s["load_s"]) if s["load_s"] is not None or here else "not measured for endpoints"
     per_model = [["load_s", load, *DEFINITIONS["load_s"]],
                  ["rss_mb", _fmt(s["rss_mb"], 1), *DEFINITIONS["rss_mb"]],
                  ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *DEFINITIONS["rss_peak_mb"]],

@@ -73,9 +73,12 @@ class DecodingConfig:
 @dataclass
 class BackendConfig:
     name: str = "foundry"
-    base_url: str | None = None  # openai: e.g. http://127.0.0.1:5273/v1
+    # The class that serves requests (runner/backends): `package.module:Class` or `/path/file.py:Class`.
+    target: str = "runner.backends.foundry:FoundryBackend"
+    base_url: str | None = None  # endpoints: e.g. http://127.0.0.1:5273/v1
     api_key_env: str | None = None  # name of the env var holding the key; the key is never stored
     timeout_s: float = 120.0
+    options: dict[str, Any] = field(default_factory=dict)  # settings of a backend of your own (from_config)
 
 
 @dataclass
@@ -97,7 +100,7 @@ class JudgeConfig:
     mode: str = "rubric"
     model: str | None = None  # alias of the judge model in the registry; None = no LLM judge
     model_id: str | None = None  # override of the id sent to the judge's backend
-    backend: str = "foundry"  # foundry | openai
+    backend: str = "foundry"  # a conf/backend option: foundry (in process) | openai (an endpoint) | yours
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_s: float = 120.0
@@ -199,8 +202,12 @@ def register() -> None:
 
 def validate(cfg: Any) -> None:
     """Range checks the type system cannot express; raises UserError naming the key."""
+    from runner import backends
     from runner.errors import UserError
     from runner.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
+
+    caps = backends.capabilities(cfg.backend)  # an unloadable backend target is a configuration error
+    judge_caps = backends.load_class(backends.option(cfg.judge.backend).get("target") or "").capabilities
 
     checks = [
         (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
@@ -232,9 +239,8 @@ def validate(cfg: Any) -> None:
         (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
          "must name ttft_s, e2e_s, tpot_s or decode_tps"),
         (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
-        (cfg.backend.name in ("foundry", "openai"), "backend.name", "must be foundry or openai"),
-        (cfg.backend.name != "openai" or bool(cfg.backend.base_url), "backend.base_url",
-         "is required for backend=openai"),
+        (not caps.needs_base_url or bool(cfg.backend.base_url), "backend.base_url",
+         f"is required for backend={cfg.backend.name}"),
         (cfg.hardware.device in ("cpu", "gpu", "npu"), "hardware.device", "must be cpu, gpu or npu"),
         (short_name(cfg.hardware.execution_provider) in ORT_PROVIDERS, "hardware.execution_provider",
          f"is not an execution provider slmbench knows ({', '.join(ORT_PROVIDERS)})"),
@@ -244,8 +250,8 @@ def validate(cfg: Any) -> None:
     ]
     judge = cfg.judge
     checks += [
-        (judge.backend in ("foundry", "openai"), "judge.backend", "must be foundry or openai"),
-        (judge.backend != "openai" or bool(judge.base_url), "judge.base_url", "is required for judge.backend=openai"),
+        (not judge_caps.needs_base_url or bool(judge.base_url), "judge.base_url",
+         f"is required for judge.backend={judge.backend}"),
         (judge.repeats >= 1, "judge.repeats", "must be >= 1"),
         (judge.retries >= 0, "judge.retries", "must be >= 0"),
         (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
@@ -265,7 +271,7 @@ def validate(cfg: Any) -> None:
     from judges import scorers
 
     scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error
-    if judge.model and judge.backend == "foundry":
+    if judge.model and judge_caps.in_process:
         from runner.models import registry
 
         registry.get(judge.model)  # an unknown judge alias is a configuration error

@@ -8,13 +8,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from judges.grading import grader_id
 from judges.quality import quality_summary
-from runner import records
+from runner import backends, records
 from runner.environment import environment
 from runner.labels import job_name, label_of
 from runner.metrics import DEFINITIONS
@@ -96,7 +97,8 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         "config": {
             "decoding": OmegaConf.to_container(cfg.decoding, resolve=True),
             "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
-            "backend": {"name": cfg.backend.name, "base_url": cfg.backend.base_url},
+            "backend": {"name": cfg.backend.name, "base_url": cfg.backend.base_url, "target": cfg.backend.target,
+                        "capabilities": asdict(backends.capabilities(cfg.backend))},
             "run": OmegaConf.to_container(cfg.run, resolve=True),
         },
         "runtime": {**facts["backend"], **(facts["hardware"] or {}),
@@ -166,7 +168,9 @@ def token_count_check(ok: list[dict]) -> dict | None:
 
 def _family_warning(cfg) -> str | None:
     """A judge from the candidate's own family tends to favour its style: say so."""
-    if not cfg.judge.model or cfg.judge.backend != "foundry" or label_of(cfg) != cfg.model.alias:
+    judge_target = backends.option(cfg.judge.backend).get("target") or ""
+    if (not cfg.judge.model or not backends.load_class(judge_target).capabilities.in_process
+            or label_of(cfg) != cfg.model.alias):
         return None  # an endpoint's model under the default group's alias: its family is unknown
     from runner.models import registry
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
 OnDelta = Callable[[str], None]
@@ -47,8 +48,31 @@ class BackendError(Exception):
     """A model or endpoint failure, recorded with its cause; the sweep goes on."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend is and can do. The runner asks these, never a backend's name."""
+
+    in_process: bool = False  # the model runs in this process: its load time, RSS and disk are ours to measure
+    streaming: bool = True  # chat() streams, so TTFT and per-token timing are measured
+    structured_output: bool = False  # complete() can constrain a reply to a JSON schema
+    logprobs: bool = False  # token log-probabilities are available
+    parallel_safe: bool = True  # several jobs may run at once (False: they would share this machine's cores)
+    needs_base_url: bool = False  # the backend's `base_url` must be set
+
+
 class Backend(ABC):
+    """Subclass it, declare `capabilities`, and name the class in a `conf/backend/*.yaml`
+    (`target: package.module:Class`, or `/path/to/file.py:Class`): see the README's
+    "Writing a backend"."""
+
     name: str = "abstract"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @classmethod
+    def from_config(cls, backend_cfg: Any, model: Any) -> Backend:
+        """Build it for one model from the `backend` config group; `model` has `alias`, `id` and
+        `source`. Backend-specific settings come from `backend.options`."""
+        return cls(model.id, **dict(backend_cfg.get("options") or {}))
 
     @abstractmethod
     def load(self) -> float | None:
@@ -69,7 +93,7 @@ class Backend(ABC):
 
     def in_process(self) -> bool:
         """True when the model runs in this process, so its RSS is ours to measure."""
-        return False
+        return self.capabilities.in_process
 
     def execution_provider(self) -> tuple[str | None, str]:
         """(the provider the model runs on, as a short name like cpu or cuda; where that was read).

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from runner.backends.base import Backend, BackendError, Completion, GenParams, Message, OnDelta
+from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams, Message, OnDelta
 from runner.models import catalog
 
 _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
@@ -14,13 +14,22 @@ _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
 
 class FoundryBackend(Backend):
     name = "foundry"
+    # In process: load, RSS and disk are ours; jobs on one machine would share its cores.
+    capabilities = Capabilities(in_process=True, structured_output=True, parallel_safe=False)
 
-    def __init__(self, model_id: str, timeout_s: float = 120.0):
+    def __init__(self, model_id: str, timeout_s: float = 120.0, spec=None):
         self.model_id = model_id
         self.timeout_s = timeout_s
+        self.spec = spec  # the model's registry entry: a built pack model lost from the registry is re-registered
         self._model = None
 
+    @classmethod
+    def from_config(cls, backend_cfg, model) -> FoundryBackend:
+        return cls(model.id, backend_cfg.timeout_s, model)
+
     def load(self) -> float:
+        if self.spec is not None and self.spec.source.kind != "remote":
+            _ensure_registered(self.spec)
         try:
             model = catalog.find(self.model_id)
         except Exception as exc:  # native errors carry no stable type
@@ -148,3 +157,12 @@ class FoundryBackend(Backend):
 
         return {"backend": self.name, "runtime": f"foundry-local-sdk {foundry_local_sdk.__version__}, "
                                                  f"onnxruntime-genai {onnxruntime_genai.__version__}"}
+
+
+def _ensure_registered(model) -> None:
+    """A built pack model whose registration was lost (fresh Foundry cache) is re-registered."""
+    from runner.models import pack
+
+    if not pack.is_built(model):
+        raise BackendError(f"model '{model.alias}' is not built; run `slmbench models pack {model.alias}`")
+    catalog.register(model.id, pack.model_folder(model), model.alias)

@@ -7,11 +7,17 @@ import os
 import re
 import time
 
-from runner.backends.base import Backend, BackendError, Completion, GenParams, Message, OnDelta
+from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams, Message, OnDelta
 
 
 class OpenAIBackend(Backend):
     name = "openai"
+    # The model runs on the server: several jobs may run at once (the load is there).
+    capabilities = Capabilities(needs_base_url=True, structured_output=True)
+
+    @classmethod
+    def from_config(cls, backend_cfg, model) -> OpenAIBackend:
+        return cls(model.id, backend_cfg.base_url, backend_cfg.api_key_env, backend_cfg.timeout_s)
 
     def __init__(self, model_id: str, base_url: str, api_key_env: str | None = None, timeout_s: float = 120.0):
         import httpx2  # the HTTP client the openai SDK itself runs on
