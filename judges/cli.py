@@ -68,8 +68,7 @@ def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
         raise UserError(f"judge mode {cfg.mode!r} must be rubric or checklist")
     from runner import backends
 
-    if backends.load_class(backends.option(cfg.backend).get("target") or "").capabilities.needs_base_url \
-            and not cfg.base_url:
+    if backends.option_class(cfg.backend).capabilities.needs_base_url and not cfg.base_url:
         raise UserError(f"judge {name} runs on an endpoint: give --base-url")
     return cfg
 

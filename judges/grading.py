@@ -95,7 +95,7 @@ def judge_backend(judge_cfg):
     from runner.schema import ModelConfig, SourceConfig
 
     option = backends.option(judge_cfg.backend)
-    klass = backends.load_class(option.get("target") or "")
+    klass = backends.option_class(judge_cfg.backend)
     if klass.capabilities.in_process:
         spec = registry.get(judge_cfg.model)
         model = replace(spec, id=judge_cfg.model_id or spec.id)

@@ -97,9 +97,8 @@ def verify(hardware, ran_on: str | None, source: str) -> dict:
     record = {"asked": asked, "ran_on": ran_on, "source": source, "verified": ran_on is not None}
     if ran_on is None:
         return record
-    # An endpoint may report only a device type (gpu), not a provider.
-    same = ran_on == asked or (ran_on in ("cpu", "gpu", "npu") and DEVICE_OF.get(asked) == ran_on
-                               and ran_on != "cpu") or (ran_on == "cpu" and asked == "cpu")
+    # An endpoint may report only an accelerator's device type (gpu, npu), not its provider.
+    same = ran_on == asked or (ran_on in ("gpu", "npu") and DEVICE_OF.get(asked) == ran_on)
     if not same:
         raise BackendError(f"hardware={hardware.name} asked for the {asked} execution provider, but the model "
                            f"runs on {ran_on} ({source}): its figures would be labelled with the wrong device")

@@ -125,7 +125,7 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         facts["rss_before_load_mb"] = rss_mb()
         facts["load_s"] = backend.load()
         facts["device"] = hardware.verify(cfg.hardware, *backend.execution_provider())
-        facts["rss_mb"] = rss_mb() if backend.in_process() else None
+        facts["rss_mb"] = rss_mb() if backend.capabilities.in_process else None
         if todo:
             _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
     except BackendError as exc:
@@ -175,7 +175,7 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
                 facts["window_s"] = time.perf_counter() - t0
             if joules is not None and rapl_joules() is not None:
                 facts["rapl_joules"] = rapl_joules() - joules
-        facts["rss_peak_mb"] = sampler.peak_mb if backend.in_process() else None
+        facts["rss_peak_mb"] = sampler.peak_mb if backend.capabilities.in_process else None
     finally:
         progress.close()
         writer.close()

@@ -342,9 +342,9 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              "qualification on answers of known order (untrusted quality does not steer the decision); "
              "rouge_l.f1 = LCS F1 against the reference. truncated_share = answers cut at the token cap / ok answers "
              "(cut: finish_reason 'length' or completion_tokens >= decoding.max_tokens).", ""]
-    cut = [(j.name, truncation_warning(s)) for s, j in zip(summaries, jobs, strict=True) if truncation_warning(s)]
+    cut = [f"- {j.name}: {why}" for s, j in zip(summaries, jobs, strict=True) if (why := truncation_warning(s))]
     if cut:
-        lines += ["## Answers cut at max_tokens", "", *[f"- {job}: {why}" for job, why in cut], ""]
+        lines += ["## Answers cut at max_tokens", "", *cut, ""]
     if failed:
         lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
     if lat:

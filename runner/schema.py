@@ -207,7 +207,7 @@ def validate(cfg: Any) -> None:
     from runner.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 
     caps = backends.capabilities(cfg.backend)  # an unloadable backend target is a configuration error
-    judge_caps = backends.load_class(backends.option(cfg.judge.backend).get("target") or "").capabilities
+    judge_caps = backends.option_class(cfg.judge.backend).capabilities
 
     checks = [
         (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
@@ -261,13 +261,9 @@ def validate(cfg: Any) -> None:
     for ok, key, why in checks:
         if not ok:
             raise UserError(f"{key}={_get(cfg, key)!r} {why}")
-    from runner.secrets import URL_CREDENTIALS, redact_url
+    from runner import secrets
 
-    for key in ("backend.base_url", "judge.base_url", "tracking.uri"):  # from a config file: not on MLflow
-        if URL_CREDENTIALS.search(str(_get(cfg, key) or "")):
-            raise UserError(f"{key}={redact_url(str(_get(cfg, key)))} carries a password, which MLflow would "
-                            f"store; give credentials through the environment (backend.api_key_env, "
-                            f"MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)")
+    secrets.check_urls({k: _get(cfg, k) for k in ("backend.base_url", "judge.base_url", "tracking.uri")})
     from judges import scorers
 
     scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error

@@ -45,6 +45,13 @@ def check_overrides(overrides: list[str]) -> None:
                             f"{SAFE_WAY}")
 
 
+def check_urls(urls: dict[str, str | None]) -> None:
+    """Config-file URLs (`key -> url`): a password in one would reach MLflow's params and artifacts."""
+    for key, url in urls.items():
+        if url and URL_CREDENTIALS.search(str(url)):
+            raise UserError(f"{key}={redact_url(str(url))} carries a password, which MLflow would store; {SAFE_WAY}")
+
+
 def check_tracking_uri(uri: str | None) -> None:
     if uri and URL_CREDENTIALS.search(uri):
         raise UserError(f"tracking URI {redact_url(uri)} carries a password, which would be written to the sweep's "

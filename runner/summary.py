@@ -168,8 +168,7 @@ def token_count_check(ok: list[dict]) -> dict | None:
 
 def _family_warning(cfg) -> str | None:
     """A judge from the candidate's own family tends to favour its style: say so."""
-    judge_target = backends.option(cfg.judge.backend).get("target") or ""
-    if (not cfg.judge.model or not backends.load_class(judge_target).capabilities.in_process
+    if (not cfg.judge.model or not backends.option_class(cfg.judge.backend).capabilities.in_process
             or label_of(cfg) != cfg.model.alias):
         return None  # an endpoint's model under the default group's alias: its family is unknown
     from runner.models import registry

@@ -72,5 +72,10 @@ def option(name: str) -> dict:
     raise UserError(f"no backend option '{name}' (known: {', '.join(known)})")
 
 
+def option_class(name: str) -> type[Backend]:
+    """The class of the `conf/backend/NAME.yaml` option (what `judge.backend=NAME` runs on)."""
+    return load_class(option(name).get("target") or "")
+
+
 __all__ = ["Backend", "BackendError", "Capabilities", "Completion", "GenParams", "backend_class", "capabilities",
-           "create", "load_class", "option"]
+           "create", "load_class", "option", "option_class"]

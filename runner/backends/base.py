@@ -91,10 +91,6 @@ class Backend(ABC):
     def unload(self) -> None:  # noqa: B027 - optional for remote backends
         pass
 
-    def in_process(self) -> bool:
-        """True when the model runs in this process, so its RSS is ours to measure."""
-        return self.capabilities.in_process
-
     def execution_provider(self) -> tuple[str | None, str]:
         """(the provider the model runs on, as a short name like cpu or cuda; where that was read).
         None when the backend cannot tell: the job records the device as unverified."""
