@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner import backends, labels, launchers, paths, prompts, report, schema, summary
+from runner import backends, catalog, labels, launchers, paths, prompts, report, schema, summary
 from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.job import run_job, run_job_isolated
 from runner.models import pack
@@ -145,7 +145,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     outcome = "partial" if s["partial"] else s["status"]
     OUTCOMES.append(outcome)
     d = s["metrics"]["decode_tps"]
-    speed = f"decode p50 {d['p50']:.1f} tok/s, " if d else ""
+    speed = f"decode_tps.p50 {d['p50']:.1f} {catalog.unit('decode_tps')}, " if d else ""
     print(f"{s['name']} [{outcome}] n={s['n']} {speed}"
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
 

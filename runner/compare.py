@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
-from runner import records
+from runner import catalog, records
 from runner.errors import UserError
 from runner.paths import CONF_DIR
 
@@ -42,22 +42,18 @@ MIN_PROMPT_PAIRS = 3  # a prompt is judged on its own only with this many paired
 EXACT_MAX = 300  # exact signed-rank null distribution up to this many non-zero pairs; normal approximation above
 
 LOWER, HIGHER = "lower is better", "higher is better"
+
+
+def _declared(key: str, record_field: str | None = None) -> tuple[str, str, str]:
+    """(unit, direction, definition) from the catalog. `quality` is the per-answer score whose job
+    distribution is quality.overall."""
+    s = catalog.spec(record_field or key)
+    return s.unit, LOWER if s.better == catalog.LOWER else HIGHER, s.formula
+
+
 # name -> (unit, direction, definition)
-PER_REQUEST = {
-    "ttft_s": ("s", LOWER, "t(first non-empty content chunk) - t(sent)"),
-    "tpot_s": ("s/token", LOWER, "(e2e_s - ttft_s) / (completion_tokens - 1)"),
-    "e2e_s": ("s", LOWER, "t(last byte) - t(sent)"),
-    "decode_tps": ("tokens/s", HIGHER, "(completion_tokens - 1) / (e2e_s - ttft_s)"),
-    "quality": ("score 1-5", HIGHER, "per answer, from the job's quality.source: the notes scorer's score, or "
-                                     "the mean of the judge's aspect scores (answers it failed to grade are left "
-                                     "out)"),
-}
-PER_JOB = {
-    "load_s": ("s", LOWER, "wall time of the model load"),
-    "rss_mb": ("MB", LOWER, "process RSS after load, 10^6 bytes"),
-    "rss_peak_mb": ("MB", LOWER, "highest RSS sampled while generating"),
-    "disk_mb": ("MB", LOWER, "bytes of the model folder / 10^6"),
-}
+PER_REQUEST = {k: _declared(k) for k in ("ttft_s", "tpot_s", "e2e_s", "decode_tps", "quality")}
+PER_JOB = {k: _declared(k) for k in ("load_s", "rss_mb", "rss_peak_mb", "disk_mb")}
 METRICS = {**PER_REQUEST, **PER_JOB}
 # Per-prompt regressions count toward the exit code for these, at temperature 0 on both sides: each round
 # then repeats the same work, so "every round worse" is independent evidence. Quality at temperature 0

@@ -34,8 +34,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tabulate import tabulate
 
+from runner import catalog
 from runner.errors import UserError
-from runner.metrics import DEFINITIONS
 from runner.paths import CONF_DIR
 
 SUMMARY = "summary.json"
@@ -51,25 +51,17 @@ SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights"
 AUTO = "auto"
 AUTO_QUALITY, AUTO_SPEED = "quality.overall", "decode_tps.p50"
 
-DISTRIBUTIONS = ("ttft_s", "e2e_s", "tpot_s", "decode_tps", "itl_p50_s", "completion_tokens")
-STATS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max", "n")
-SCALARS = ("load_s", "rss_mb", "rss_peak_mb", "rss_before_load_mb", "disk_mb", "params_m", "n", "n_errors",
-           "throughput.output_tps", "throughput.requests_per_s", "throughput.total_tps", "throughput.window_s",
-           "energy.wh_per_1k_tokens")
-QUALITY = ("quality.overall", *(f"quality.overall.{s}" for s in STATS), "quality.judge_overall", "quality.graded_fraction",
-           "quality.parse_failure_rate", "quality.n_graded", "quality.injection.mean_shift")
-OPEN_PREFIXES = ("quality.aspects.", "quality.scorers.")  # names come from the prompt set / scorers
-KNOWN = (*(f"{d}.{s}" for d in DISTRIBUTIONS for s in STATS), *SCALARS, *QUALITY)
-KNOWN_TEXT = ("{" + ",".join(DISTRIBUTIONS) + "}.{" + ",".join(STATS) + "}, " + ", ".join(SCALARS) + ", "
-              + ", ".join(q for q in QUALITY if not q.startswith("quality.overall.")) + ", quality.overall.{"
-              + ",".join(STATS) + "}, quality.aspects.<aspect>, quality.scorers.<scorer.field>")
+DISTRIBUTIONS = tuple(k for k, m in catalog.SPECS.items() if m.level == catalog.REQUEST and m.where[0] == "metrics")
+STATS = catalog.STATS
+OPEN_PREFIXES = tuple(f"{f}." for f in catalog.FAMILIES)  # names come from the prompt set / scorers / graders
+KNOWN = tuple(catalog.known_keys())
+KNOWN_TEXT = ("{" + ",".join(DISTRIBUTIONS) + "}.{" + ",".join(STATS) + "}, "
+              + ", ".join(k for k, m in catalog.SPECS.items() if m.level == catalog.JOB)
+              + ", quality.overall[.{" + ",".join(STATS) + "}], " + ", ".join(f"{f}.<name>" for f in catalog.FAMILIES))
 
 # The Pareto dimensions: (metric key, what it stands for, goal).
 PARETO_DIMS = (("e2e_s.p50", "speed", "min"), ("rss_mb", "memory", "min"), ("disk_mb", "footprint", "min"),
                ("quality.overall", "quality", "max"))
-_LOWER = {"ttft_s", "e2e_s", "tpot_s", "itl_p50_s", "load_s", "rss_mb", "rss_peak_mb", "rss_before_load_mb",
-          "disk_mb", "energy", "n_errors"}
-_HIGHER = {"decode_tps", "throughput", "quality", "n"}
 _MISSING = object()
 
 RegistryLookup = Callable[[str], Any]
@@ -110,6 +102,8 @@ class Metric:
         node = self._node(summary)
         if isinstance(node, dict):
             node = node.get("mean")
+        if isinstance(node, bool):  # a flag (quality.trusted) is 1 or 0, as in runner/catalog.flatten
+            return float(node)
         return float(node) if _is_num(node) and math.isfinite(node) else None
 
     def ci(self, summary: dict) -> list[float] | None:
@@ -124,13 +118,7 @@ class Metric:
 
     @property
     def unit(self) -> str:
-        parts = self.key.split(".")
-        if len(parts) > 1 and parts[-1] == "n":
-            return ""
-        for name in (self.key, parts[0], parts[-1], self.key.replace(".", "_")):
-            if name in DEFINITIONS:
-                return DEFINITIONS[name][0]
-        return ""
+        return catalog.unit(self.key)
 
     @property
     def noise_source(self) -> str:
@@ -142,15 +130,8 @@ class Metric:
 
 
 def inferred_goal(key: str) -> str | None:
-    """max or min for a metric whose better direction is known, else None."""
-    parts = key.split(".")
-    if parts[-1] == "std" or key in ("quality.parse_failure_rate", "quality.injection.mean_shift"):
-        return "min"
-    if parts[0] in _LOWER:
-        return "min"
-    if parts[0] in _HIGHER:
-        return "max"
-    return None
+    """max or min for a metric whose better direction is known (runner/catalog.py), else None."""
+    return {catalog.LOWER: "min", catalog.HIGHER: "max"}.get(catalog.better(key))
 
 
 def resolve_key(key: str, summaries: list[dict], where: str) -> Metric:
@@ -172,7 +153,8 @@ def resolve_key(key: str, summaries: list[dict], where: str) -> Metric:
         for node in nodes:
             if path[0] == "metrics" and len(path) == 2:
                 raise UserError(f"{where}: '{key}' is a distribution: name a statistic, e.g. {text}.p50")
-            if node is None or _is_num(node) or (isinstance(node, dict) and _is_num(node.get("mean"))):
+            if node is None or _is_num(node) or isinstance(node, bool) or (
+                    isinstance(node, dict) and _is_num(node.get("mean"))):
                 continue
             kind = "a group of values" if isinstance(node, dict) else f"not a number ({node!r})"
             raise UserError(f"{where}: '{key}' names {kind} in summary.json, not a metric (known: {KNOWN_TEXT})")
@@ -368,7 +350,7 @@ def _pair(v: float, limit: float) -> tuple[str, str]:
 
 
 def _with_unit(text: str, unit: str) -> str:
-    return f"{text} {unit}" if unit else text
+    return f"{text} {unit}" if unit not in ("", "1") else text  # "1": a ratio, shown bare
 
 
 def _limit_text(metric: Metric, op: str, limit: float) -> str:
@@ -851,9 +833,8 @@ def write_plot(decision: dict, path: Path) -> Path | None:
         ax.annotate(c["job"], (c["metrics"]["e2e_s.p50"], c["metrics"][ykey]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     dims = ", ".join(d["label"] for d in decision["dimensions"])
-    ax.set_xlabel("end-to-end latency p50 (s), lower is better")
-    ax.set_ylabel("judge score, quality.overall (1-5), higher is better" if ykey == "quality.overall"
-                  else "decode tokens/s p50 (no quality measured), higher is better", fontsize=9)
+    ax.set_xlabel(catalog.label("e2e_s.p50"))
+    ax.set_ylabel(catalog.label(ykey) + ("" if ykey == "quality.overall" else " (no quality measured)"), fontsize=9)
     ax.margins(x=0.35, y=0.12)  # room for the labels
     ax.set_title(f"Pareto front over {dims}", fontsize=10)
     ax.grid(alpha=0.3)

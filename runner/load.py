@@ -129,8 +129,8 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
 def summarize(measured: list[dict], facts: dict, cfg_run) -> dict:
     """The load section of summary.json, from the measured window's records.
 
-    arrival_rate = (sends - 1) / (last send - first send), req/s: the rate actually offered.
-    lag_s = t(sent) - t(scheduled), s: how far the generator trailed its schedule."""
+    arrival_rate and lag_s as defined in runner/catalog.py: the rate actually offered, and how far
+    the generator trailed its schedule."""
     sent = sorted(r["t_start_s"] for r in measured if r.get("t_start_s") is not None)
     lags = [r["lag_s"] for r in measured if r.get("lag_s") is not None]
     span = sent[-1] - sent[0] if len(sent) > 1 else 0.0

@@ -11,12 +11,12 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from runner import records  # noqa: E402
+from runner import catalog, records  # noqa: E402
 from runner.labels import job_name  # noqa: E402
-from runner.metrics import DEFINITIONS  # noqa: E402
 from runner.stats import MIN_N_FOR_P95  # noqa: E402
 from runner.summary import COLUMNS, SUMMARY, flat_row, write_csv  # noqa: E402
 
+RATE = catalog.unit("load.arrival_rate")  # run.rate is offered in the unit the arrival rate is measured in
 LOW_N = "†"
 LOW_N_NOTE = f"{LOW_N} p95/p99 from fewer than {MIN_N_FOR_P95} samples: read as a rough upper range."
 
@@ -33,7 +33,7 @@ def metric_table(metrics: dict) -> str:
     rows = []
     for name in ["ttft_s", "e2e_s", "tpot_s", "decode_tps", "itl_p50_s"]:
         m = metrics.get(name)
-        unit, formula = DEFINITIONS[name]
+        unit, formula = catalog.unit(name), catalog.spec(name).formula
         if not m:
             rows.append([name, unit, 0] + ["-"] * 7 + [formula])
             continue
@@ -44,6 +44,15 @@ def metric_table(metrics: dict) -> str:
                      f"{_fmt(m['ci95'][0], d)} - {_fmt(m['ci95'][1], d)}", formula])
     return tabulate(rows, headers=["metric", "unit", "n", "mean", "std", "p50", "p90", "p95", "p99",
                                    "95% CI of p50", "formula"], tablefmt="github")
+
+
+def _defined(key: str) -> tuple[str, str]:
+    """(unit, formula) of a metric, from the catalog."""
+    return catalog.unit(key), catalog.spec(key).formula
+
+
+def _formula(key: str) -> str:
+    return catalog.spec(key).formula
 
 
 def write_job_report(job_dir: Path) -> Path:
@@ -75,16 +84,16 @@ def write_job_report(job_dir: Path) -> Path:
     lines += ["## Per model", ""]
     here = (s["config"]["backend"].get("capabilities") or {}).get("in_process", True)
     load = _fmt(s["load_s"]) if s["load_s"] is not None or here else "not measured for endpoints"
-    per_model = [["load_s", load, *DEFINITIONS["load_s"]],
-                 ["rss_mb", _fmt(s["rss_mb"], 1), *DEFINITIONS["rss_mb"]],
-                 ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *DEFINITIONS["rss_peak_mb"]],
-                 ["disk_mb", _fmt(s["disk_mb"], 1), *DEFINITIONS["disk_mb"]]]
+    per_model = [["load_s", load, *_defined("load_s")],
+                 ["rss_mb", _fmt(s["rss_mb"], 1), *_defined("rss_mb")],
+                 ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *_defined("rss_peak_mb")],
+                 ["disk_mb", _fmt(s["disk_mb"], 1), *_defined("disk_mb")]]
     if s["throughput"]:
         for k in ("output_tps", "requests_per_s"):
-            per_model.append([f"throughput.{k}", _fmt(s["throughput"][k], 2), *DEFINITIONS[k]])
+            per_model.append([f"throughput.{k}", _fmt(s["throughput"][k], 2), *_defined(f"throughput.{k}")])
     if s["energy"]:
-        per_model.append(["energy_wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4), "Wh",
-                          s["energy"]["source"]])
+        per_model.append(["energy.wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4),
+                          catalog.unit("energy.wh_per_1k_tokens"), s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
     lines += load_section(s)
     lines += quality_section(s.get("quality") or {})
@@ -141,23 +150,23 @@ def answers_lines(s: dict) -> list[str]:
     client = (s.get("client") or {}).get("overhead_s")
     if client:
         out.append(f"- client overhead: p50 {client['p50'] * 1e6:.0f} us, max {client['max'] * 1e6:.0f} us per request "
-                   f"[{DEFINITIONS['client_overhead_s'][1]}]")
+                   f"[{_formula('client.overhead_s')}]")
     return out
 
 
 def _expected_from(s: dict) -> str:
     ld = s.get("load") or {}
     if ld.get("profile") == "rate":
-        return f"the measured arrivals of an open loop at {ld['rate']:g} req/s"
+        return f"the measured arrivals of an open loop at {ld['rate']:g} {RATE}"
     return f"{s.get('rounds', s['config']['run']['rounds'])} rounds x prompts"
 
 
 def load_label(s: dict) -> str:
-    """How the requests were offered: sequential, closed loop at c=N, or open loop at R req/s."""
+    """How the requests were offered: sequential, closed loop at c=N, or open loop at R requests/s."""
     ld = s.get("load") or {}
     if ld.get("profile") == "rate":
         shape = "Poisson" if ld["burstiness"] == 1 else f"gamma (burstiness {ld['burstiness']})"
-        return f"open loop, {ld['rate']:g} req/s, {shape} arrivals"
+        return f"open loop, {ld['rate']:g} {RATE}, {shape} arrivals"
     c = s["config"]["run"]["concurrency"]
     return f"closed loop, {c} in flight" if c > 1 else "sequential"
 
@@ -173,19 +182,20 @@ def load_section(s: dict) -> list[str]:
         lag = ld["lag_s"]
         lines += [f"{ld['measured']} measured of {ld['scheduled']} scheduled requests (seed {ld['seed']}; "
                   f"{ld['warmup_s']:g} s warm-up and {ld['cooldown_s']:g} s cool-down of load not recorded). "
-                  f"Offered rate actually sent: {_fmt(ld['arrival_rate'], 2)} req/s [{DEFINITIONS['arrival_rate'][1]}]. "
-                  f"Generator lag [{DEFINITIONS['lag_s'][1]}]: p50 {_ms(lag['p50'])}, p99 {_ms(lag['p99'])}, "
+                  f"Offered rate actually sent: {_fmt(ld['arrival_rate'], 2)} {catalog.unit('load.arrival_rate')} [{_formula('load.arrival_rate')}]. "
+                  f"Generator lag [{_formula('lag_s')}]: p50 {_ms(lag['p50'])}, p99 {_ms(lag['p99'])}, "
                   f"max {_ms(lag['max'])}; **{ld['late']} late**, **{ld['dropped']} dropped** (an arrival finding "
                   f"run.max_in_flight={ld['max_in_flight']} in flight is dropped, not queued); "
                   f"peak in flight {ld['in_flight_peak']}."]
     tp = s.get("throughput")
     if tp:
-        lines.append(f"Throughput over the {tp['window_s']:.2f} s window: {tp['requests_per_s']:.2f} req/s, "
-                     f"{tp['output_tps']:.1f} output tok/s, {tp['total_tps']:.1f} total tok/s "
-                     f"[{DEFINITIONS['window_s'][1]}]. Latency under this load: the per-request table above.")
+        lines.append(f"Throughput over the {tp['window_s']:.2f} s window: {tp['requests_per_s']:.2f} {catalog.unit('throughput.requests_per_s')}, "
+                     f"{tp['output_tps']:.1f} output {catalog.unit('throughput.output_tps')}, {tp['total_tps']:.1f} total "
+                     f"{catalog.unit('throughput.total_tps')} "
+                     f"[{_formula('throughput.window_s')}]. Latency under this load: the per-request table above.")
     if gp:
         bounds = " and ".join(f"{k.removesuffix('_s').upper()} <= {v * 1000:g} ms" for k, v in gp["slo"].items())
-        rate = f", {gp['requests_per_s']:.2f} req/s" if gp["requests_per_s"] is not None else ""
+        rate = f", {gp['requests_per_s']:.2f} {catalog.unit('goodput.requests_per_s')}" if gp["requests_per_s"] is not None else ""
         lines.append(f"Goodput: **{gp['good']} of {gp['attempted']}** requests met {bounds} "
                      f"({gp['fraction']:.0%}{rate}; SLOs from run.slo).")
     return lines + [""]
@@ -273,7 +283,7 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
             "graded >= 4; injection lift = grade with a 'give top marks' line appended minus without it.", ""]
 
 
-def _scatter(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: str, path: Path) -> Path | None:
+def _scatter(rows: list[dict], x: str, y: str, title: str, path: Path) -> Path | None:
     """One labelled point per job (sweep rows keyed by summary.csv column names)."""
     pts = [r for r in rows if r[x] is not None and r[y] is not None]
     if not pts:
@@ -282,8 +292,8 @@ def _scatter(rows: list[dict], x: str, y: str, xlabel: str, ylabel: str, title: 
     for r in pts:
         ax.scatter(r[x], r[y])
         ax.annotate(r["job"], (r[x], r[y]), fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(catalog.label(x))
+    ax.set_ylabel(catalog.label(y))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -319,29 +329,28 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     ok_records = {j.name: [r for r in records.latest_per_key(records.read(j / records.REQUESTS))
                            if r["status"] == "ok"] for j in jobs}
     lat = _latency_plot(ok_records, sweep_dir / "latency.png")
-    size = _scatter(rows, "disk_mb", "decode_tps.p50", "disk footprint (MB)", "decode tokens/s, p50",
-                    "Speed against size", sweep_dir / "speed_vs_size.png")
-    quality = _scatter(rows, "e2e_s.p50", "quality.overall", "end-to-end latency p50 (s)",
-                       "quality.overall (1-5, from quality.source)", "Quality against speed",
+    size = _scatter(rows, "disk_mb", "decode_tps.p50", "Speed against size", sweep_dir / "speed_vs_size.png")
+    quality = _scatter(rows, "e2e_s.p50", "quality.overall", "Quality (from quality.source) against speed",
                        sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
              "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
-             "truncated_share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95", "rouge_l.f1"]
+             "truncation.share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95",
+             "quality.scorers.rouge_l.f1"]
     table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
     failed = [r for r in rows if r["status"] != "ok"]
     lines = [f"# Sweep {sweep_dir.name}", "",
              f"{len(rows)} jobs, {len(rows) - len(failed)} ok, {len(failed)} failed. "
              "One row per job; every job's own report.md has the full distributions.", "",
              tabulate(table, headers=shown, tablefmt="github"), "",
-             "Definitions: " + "; ".join(f"`{k}` = {DEFINITIONS[k][1]} ({DEFINITIONS[k][0]})"
+             "Definitions: " + "; ".join(f"`{k}` = {catalog.spec(k).definition}"
                                          for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
-                                                   "rss_mb", "disk_mb")) + ".",
+                                                   "rss_mb", "disk_mb", "truncation.share")) + ".",
              "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = the "
              "per-answer 1-5 quality from quality.source (a judge: mean over aspects per answer; notes: the "
              "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
              "qualification on answers of known order (untrusted quality does not steer the decision); "
-             "rouge_l.f1 = LCS F1 against the reference. truncated_share = answers cut at the token cap / ok answers "
-             "(cut: finish_reason 'length' or completion_tokens >= decoding.max_tokens).", ""]
+             "quality.scorers.rouge_l.f1 = LCS F1 against the reference. Column names are the numbers' names "
+             "everywhere (summary.csv, MLflow, selection keys; runner/catalog.py).", ""]
     cut = [f"- {j.name}: {why}" for s, j in zip(summaries, jobs, strict=True) if (why := truncation_warning(s))]
     if cut:
         lines += ["## Answers cut at max_tokens", "", *cut, ""]
@@ -396,11 +405,11 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
                 if y is not None:
                     ax.annotate(p[1], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
     for ax, title in ((axes[0], "end-to-end latency (s)"), (axes[1], "TTFT (s)")):
-        ax.set_xlabel("throughput, output tokens/s (sum of completion tokens / window)")
+        ax.set_xlabel(f"{catalog.label('throughput.output_tps')}: {_formula('throughput.output_tps')}")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Throughput against latency (labels: c = requests in flight, r = offered req/s)")
+    fig.suptitle(f"Throughput against latency (labels: c = requests in flight, r = offered {RATE})")
     fig.tight_layout()
     path = sweep_dir / "throughput_latency.png"
     fig.savefig(path, dpi=110)
@@ -411,11 +420,12 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
             rows.append([key, label, _fmt(tp["requests_per_s"], 2), _fmt(tp["output_tps"], 1),
                          _fmt((m.get("ttft_s") or {}).get("p95")), _fmt(m["e2e_s"]["p50"]), _fmt(m["e2e_s"]["p95"]),
                          f"{gp['fraction']:.0%}" if gp else "-", name])
-    table = tabulate(rows, headers=["configuration", "load", "req/s", "output tok/s", "ttft_s.p95", "e2e_s.p50",
+    table = tabulate(rows, headers=["configuration", "load", "throughput.requests_per_s", "throughput.output_tps", "ttft_s.p95", "e2e_s.p50",
                                     "e2e_s.p95", "goodput", "job"], tablefmt="github")
     return ["## Throughput against latency", "", table, "",
-            f"req/s and output tok/s: {DEFINITIONS['requests_per_s'][1]}; goodput: "
-            f"{DEFINITIONS['goodput_fraction'][1]}.", "", f"![throughput against latency]({path.name})", ""]
+            f"throughput.requests_per_s: {catalog.spec('throughput.requests_per_s').definition}; "
+            f"throughput.output_tps: {catalog.spec('throughput.output_tps').definition}; goodput: "
+            f"{catalog.spec('goodput.fraction').definition}.", "", f"![throughput against latency]({path.name})", ""]
 
 
 def concurrency_note(summaries: list[dict]) -> str:

@@ -15,10 +15,9 @@ from omegaconf import OmegaConf
 
 from judges.grading import grader_id
 from judges.quality import quality_summary
-from runner import backends, records
+from runner import backends, catalog, records
 from runner.environment import environment
 from runner.labels import job_name, label_of
-from runner.metrics import DEFINITIONS
 from runner.stats import summarize
 
 SUMMARY = "summary.json"
@@ -107,7 +106,7 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         # the provider that ran the model against the one asked for (runner/hardware.py)
         "device": facts.get("device"),
         "environment": environment(),
-        "definitions": {k: {"unit": u, "formula": f} for k, (u, f) in DEFINITIONS.items()},
+        "definitions": catalog.definitions(),
     }
     summary["quality"] = quality_summary(job_dir, ok, grader_id(cfg.judge), _family_warning(cfg))
     (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
@@ -207,46 +206,41 @@ def _determinism(cfg, ok: list[dict]) -> dict:
     return {"checked": True, "identical": not differing, "prompts_differing": differing}
 
 
-COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "hardware", "backend", "status", "n",
-           "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
-           "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "license",
-           "output_tps", "requests_per_s", "concurrency", "rate", "goodput.fraction", "deterministic", "truncated_share", "token_mismatch_share", "execution_provider", "judge", "quality.source", "quality.trusted", "quality.overall",
-           "quality.ci95", "quality.graded_fraction", "rouge_l.f1", "error"]
+# The table's columns: text columns describing the job, then numbers under their one dotted
+# name (runner/catalog.py: the same name in MLflow and as a selection key).
+TEXT_COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "hardware", "backend", "status",
+                "license", "concurrency", "rate", "deterministic", "execution_provider", "judge", "quality.source",
+                "decode_tps.ci95", "quality.ci95", "error"]
+NUMBER_COLUMNS = ["n", "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "e2e_s.p50",
+                  "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "throughput.output_tps",
+                  "throughput.requests_per_s", "goodput.fraction", "truncation.share", "token_count_check.share",
+                  "quality.trusted", "quality.overall", "quality.graded_fraction", "quality.scorers.rouge_l.f1"]
+COLUMNS = [*TEXT_COLUMNS[:9], *NUMBER_COLUMNS, *TEXT_COLUMNS[9:]]
 
 
 def flat_row(s: dict, job: str) -> dict:
-    m = s["metrics"]
-
-    def stat(name, key):
-        return m[name][key] if m.get(name) else None
-
+    numbers = catalog.flatten(s)
     det = s["determinism"]
-    tp = s["throughput"] or {}
-    ci = stat("decode_tps", "ci95")
+    ci = (s["metrics"].get("decode_tps") or {}).get("ci95")
     q = s.get("quality") or {}
     overall = q.get("overall")
-    return {
-        "job": job, "model": s["model"], "name": s.get("name") or s["model"], "precision": s.get("precision"), "prompts": s["prompts"],
-        "decoding": s["config"]["decoding"]["name"], "hardware": s["config"]["hardware"]["name"],
-        "backend": s["config"]["backend"]["name"], "status": s["status"], "n": s["n"],
-        "n_errors": s["n_errors"], "ttft_s.p50": stat("ttft_s", "p50"), "ttft_s.p95": stat("ttft_s", "p95"),
-        "tpot_s.p50": stat("tpot_s", "p50"), "decode_tps.p50": stat("decode_tps", "p50"),
-        "decode_tps.ci95": f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None,
-        "e2e_s.p50": stat("e2e_s", "p50"), "e2e_s.p95": stat("e2e_s", "p95"), "load_s": s["load_s"],
-        "rss_mb": s["rss_mb"], "rss_peak_mb": s["rss_peak_mb"], "disk_mb": s["disk_mb"],
-        "license": s["license"], "output_tps": tp.get("output_tps"), "requests_per_s": tp.get("requests_per_s"),
-        "concurrency": s["config"]["run"]["concurrency"], "rate": s["config"]["run"].get("rate"),
-        "goodput.fraction": (s.get("goodput") or {}).get("fraction"),
-        "deterministic": det.get("identical") if det.get("checked") else None,
-        "truncated_share": (s.get("truncation") or {}).get("share"),
-        "token_mismatch_share": (s.get("token_count_check") or {}).get("share"),
-        "execution_provider": (s.get("device") or {}).get("ran_on"),
-        "judge": q.get("judge"), "quality.source": q.get("source"), "quality.trusted": q.get("trusted"),
-        "quality.overall": overall["mean"] if overall else None,
+    text = {
+        "job": job, "model": s["model"], "name": s.get("name") or s["model"], "precision": s.get("precision"),
+        "prompts": s["prompts"], "decoding": s["config"]["decoding"]["name"],
+        "hardware": s["config"]["hardware"]["name"], "backend": s["config"]["backend"]["name"],
+        "status": s["status"], "license": s["license"], "concurrency": s["config"]["run"]["concurrency"],
+        "rate": s["config"]["run"].get("rate"), "deterministic": det.get("identical") if det.get("checked") else None,
+        "execution_provider": (s.get("device") or {}).get("ran_on"), "judge": q.get("judge"),
+        "quality.source": q.get("source"), "decode_tps.ci95": f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None,
         "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,
-        "quality.graded_fraction": q.get("graded_fraction"),
-        "rouge_l.f1": (q.get("scorers", {}).get("rouge_l.f1") or {}).get("mean"), "error": s["error"],
+        "error": s["error"],
     }
+    return {c: text[c] if c in text else _plain(numbers.get(c)) for c in COLUMNS}
+
+
+def _plain(v: float | None) -> float | int | None:
+    """Counts print as integers in the CSV (n=8, not 8.0)."""
+    return int(v) if v is not None and v.is_integer() and abs(v) < 1e15 else v
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

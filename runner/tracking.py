@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner import records
+from runner import catalog, records
 from runner.secrets import SECRET, redact_url  # one definition of what looks like a secret
 from runner.summary import SUMMARY
 
@@ -93,59 +93,8 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 
 def summary_metrics(s: dict) -> dict[str, float]:
-    """The aggregates of summary.json as MLflow metrics (same names, dotted)."""
-    m: dict[str, float] = {}
-    for name, stats in (s.get("metrics") or {}).items():
-        for stat, v in (stats or {}).items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                m[f"{name}.{stat}"] = float(v)
-    for key in ("load_s", "rss_mb", "rss_peak_mb", "disk_mb", "n", "n_errors"):
-        if isinstance(s.get(key), int | float):
-            m[key] = float(s[key])
-    for k, v in (s.get("throughput") or {}).items():
-        m[f"throughput.{k}"] = float(v)
-    for k in ("good", "fraction", "requests_per_s"):
-        v = (s.get("goodput") or {}).get(k)
-        if isinstance(v, int | float):
-            m[f"goodput.{k}"] = float(v)
-    for k in ("arrival_rate", "dropped", "late", "in_flight_peak"):
-        v = (s.get("load") or {}).get(k)
-        if isinstance(v, int | float):
-            m[f"load.{k}"] = float(v)
-    for k in ("truncation", "token_count_check"):
-        v = (s.get(k) or {}).get("share")
-        if isinstance(v, int | float):
-            m[f"{k}.share"] = float(v)
-    if (s.get("client") or {}).get("overhead_s"):
-        m["client.overhead_s.p50"] = float(s["client"]["overhead_s"]["p50"])
-    if s.get("energy"):
-        m["energy.wh_per_1k_tokens"] = float(s["energy"]["wh_per_1k_tokens"])
-    q = s.get("quality") or {}
-    if q.get("overall"):
-        m["quality.overall"] = float(q["overall"]["mean"])
-    if q.get("judge_overall"):
-        m["quality.judge_overall"] = float(q["judge_overall"]["mean"])
-    if q.get("source"):
-        m["quality.trusted"] = 1.0 if q.get("trusted") else 0.0
-    for name, qual in (q.get("qualifications") or {}).items():
-        key = "qualification." + name.replace("/", ".")
-        for fig, v in (("spearman", (qual.get("spearman") or {}).get("pooled")), ("passed", qual.get("passed")),
-                       ("adjacent_accuracy", qual.get("adjacent_accuracy")),
-                       ("agreeableness", qual.get("agreeableness")), ("injection_lift", qual.get("injection_lift")),
-                       ("parse_failure_rate", qual.get("parse_failure_rate")),
-                       ("seconds_per_grade", qual.get("seconds_per_grade"))):
-            if isinstance(v, int | float):
-                m[f"{key}.{fig}"] = float(v)
-    for aspect, v in (q.get("aspects") or {}).items():
-        m[f"quality.{aspect}"] = float(v["mean"])
-    for k in ("graded_fraction", "parse_failure_rate"):
-        if isinstance(q.get(k), int | float):
-            m[f"quality.{k}"] = float(q[k])
-    if q.get("injection"):
-        m["quality.injection_shift"] = float(q["injection"]["mean_shift"])
-    for k, v in (q.get("scorers") or {}).items():
-        m[f"scorer.{k}"] = float(v["mean"])
-    return m
+    """The numbers of summary.json as MLflow metrics, under their one name (runner/catalog.py)."""
+    return catalog.flatten(s)
 
 
 class Tracker:

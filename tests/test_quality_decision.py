@@ -67,8 +67,8 @@ def test_notes_scorer_orders_a_sweep_and_the_decision_follows(tmp_path: Path, en
     job = tmp_path / "sweep" / decision["recommended"]["job"]
     run = client.search_runs([client.get_experiment_by_name("slmbench").experiment_id],
                              filter_string=f"tags.job_dir = '{job.resolve()}'")[0]
-    assert run.data.metrics["qualification.notes.passed"] == 1.0
-    assert run.data.metrics["qualification.notes.spearman"] >= 0.8
+    assert run.data.metrics["quality.qualifications.notes.passed"] == 1.0
+    assert run.data.metrics["quality.qualifications.notes.spearman.pooled"] >= 0.8
     assert run.data.tags["quality.source"] == "notes" and run.data.tags["quality.trusted"] == "True"
 
 
