@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from runner import records
 from runner.errors import UserError
+from runner.store import jobdir
 
 LABELS = (1, 2, 3, 4, 5)
 AGREEMENT = "agreement.json"
-JUDGEMENTS = "judgements.jsonl"
 ANNOTATIONS = "annotations.csv"
 MIN_N_STABLE = 20  # below this many pairs, kappa / rho / alpha swing widely from one rating to the next
 
@@ -255,11 +254,11 @@ def inter_judge_report(job_dir: Path) -> dict | None:
     A unit is one (model, prompt_id, round, aspect); a judge that graded a unit more than once
     counts with its last grading. Only units graded by 2+ judges count (n_units). None when
     the file is absent, or fewer than 2 judges graded any unit in common."""
-    path = Path(job_dir) / JUDGEMENTS
+    path = Path(job_dir) / jobdir.JUDGEMENTS
     if not path.exists():
         return None
     units: dict[tuple, dict[str, int]] = {}
-    for g in records.read(path):
+    for g in jobdir.judgements(Path(job_dir)):
         if (g.get("repeat") or 0) != 0 or g.get("probe") is not None or g.get("error"):
             continue
         judge = g.get("judge_model")
@@ -336,7 +335,7 @@ def format_report(report: dict) -> str:
 
 
 def _judge_models(job_dir: Path) -> list[str]:
-    recs = records.read(job_dir / records.REQUESTS)
+    recs = jobdir.graded_records(job_dir)
     return sorted({r["judge"]["model"] for r in recs
                    if isinstance(r.get("judge"), dict) and r["judge"].get("model")})
 

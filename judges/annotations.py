@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from runner import records
 from runner.errors import UserError
+from runner.store import jobdir
 
 ANNOTATIONS = "annotations.csv"
 COLUMNS = ["prompt_id", "model", "round", "aspect", "output", "judge_score", "human_score", "notes"]
@@ -40,14 +40,10 @@ def _key(row: dict) -> tuple[str, str, str, str]:
 
 
 def _fresh_rows(job_dir: Path, excerpt_chars: int) -> list[dict]:
-    path = job_dir / records.REQUESTS
-    if not path.exists():
-        raise UserError(f"no {records.REQUESTS} in {job_dir}: not a job directory")
-    latest: dict[tuple, dict] = {}  # a retried request replaces its failed attempt
-    for r in records.read(path):
-        latest[(r.get("model"), r.get("round"), r.get("prompt_id"))] = r
+    if not (job_dir / jobdir.REQUESTS).exists():
+        raise UserError(f"no {jobdir.REQUESTS} in {job_dir}: not a job directory")
     rows = []
-    for r in latest.values():
+    for r in jobdir.graded_records(job_dir):  # a retried request replaces its failed attempt
         scores = _graded(r)
         if not scores:
             continue

@@ -1,6 +1,7 @@
 """The grading phase of a job: after the measured requests (so it never perturbs their
 timing), run the cheap scorers and the judge (rubric or checklist) over every answer, append
-each grading to `judgements.jsonl` as it happens, then fold the results into the records.
+each grading to `judgements.jsonl` as it happens, and the scorers' results to `scores.jsonl`. The
+measured records are never rewritten: grades are joined to them when read (runner/store/folder.py).
 
 Every grader whose numbers may stand for quality is qualified first (judges/qualify.py;
 cached, so a sweep pays once): the judge on its loaded backend, and the `notes` scorer when the
@@ -9,19 +10,16 @@ prompts carry `reference_items`. The figures go to `qualification.json` in the j
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from judges import qualify, scorers
 from judges.checklist import ChecklistJudge
 from judges.rubric import INJECTION, RubricJudge
-from runner import backends, records
+from runner import backends
 from runner.backends import BackendError
+from runner.labels import label_of
 from runner.prompts import PromptSet
-
-JUDGEMENTS = "judgements.jsonl"
-QUALIFICATION = "qualification.json"
+from runner.store import jobdir
 
 
 def grader_id(judge_cfg) -> str | None:
@@ -30,6 +28,19 @@ def grader_id(judge_cfg) -> str | None:
     if not judge_cfg.model:
         return None
     return judge_cfg.model if judge_cfg.mode == "rubric" else f"{judge_cfg.model}/{judge_cfg.mode}"
+
+
+def family_warning(cfg) -> str | None:
+    """A judge from the candidate's own family tends to favour its style: say so."""
+    if (not cfg.judge.model or not backends.option_class(cfg.judge.backend).capabilities.in_process
+            or label_of(cfg) != cfg.model.alias):
+        return None  # an endpoint's model under the default group's alias: its family is unknown
+    from runner.models import registry
+
+    judge = registry.get(cfg.judge.model)
+    if judge.family and judge.family == cfg.model.family:
+        return f"judge {judge.alias} is from the candidate's model family ({judge.family}): scores may favour it"
+    return None
 
 
 # Repeat k's seeds start k x this apart: a grade's own retries take seed + attempt (rubric.ask).
@@ -111,19 +122,17 @@ def judge_backend(judge_cfg):
 def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     """Score and grade the job's ok records; returns facts for the summary."""
     by_id = {p.id: p for p in prompt_set.prompts}
-    path = job_dir / records.REQUESTS
-    recs = records.latest_per_key(records.read(path))
-    ok = [r for r in recs if r["status"] == "ok" and r["prompt_id"] in by_id]
+    ok = [r for r in jobdir.measured(job_dir) if r["status"] == "ok" and r["prompt_id"] in by_id]
     for r in ok:  # cheap, deterministic: recomputed every time
         r["scores"] = scorers.score_all(list(cfg.judge.scorers), by_id[r["prompt_id"]], r["output"] or "")
+    jobdir.write_scores(job_dir, ok)
     facts: dict = {"judge": grader_id(cfg.judge), "judge_error": None}
     qualifications: dict[str, dict] = {}
     if "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
         qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge.qualification))
     if cfg.judge.model:
         facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
-    _write_qualifications(job_dir, qualifications)
-    _fold(path, recs, job_dir, grader_id(cfg.judge))
+    jobdir.write_qualifications(job_dir, qualifications)
     return facts
 
 
@@ -132,32 +141,13 @@ def _brief(q: dict) -> dict:
     return {k: v for k, v in q.items() if k != "grades"}
 
 
-def _write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
-    """Merge into qualification.json: a rerun with nothing left to judge keeps the judge's figures."""
-    path = job_dir / QUALIFICATION
-    known = read_qualifications(job_dir)
-    known.update(fresh)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(known, indent=2))
-    tmp.replace(path)
-
-
 EMPTY_ANSWER = "empty answer"  # the judge's record for an answer with no text: not graded
 
 
-def read_qualifications(job_dir: Path) -> dict[str, dict]:
-    path = job_dir / QUALIFICATION
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        return {}
-
-
 def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: dict) -> dict:
-    jpath = job_dir / JUDGEMENTS
     judge_name = grader_id(cfg.judge)
-    known = read_qualifications(job_dir)
-    done = {(j["round"], j["prompt_id"], j["repeat"], j["probe"]) for j in records.read(jpath)
+    known = jobdir.read_qualifications(job_dir)
+    done = {(j["round"], j["prompt_id"], j["repeat"], j["probe"]) for j in jobdir.judgements(job_dir)
             if j.get("judge_model") == judge_name and not j.get("error")}
     todo = []
     for r in ok:
@@ -172,11 +162,11 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
         backend = judge_backend(cfg.judge)
         backend.load()
     except BackendError as exc:
-        return _record_failures(jpath, todo, judge_name, f"judge unavailable: {exc}")
+        return _record_failures(job_dir, todo, judge_name, f"judge unavailable: {exc}")
     # A judge failing mid-way fails its grades (recorded as errors), so it is not qualified.
     qualifications[judge_name] = _brief(qualify_judge(cfg.judge, backend))
     judges = {k: make_judge(cfg.judge, backend, k) for k in range(cfg.judge.repeats)}
-    writer = records.RecordWriter(jpath)
+    writer = jobdir.judgement_writer(job_dir)
     # Deterministic candidates repeat their answers across rounds: grade each distinct answer
     # once per (repeat, probe) and reuse the grade for its twins.
     memo: dict[tuple, object] = {}
@@ -201,8 +191,8 @@ def _run_judge(cfg, job_dir: Path, ok: list[dict], by_id: dict, qualifications: 
     return {}
 
 
-def _record_failures(jpath: Path, todo, judge_name: str, error: str) -> dict:
-    writer = records.RecordWriter(jpath)
+def _record_failures(job_dir: Path, todo, judge_name: str, error: str) -> dict:
+    writer = jobdir.judgement_writer(job_dir)
     try:
         for r, repeat, probe in todo:
             writer.append({"prompt_id": r["prompt_id"], "round": r["round"], "model": r["model"],
@@ -211,32 +201,3 @@ def _record_failures(jpath: Path, todo, judge_name: str, error: str) -> dict:
     finally:
         writer.close()
     return {"judge_error": error}
-
-
-def latest_judgements(job_dir: Path, judge_name: str | None = None) -> list[dict]:
-    """One judgement per (judge, round, prompt, repeat, probe): a successful retry wins."""
-    seen: dict[tuple, dict] = {}
-    for j in records.read(job_dir / JUDGEMENTS):
-        if judge_name and j.get("judge_model") != judge_name:
-            continue
-        key = (j["judge_model"], j["round"], j["prompt_id"], j["repeat"], j["probe"])
-        if key not in seen or not j.get("error") or seen[key].get("error"):
-            seen[key] = j
-    return list(seen.values())
-
-
-def _fold(path: Path, recs: list[dict], job_dir: Path, judge_name: str | None) -> None:
-    """Rewrite requests.jsonl with `scores` and `judge` on each record (atomic replace)."""
-    grades = {(j["round"], j["prompt_id"]): j for j in latest_judgements(job_dir, judge_name)
-              if j["repeat"] == 0 and j["probe"] is None} if judge_name else {}
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in recs:
-            g = grades.get((r["round"], r["prompt_id"]))
-            if g is not None:
-                r["judge"] = {"model": judge_name, "scores": g["scores"], "rationales": g["rationales"],
-                              "error": g["error"]}
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)

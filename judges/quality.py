@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
 
-from judges.grading import latest_judgements, read_qualifications
 from runner.stats import summarize
+from runner.store.jobdir import latest_judgements, read_qualifications
 
 
 def quality_summary(job_dir: Path, ok: list[dict], judge_name: str | None, judge_family_warning: str | None) -> dict:

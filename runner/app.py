@@ -11,10 +11,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from judges import grading
+from judges.quality import quality_summary
 from runner import backends, catalog, labels, launchers, paths, prompts, report, schema, summary
 from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
-from runner.job import run_job, run_job_isolated
+from runner.job import run_isolated, run_job
 from runner.models import pack
+from runner.store import jobdir
+from runner.store.facts import Facts
 
 # conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
 # preset against it (what we want) and warns, in the driver and in every launched job, that this
@@ -106,11 +110,13 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
             raise UserError(f"judge.mode=checklist asks questions built from each prompt's reference_items, but "
                             f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
                             f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
-        isolate = cfg.run.isolate and caps.in_process
-        facts = (run_job_isolated if isolate else run_job)(cfg, job_dir, prompt_set)
-        facts["job_wall"] = {"host": socket.gethostname(), "start": started, "end": time.time()}
-        facts["distinguishing"] = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
-        facts["launcher"] = launcher
+        if cfg.run.isolate and caps.in_process:
+            facts = run_isolated(measure_and_grade, cfg, job_dir, prompt_set)
+        else:
+            facts = measure_and_grade(cfg, job_dir, prompt_set)
+        facts.job_wall = {"host": socket.gethostname(), "start": started, "end": time.time()}
+        facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
+        facts.launcher = launcher
     except OutputError:
         raise
     except UserError as exc:
@@ -121,7 +127,9 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     if backends.capabilities(cfg.backend).in_process and cfg.model.source.kind != "remote":
         folder = pack.model_folder(cfg.model)
         disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
-    s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk)
+    judge = grading.grader_id(cfg.judge)
+    graded = quality_summary(job_dir, jobdir.ok_records(job_dir, judge), judge, grading.family_warning(cfg))
+    s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk, graded)
     out = report.write_job_report(job_dir)
     if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep decides once, over all its jobs
         from runner.decision import write_decision
@@ -148,6 +156,15 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     speed = f"decode_tps.p50 {d['p50']:.1f} {catalog.unit('decode_tps')}, " if d else ""
     print(f"{s['name']} [{outcome}] n={s['n']} {speed}"
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
+
+
+def measure_and_grade(cfg, job_dir: Path, prompt_set) -> Facts:
+    """The job's measured window, then its grading: after the candidate is unloaded, so grading
+    never overlaps the measured window. A rerun with nothing left to measure still grades (e.g. a
+    second judge on a finished job). Runs in the job's child process when it is isolated."""
+    facts = run_job(cfg, job_dir, prompt_set)
+    facts.grading = grading.grade_job(cfg, job_dir, prompt_set)
+    return facts
 
 
 def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:

@@ -8,12 +8,12 @@ import re
 import shutil
 from pathlib import Path
 
-from runner import records
 from runner.errors import UserError
-from runner.summary import SUMMARY
+from runner.store import jobdir
+from runner.store.jobdir import REQUESTS, SUMMARY
 
 KEEP = ["model", "model_id", "prompt_id", "round", "status", "error", "ttft_s", "e2e_s", "tpot_s", "decode_tps",
-        "prompt_tokens", "completion_tokens", "tokens_estimated", "finish_reason", "output", "judge"]
+        "prompt_tokens", "completion_tokens", "tokens_estimated", "finish_reason", "output", "scores", "judge"]
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -26,11 +26,10 @@ def save(job_dir: Path, name: str, subdir: str | None) -> Path:
         raise UserError(f"baseline name '{name}' must be letters, digits, '.', '_' or '-'")
     target = Path("outputs") / "baselines" / name / (subdir or "")
     target.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((job_dir / SUMMARY).read_text())
+    summary = jobdir.read_summary(job_dir)
     (target / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    recs = sorted(records.latest_per_key(records.read(job_dir / records.REQUESTS)),
-                  key=lambda r: (r["round"], r["prompt_id"]))
-    with (target / records.REQUESTS).open("w") as fh:
+    recs = sorted(jobdir.graded_records(job_dir), key=lambda r: (r["round"], r["prompt_id"]))
+    with (target / REQUESTS).open("w") as fh:  # a self-contained copy: grades inline
         for r in recs:
             fh.write(json.dumps({k: _round(r.get(k)) for k in KEEP if k in r}, sort_keys=True) + "\n")
     hydra_cfg = job_dir / ".hydra" / "config.yaml"

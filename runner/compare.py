@@ -23,11 +23,12 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
-from runner import catalog, records
+from runner import catalog
 from runner.errors import UserError
 from runner.paths import CONF_DIR
+from runner.store import jobdir
 
-SUMMARY = "summary.json"
+SUMMARY = jobdir.SUMMARY
 BASELINES_DIR = Path("outputs") / "baselines"  # relative to the cwd
 TOLERANCES_FILE = CONF_DIR / "compare" / "default.yaml"
 BOOTSTRAP_RESAMPLES = 2000
@@ -152,7 +153,7 @@ def _baselines_hint() -> str:
 
 
 def _load_dir(ref: str, path: Path) -> Side | None:
-    if (path / records.REQUESTS).is_file():
+    if (path / jobdir.REQUESTS).is_file():
         key, job = _load_job(path)
         return Side(ref, path, "job", {key: job}, {key: path})
     job_dirs = sorted(p for p in path.iterdir() if p.is_dir() and (p / SUMMARY).is_file())
@@ -169,15 +170,8 @@ def _load_dir(ref: str, path: Path) -> Side | None:
 
 
 def _load_job(path: Path) -> tuple[Key, Job]:
-    try:
-        summary = json.loads((path / SUMMARY).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no {SUMMARY} (an unfinished run?); rerun it into the same dir to finish") from None
-    except ValueError as exc:
-        raise UserError(f"{path / SUMMARY}: not valid JSON ({exc})") from None
-    recs = records.latest_per_key(records.read(path / records.REQUESTS))
-    ok = [r for r in recs if r.get("status") == "ok"]
-    return job_key(summary), Job(summary, ok)
+    summary = jobdir.read_summary(path)
+    return job_key(summary), Job(summary, jobdir.ok_records(path))
 
 
 def job_key(summary: dict) -> Key:

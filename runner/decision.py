@@ -37,8 +37,9 @@ from tabulate import tabulate
 from runner import catalog
 from runner.errors import UserError
 from runner.paths import CONF_DIR
+from runner.store import jobdir
 
-SUMMARY = "summary.json"
+SUMMARY = jobdir.SUMMARY
 DECISION = "decision.json"
 PREVIOUS = "decision.previous.json"
 PLOT = "pareto.png"
@@ -859,7 +860,7 @@ def read_summaries(sweep_dir: Path) -> list[tuple[str, dict]]:
     out = []
     for f in files:
         try:
-            out.append((f.parent.name, json.loads(f.read_text())))
+            out.append((f.parent.name, jobdir.check_version(json.loads(f.read_text()), f)))
         except (OSError, ValueError) as exc:
             raise UserError(f"{f}: unreadable summary ({exc})") from None
     return out

@@ -13,7 +13,7 @@ import multiprocessing
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,9 @@ from runner.labels import label_of
 from runner.memory import PeakSampler, rss_mb
 from runner.metrics import request_metrics
 from runner.prompts import Prompt, PromptSet
+from runner.store import jobdir
+from runner.store.facts import Facts
+from runner.store.jobdir import OPEN_LOOP
 
 
 def config_hash(cfg, prompt_set: PromptSet) -> str:
@@ -56,15 +59,15 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run_job_isolated(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
-    """Run an in-process job in a fresh child process.
+def run_isolated(work: Callable[..., Facts], cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
+    """Run `work(cfg, job_dir, prompt_set)` (an in-process job) in a fresh child process.
 
     Why: a second model loaded into a process that already held one inherits its heap,
     warm runtime and page cache, so its "cold" load time and RSS would be biased."""
     ctx = multiprocessing.get_context("spawn")
     plain = OmegaConf.to_container(cfg, resolve=True)
     parent_end, child_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(plain, str(job_dir), prompt_set, child_end), daemon=True)
+    proc = ctx.Process(target=_child, args=(work, plain, str(job_dir), prompt_set, child_end), daemon=True)
     proc.start()
     child_end.close()
     try:
@@ -73,15 +76,15 @@ def run_job_isolated(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
         result = None
     proc.join()
     if result is None:
-        return {**_empty_facts(), "error": f"job process died (exit code {proc.exitcode})"}
+        return Facts(error=f"job process died (exit code {proc.exitcode})")
     if isinstance(result, UserError):
         raise result
     return result
 
 
-def _child(plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
+def _child(work, plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
     try:
-        conn.send(run_job(OmegaConf.create(plain), Path(job_dir), prompt_set))
+        conn.send(work(OmegaConf.create(plain), Path(job_dir), prompt_set))
     except UserError as exc:
         conn.send(exc)
     except KeyboardInterrupt:
@@ -90,69 +93,56 @@ def _child(plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
         conn.close()
 
 
-def _empty_facts() -> dict:
-    return {"config_hash": None, "resumed": False, "skipped_done": 0, "load_s": None,
-            "rss_before_load_mb": None, "rss_mb": None, "rss_peak_mb": None, "error": None,
-            "warmup_requests": 0, "warmup_errors": 0, "window_s": None, "hardware": None, "device": None,
-            "backend": {}}
-
-
-def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
+def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
     """Run and record one job; return the facts `summary.build` needs."""
     job_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg, prompt_set)
     resumed = records.check_manifest(job_dir, {
         "config_hash": chash, "model": label_of(cfg), "model_id": cfg.model.id,
         "prompts": prompt_set.name, "prompts_path": prompt_set.path})
-    req_path = job_dir / records.REQUESTS
+    req_path = job_dir / jobdir.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
-    facts = {**_empty_facts(), "config_hash": chash, "resumed": resumed, "prompts": prompt_set.name,
-             "backend": {"backend": cfg.backend.name}}
+    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": cfg.backend.name})
     params = GenParams(max_tokens=cfg.decoding.max_tokens, temperature=cfg.decoding.temperature,
                        top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
     todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
-    facts["skipped_done"] = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
+    facts.skipped_done = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
     if cfg.run.rate is not None:
         todo = _open_loop_pending(job_dir, facts, cfg)
     backend = None
     try:
-        facts["hardware"] = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
+        facts.hardware = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
         backend = backends.create(cfg.backend, cfg.model)
-        facts["backend"] = backend.describe()
+        facts.backend = backend.describe()
         ran_on, source = backend.execution_provider()
         if ran_on is not None:  # known before load (in process): a mismatch fails before any load
-            facts["device"] = hardware.verify(cfg.hardware, ran_on, source)
-        facts["rss_before_load_mb"] = rss_mb()
-        facts["load_s"] = backend.load()
-        facts["device"] = hardware.verify(cfg.hardware, *backend.execution_provider())
-        facts["rss_mb"] = rss_mb() if backend.capabilities.in_process else None
+            facts.device = hardware.verify(cfg.hardware, ran_on, source)
+        facts.rss_before_load_mb = rss_mb()
+        facts.load_s = backend.load()
+        facts.device = hardware.verify(cfg.hardware, *backend.execution_provider())
+        facts.rss_mb = rss_mb() if backend.capabilities.in_process else None
         if todo:
             _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
     except BackendError as exc:
-        facts["error"] = str(exc)
+        facts.error = str(exc)
     finally:
         if backend is not None:
             try:
                 backend.unload()
             except Exception as exc:  # an unload failure must not hide the job's results
-                facts["unload_error"] = str(exc)
-    # Graded after the candidate is unloaded: grading never overlaps the measured window. A rerun
-    # with nothing left to measure still grades (e.g. a second judge on a finished job).
-    from judges.grading import grade_job
-
-    facts["grading"] = grade_job(cfg, job_dir, prompt_set)
+                facts.unload_error = str(exc)
     return facts
 
 
-def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: dict) -> None:
+def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: Facts) -> None:
     """Warm-up passes (not recorded), then the measured window with RSS sampling."""
     for _ in range(cfg.run.warmup):
         for prompt in prompt_set.prompts:
-            facts["warmup_requests"] += 1
+            facts.warmup_requests += 1
             try:
                 backend.chat(prompt.chat_messages(), params)
             except BackendError:
-                facts["warmup_errors"] += 1
+                facts.warmup_errors += 1
     writer = records.RecordWriter(req_path)
     progress = Progress(label_of(cfg), len(todo), cfg.run.progress)
     try:
@@ -167,15 +157,15 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
                 if cfg.run.warmup_s or cfg.run.cooldown_s:
                     joules = None  # RAPL would count the unrecorded load around the window too
             else:
-                facts["window"] = _measure(backend, todo, params, cfg, writer, progress, t0)
-                facts["rounds"] = cfg.run.rounds
+                facts.window = _measure(backend, todo, params, cfg, writer, progress, t0)
+                facts.rounds = cfg.run.rounds
                 if cfg.run.target_ci:
-                    facts["adaptive"] = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                    facts.adaptive = _until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
                                                        req_path, facts)
-                facts["window_s"] = time.perf_counter() - t0
+                facts.window_s = time.perf_counter() - t0
             if joules is not None and rapl_joules() is not None:
-                facts["rapl_joules"] = rapl_joules() - joules
-        facts["rss_peak_mb"] = sampler.peak_mb if backend.capabilities.in_process else None
+                facts.rapl_joules = rapl_joules() - joules
+        facts.rss_peak_mb = sampler.peak_mb if backend.capabilities.in_process else None
     finally:
         progress.close()
         writer.close()
@@ -186,7 +176,7 @@ def ci_precision(req_path: Path, metrics: list[str]) -> dict[str, dict]:
     (hi - lo) / 2 / p50, from the job's ok records."""
     from runner.stats import summarize
 
-    ok = [r for r in records.latest_per_key(records.read(req_path)) if r["status"] == "ok"]
+    ok = jobdir.ok_records(req_path.parent, graded=False)
     out = {}
     for m in metrics:
         s = summarize([r[m] for r in ok])
@@ -210,9 +200,9 @@ def _until_precise(backend, prompt_set, params, cfg, writer, progress, t0, req_p
         extra = [(rounds, p) for p in prompt_set.prompts if (rounds, p.id) not in done]  # a resume keeps them
         progress.total += len(extra)
         counts = _measure(backend, extra, params, cfg, writer, progress, t0)
-        facts["window"] = {k: facts["window"][k] + counts[k] for k in counts}
+        facts.window = {k: facts.window[k] + counts[k] for k in counts}
         rounds += 1
-    facts["rounds"] = rounds
+    facts.rounds = rounds
     return {"target_ci": target, "max_rounds": cfg.run.max_rounds, "rounds": rounds, "reached": reached,
             "precision": precision}
 
@@ -262,7 +252,6 @@ def window_counts(done: list[dict]) -> dict:
             "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
 
 
-OPEN_LOOP = "load.json"  # written when an open-loop window completes: a rerun skips it
 
 
 LOAD_KEYS = ("rate", "requests", "duration_s", "warmup_s", "cooldown_s", "burstiness", "seed", "max_in_flight")
@@ -273,7 +262,7 @@ def load_settings(cfg) -> dict:
     return {k: cfg.run[k] for k in LOAD_KEYS} | {"rounds": cfg.run.rounds}
 
 
-def _open_loop_pending(job_dir: Path, facts: dict, cfg) -> list:
+def _open_loop_pending(job_dir: Path, facts: Facts, cfg) -> list:
     """An open-loop window is measured whole or not at all: a partial one would not hold the
     offered rate. A completed window with the same load settings is reused; otherwise the old
     records are set aside (appended to requests.interrupted.jsonl) and the window is rerun."""
@@ -282,15 +271,15 @@ def _open_loop_pending(job_dir: Path, facts: dict, cfg) -> list:
         kept = json.loads(done.read_text())
         if kept.get("settings") == load_settings(cfg):
             facts.update(kept)
-            facts["skipped_done"] = kept["expected"]
+            facts.skipped_done = kept["expected"]
             return []
         done.unlink()
-    old = job_dir / records.REQUESTS
+    old = job_dir / jobdir.REQUESTS
     if old.exists():
-        with (job_dir / "requests.interrupted.jsonl").open("a") as fh:
+        with (job_dir / jobdir.INTERRUPTED).open("a") as fh:
             fh.write(old.read_text())
         old.unlink()
-    facts["skipped_done"] = 0
+    facts.skipped_done = 0
     return ["window"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,10 +10,12 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from runner import catalog, records  # noqa: E402
+from runner import catalog  # noqa: E402
 from runner.labels import job_name  # noqa: E402
 from runner.stats import MIN_N_FOR_P95  # noqa: E402
-from runner.summary import COLUMNS, SUMMARY, flat_row, write_csv  # noqa: E402
+from runner.store import jobdir  # noqa: E402
+from runner.store.jobdir import SUMMARY  # noqa: E402
+from runner.summary import flat_row, write_csv  # noqa: E402
 
 RATE = catalog.unit("load.arrival_rate")  # run.rate is offered in the unit the arrival rate is measured in
 LOW_N = "†"
@@ -56,8 +57,8 @@ def _formula(key: str) -> str:
 
 
 def write_job_report(job_dir: Path) -> Path:
-    s = json.loads((job_dir / SUMMARY).read_text())
-    ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
+    s = jobdir.read_summary(job_dir)
+    ok = jobdir.ok_records(job_dir, graded=False)
     plot = _latency_plot({s["model"]: ok}, job_dir / "latency.png")
     cfg = s["config"]
     lines = [f"# {s.get('name') or s['model']} on {s['prompts']}", "",
@@ -323,11 +324,10 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     jobs = sorted((p.parent for p in sweep_dir.glob(f"*/{SUMMARY}")), key=lambda p: _job_num(p.name))
     if not jobs:
         return None
-    summaries = [json.loads((j / SUMMARY).read_text()) for j in jobs]
+    summaries = [jobdir.read_summary(j) for j in jobs]
     rows = [flat_row(s, j.name) for s, j in zip(summaries, jobs, strict=True)]
     write_csv(sweep_dir / "summary.csv", rows)
-    ok_records = {j.name: [r for r in records.latest_per_key(records.read(j / records.REQUESTS))
-                           if r["status"] == "ok"] for j in jobs}
+    ok_records = {j.name: jobdir.ok_records(j, graded=False) for j in jobs}
     lat = _latency_plot(ok_records, sweep_dir / "latency.png")
     size = _scatter(rows, "disk_mb", "decode_tps.p50", "Speed against size", sweep_dir / "speed_vs_size.png")
     quality = _scatter(rows, "e2e_s.p50", "quality.overall", "Quality (from quality.source) against speed",
@@ -446,4 +446,4 @@ def _job_num(name: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-__all__ = ["COLUMNS", "write_job_report", "write_sweep_report"]
+__all__ = ["write_job_report", "write_sweep_report"]

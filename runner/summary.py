@@ -6,36 +6,37 @@ Reports, the sweep table and (later) MLflow read these files; nothing recomputes
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from judges.grading import grader_id
-from judges.quality import quality_summary
-from runner import backends, catalog, records
+from runner import backends, catalog
 from runner.environment import environment
 from runner.labels import job_name, label_of
 from runner.stats import summarize
+from runner.store import jobdir
+from runner.store.facts import Facts
 
-SUMMARY = "summary.json"
+SUMMARY = jobdir.SUMMARY
 TIMED = ["ttft_s", "e2e_s", "tpot_s", "decode_tps"]
 
 
-def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None) -> dict:
-    recs = records.latest_per_key(records.read(job_dir / records.REQUESTS))
+def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | None, quality: dict) -> dict:
+    """The job's summary from its records, its facts and its graded quality (judges/quality.py);
+    written to summary.json and summary.csv."""
+    recs = jobdir.graded_records(job_dir, quality.get("judge"))
     ok = [r for r in recs if r["status"] == "ok"]
     errors = [r for r in recs if r["status"] != "ok"]
     metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
     metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
     metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
-    expected = facts["expected"] if facts.get("expected") is not None else (
-        (facts.get("rounds") or cfg.run.rounds) * n_prompts)
-    failed = facts["error"] is not None or not ok
-    window = facts.get("window") or {}
-    window_s = facts.get("window_s")
+    expected = facts.expected if facts.expected is not None else (
+        (facts.rounds or cfg.run.rounds) * n_prompts)
+    failed = facts.error is not None or not ok
+    window = facts.window or {}
+    window_s = facts.window_s
     throughput = None
     if window_s and window.get("ok"):
         throughput = {
@@ -46,30 +47,31 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
             "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
         }
     summary = {
+        "schema_version": jobdir.SCHEMA_VERSION,  # the job folder's layout (runner/store/jobdir.py)
         "model": label_of(cfg),  # the model that ran (runner/labels.py)
-        "name": job_name(label_of(cfg), facts.get("distinguishing") or []),  # unique within its sweep
-        "distinguishing": facts.get("distinguishing") or [],  # the swept overrides in the name
+        "name": job_name(label_of(cfg), facts.distinguishing or []),  # unique within its sweep
+        "distinguishing": facts.distinguishing or [],  # the swept overrides in the name
         "model_alias": cfg.model.alias,
         "model_id": cfg.model.id,
-        "prompts": facts.get("prompts") or cfg.prompts.name,
+        "prompts": facts.prompts or cfg.prompts.name,
         "status": "failed" if failed else "ok",
-        "error": facts["error"] or (_first_error(errors) if failed else None),
+        "error": facts.error or (_first_error(errors) if failed else None),
         "partial": bool(not failed and (errors or len(ok) < expected)),
         "n": len(ok),
         "n_errors": len(errors),
         "n_expected": expected,
         "errors": dict(Counter(r["error"] for r in errors).most_common(5)),
         "metrics": metrics,
-        "load_s": facts["load_s"],
-        "rss_mb": facts["rss_mb"],
-        "rss_before_load_mb": facts["rss_before_load_mb"],
-        "rss_peak_mb": facts["rss_peak_mb"],
+        "load_s": facts.load_s,
+        "rss_mb": facts.rss_mb,
+        "rss_before_load_mb": facts.rss_before_load_mb,
+        "rss_peak_mb": facts.rss_peak_mb,
         "disk_mb": disk_mb,
         "license": cfg.model.license,
         "precision": cfg.model.precision,
         "params_m": cfg.model.params_m,
         "throughput": throughput,
-        "load": facts.get("load") or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
+        "load": facts.load or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
                                       "concurrency": cfg.run.concurrency},
         "goodput": goodput(ok, len(recs), window_s, window.get("ok"), cfg.run.slo),
         "energy": _energy(cfg, facts, window),
@@ -84,15 +86,15 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
         # the endpoint client's own processing time inside each timed window (runner/metrics.py)
         "client": {"overhead_s": summarize([r.get("client_overhead_s") for r in ok])}
         if any(r.get("client_overhead_s") is not None for r in ok) else None,
-        "warmup": {"rounds": cfg.run.warmup, "requests": facts["warmup_requests"],
-                   "errors": facts["warmup_errors"]},
-        "rounds": facts.get("rounds") or cfg.run.rounds,
-        "adaptive": facts.get("adaptive"),
-        "job_wall": facts.get("job_wall"),  # host and unix times: the sweep report counts overlapping jobs
-        "launcher": facts.get("launcher"),
-        "resumed": facts["resumed"],
-        "skipped_done": facts["skipped_done"],
-        "config_hash": facts["config_hash"],
+        "warmup": {"rounds": cfg.run.warmup, "requests": facts.warmup_requests,
+                   "errors": facts.warmup_errors},
+        "rounds": facts.rounds or cfg.run.rounds,
+        "adaptive": facts.adaptive,
+        "job_wall": facts.job_wall,  # host and unix times: the sweep report counts overlapping jobs
+        "launcher": facts.launcher,
+        "resumed": facts.resumed,
+        "skipped_done": facts.skipped_done,
+        "config_hash": facts.config_hash,
         "config": {
             "decoding": OmegaConf.to_container(cfg.decoding, resolve=True),
             "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
@@ -100,16 +102,16 @@ def build(cfg, facts: dict, job_dir: Path, n_prompts: int, disk_mb: float | None
                         "capabilities": asdict(backends.capabilities(cfg.backend))},
             "run": OmegaConf.to_container(cfg.run, resolve=True),
         },
-        "runtime": {**facts["backend"], **(facts["hardware"] or {}),
-                    **({"execution_provider": facts["device"]["ran_on"] or "unverified",
-                        "execution_provider_asked": facts["device"]["asked"]} if facts.get("device") else {})},
+        "runtime": {**facts.backend, **(facts.hardware or {}),
+                    **({"execution_provider": facts.device["ran_on"] or "unverified",
+                        "execution_provider_asked": facts.device["asked"]} if facts.device else {})},
         # the provider that ran the model against the one asked for (runner/hardware.py)
-        "device": facts.get("device"),
+        "device": facts.device,
         "environment": environment(),
         "definitions": catalog.definitions(),
     }
-    summary["quality"] = quality_summary(job_dir, ok, grader_id(cfg.judge), _family_warning(cfg))
-    (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    summary["quality"] = quality
+    jobdir.write_summary(job_dir, summary)
     write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
     return summary
 
@@ -165,31 +167,18 @@ def token_count_check(ok: list[dict]) -> dict | None:
             "chunks_per_token": chunks / usage if usage else None}
 
 
-def _family_warning(cfg) -> str | None:
-    """A judge from the candidate's own family tends to favour its style: say so."""
-    if (not cfg.judge.model or not backends.option_class(cfg.judge.backend).capabilities.in_process
-            or label_of(cfg) != cfg.model.alias):
-        return None  # an endpoint's model under the default group's alias: its family is unknown
-    from runner.models import registry
-
-    judge = registry.get(cfg.judge.model)
-    if judge.family and judge.family == cfg.model.family:
-        return f"judge {judge.alias} is from the candidate's model family ({judge.family}): scores may favour it"
-    return None
-
-
 def _first_error(errors: list[dict]) -> str:
     return errors[0]["error"] if errors else "no successful requests"
 
 
-def _energy(cfg, facts: dict, window: dict) -> dict | None:
+def _energy(cfg, facts: Facts, window: dict) -> dict | None:
     tokens = window.get("output_tokens") if window else None
-    if not tokens or not facts.get("window_s"):
+    if not tokens or not facts.window_s:
         return None
-    if facts.get("rapl_joules") is not None:
-        wh, source = facts["rapl_joules"] / 3600, "measured: RAPL package counter (whole CPU package)"
+    if facts.rapl_joules is not None:
+        wh, source = facts.rapl_joules / 3600, "measured: RAPL package counter (whole CPU package)"
     elif cfg.hardware.power_w:
-        wh, source = cfg.hardware.power_w * facts["window_s"] / 3600, "estimate: hardware.power_w x window"
+        wh, source = cfg.hardware.power_w * facts.window_s / 3600, "estimate: hardware.power_w x window"
     else:
         return None
     return {"wh_per_1k_tokens": wh / (tokens / 1000), "source": source}

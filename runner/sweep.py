@@ -15,7 +15,7 @@ from runner import app, labels, launchers, tracking
 from runner.decision import write_decision
 from runner.errors import UserError, is_file_error, output_error
 from runner.report import write_sweep_report
-from runner.summary import SUMMARY
+from runner.store.jobdir import SUMMARY
 
 
 class SweepReport(Callback):

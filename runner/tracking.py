@@ -17,9 +17,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner import catalog, records
+from runner import catalog
 from runner.secrets import SECRET, redact_url  # one definition of what looks like a secret
-from runner.summary import SUMMARY
+from runner.store import jobdir
+from runner.store.jobdir import SUMMARY
 
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
@@ -146,7 +147,7 @@ class Tracker:
     def log_job(self, job_dir: Path, config: dict, parent_run_id: str | None = None) -> str:
         from mlflow.entities import Metric, Param
 
-        s = json.loads((job_dir / SUMMARY).read_text())
+        s = jobdir.read_summary(job_dir)
         env = s.get("environment") or {}
         name = s.get("name") or s["model"]
         tags = {"slmbench.kind": "job", "model": s["model"], "name": name, "prompts": s["prompts"],
@@ -174,7 +175,7 @@ class Tracker:
         now = int(time.time() * 1000)
         params = [Param(k, v) for k, v in flatten(config).items()] + [Param("model.label", str(s["model"]))]
         metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(s).items()]
-        ok = [r for r in records.latest_per_key(records.read(job_dir / records.REQUESTS)) if r["status"] == "ok"]
+        ok = jobdir.ok_records(job_dir)
         ok.sort(key=lambda r: r.get("t_start_s") or 0)
         for step, r in enumerate(ok):  # per-request series: the charts show drift over a run
             for k in ("ttft_s", "e2e_s", "decode_tps"):
@@ -260,7 +261,7 @@ def replay(path: Path, uri: str | None, experiment: str) -> list[str]:
         raise UserError(f"{path}: not a job or sweep directory (no summary.json)")
     parent = tracker.start_parent(path.name, {"sweep_dir": str(path.resolve())})
     ids = [tracker.log_job(j, job_config(j), parent) for j in jobs]
-    statuses = [json.loads((j / SUMMARY).read_text())["status"] for j in jobs]
+    statuses = [jobdir.read_summary(j)["status"] for j in jobs]
     tracker.end_parent(parent, path, "FINISHED" if "ok" in statuses else "FAILED")
     return [parent, *ids]
 

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
-from runner import catalog, decision, summary
 from scripted_server import Script, ScriptedServer
+
+from runner import catalog, decision, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("tokens/s", "s/token", "tok/s", "req/s")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from judges.grading import EMPTY_ANSWER, JUDGEMENTS, QUALIFICATION
+from judges.grading import EMPTY_ANSWER
 from judges.quality import quality_summary
 from runner import records
+from runner.store.jobdir import JUDGEMENTS, QUALIFICATION
 
 JUDGE = "judge-a"
 UNPARSEABLE = "unparseable after 3 attempts: not JSON; reply began 'Score: 5'"

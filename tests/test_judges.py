@@ -14,6 +14,7 @@ from scripted_server import Script, ScriptedServer
 from judges import grading
 from judges.quality import quality_summary
 from judges.rubric import INJECTION, JudgeParseError, RubricJudge, parse, schema
+from runner.store import jobdir
 from runner.backends.base import Backend, BackendError, Completion
 from runner.prompts import Prompt
 from runner.schema import Config
@@ -157,7 +158,7 @@ def test_judge_endpoint_down_is_recorded_per_record(tmp_path):
                        "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge=openai",
                        "judge.base_url=http://127.0.0.1:9/v1", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
-    recs = [json.loads(x) for x in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    recs = jobdir.graded_records(tmp_path)  # grades joined from judgements.jsonl
     assert len(recs) == 2 and all(r["judge"]["scores"] == {} and "judge unavailable" in r["judge"]["error"]
                                   for r in recs)
     q = json.loads((tmp_path / "summary.json").read_text())["quality"]
@@ -182,7 +183,9 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
                    "run.rounds=1", "run.warmup=0", "decoding.max_tokens=96", "judge.injection_probe=2",
                    short_calibration, f"hydra.run.dir={job}")
     assert done.returncode == 0, done.stderr
-    recs = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
+    measured = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
+    assert len(measured) == 4 and not any("judge" in r or "scores" in r for r in measured)  # never rewritten
+    recs = jobdir.graded_records(job)
     assert len(recs) == 4
     for r in recs:
         j = r["judge"]
