@@ -11,7 +11,7 @@ Deterministic, no model. Steps:
    without bullets (and an unsectioned answer) is split into sentences. "None", "N/A" and "No
    ... were made" lines are no items. Markdown table rows are items; separator and header rows
    are not.
-3. **Matching.** Item text is compared as *content stems*: word tokens (judges.scorers.tokens)
+3. **Matching.** Item text is compared as *content stems*: word tokens (judges.text.tokens)
    minus stopwords, people's names and date words, with a trailing "s" dropped and cut to 6
    characters ("investigating" ~ "investigate"). overlap(ref, ans) = |stems(ref) & stems(ans)| /
    |stems(ref)|. A pair matches when overlap >= MATCH_THRESHOLD (0.4); pairs are assigned one to
@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass, field
 
 from judges import dates
-from judges.scorers import STOPWORDS, tokens
+from judges.text import STOPWORDS, tokens
 from runner.prompts import ActionItem, Prompt, ReferenceItems
 
 MATCH_THRESHOLD = 0.4

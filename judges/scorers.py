@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
+from judges.text import APOSTROPHES, STOPWORDS, tokens
 from runner.errors import UserError
 
 if TYPE_CHECKING:
@@ -86,17 +87,6 @@ def score_all(names: Iterable[str], prompt: Prompt, answer: str) -> dict[str, fl
 
 MAX_TOKENS = 2000  # ROUGE-L compares at most this many tokens of each side
 
-_APOSTROPHES = re.compile(r"['\u2018\u2019\u02bc]")
-_WORD = re.compile(r"\w+")
-
-
-def tokens(text: str | None) -> list[str]:
-    """Lowercased word tokens with punctuation stripped (apostrophes dropped, not split on)."""
-    if not text:
-        return []
-    return _WORD.findall(_APOSTROPHES.sub("", text.lower()))
-
-
 def _reference_tokens(prompt: Prompt) -> list[str] | None:
     ref = getattr(prompt, "reference", None)
     toks = tokens(ref)
@@ -146,23 +136,6 @@ def rouge_l(prompt: Prompt, answer: str) -> dict[str, float] | None:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
     p, r = lcs / len(ans), lcs / len(ref)
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r)}
-
-
-STOPWORDS = frozenset("""
-a about above across after again against all almost along also although always am among an
-and another any anyone anything are around as at be because been before being below between
-both but by can cannot cant could couldnt did didnt do does doesnt doing done dont down during
-each either else even ever every everything few for from further get gets got had has have
-having he her here hers herself him himself his how however i if in into is isnt it its itself
-just least less like made make many may me might more most much must my myself neither no nor
-not nothing now of off often on once one only onto or other others otherwise ought our ours
-ourselves out over own per perhaps quite rather really same shall she should shouldnt since so
-some something still such than that thats the their theirs them themselves then there therefore
-these they theyre thing things this those though through thus to too toward towards under unless
-until up upon us use used using very via was wasnt we well were what whatever when whenever where
-whereas whether which while who whom whose why will with within without wont would wouldnt yes
-yet you your youre yours yourself yourselves
-""".split())
 
 
 def salient_words(text: str | None) -> list[str]:
@@ -281,7 +254,7 @@ def refusal(prompt: Prompt, answer: str) -> dict[str, float] | None:
     repetition = 1 - unique / total over the answer's word 3-grams (0.0 with fewer than
     3 tokens); a degenerate loop scores close to 1."""
     text = answer.strip()
-    head = _APOSTROPHES.sub("'", text[:REFUSAL_WINDOW])
+    head = APOSTROPHES.sub("'", text[:REFUSAL_WINDOW])
     toks = tokens(text)
     grams = list(zip(toks, toks[1:], toks[2:], strict=False))
     repetition = 1.0 - len(set(grams)) / len(grams) if grams else 0.0

@@ -9,7 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from judges import grading
 from judges.quality import quality_summary
@@ -17,30 +17,17 @@ from runner import backends, catalog, labels, launchers, paths, prompts, report,
 from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.job import run_isolated, run_job
 from runner.models import pack
+from runner.outcomes import BROKEN_OUTPUT, OUTCOMES, STRICT, exit_code
+from runner.resolvers import register_resolvers
 from runner.store import jobdir
 from runner.store.facts import Facts
+from runner.validate import validate
 
 # conf/hydra/launcher/X.yaml shares its name with the plugin's schema, so Hydra validates the
 # preset against it (what we want) and warns, in the driver and in every launched job, that this
 # matching is deprecated.
 warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema with the same name")
 
-# Job outcomes of this process ("ok", "partial", "failed", "config-error"): the exit code.
-OUTCOMES: list[str] = []
-# run.strict as composed (command line or config file), set by the job or the sweep callback.
-STRICT: list[bool] = []
-# Why this process's output directory cannot be written (disk full, ...): later jobs are not started.
-BROKEN_OUTPUT: list[str] = []
-
-
-def register_resolvers() -> None:
-    # ${conf:prompts/data/x.yaml} -> absolute path inside the project's conf/ tree
-    OmegaConf.register_new_resolver("conf", lambda rel: str(paths.CONF_DIR / rel), replace=True)
-    # ${label:alias,id,backend target} -> the job's model label as a directory-name part
-    OmegaConf.register_new_resolver(
-        "label", lambda alias, model_id, target: labels.path_safe(
-            labels.model_label(alias, str(model_id), backends.load_class(target).capabilities.in_process)),
-        replace=True)
 
 
 # A launcher's worker imports this module to unpickle `task`, and resolves the job's output
@@ -83,7 +70,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     from hydra.types import RunMode
 
     try:
-        schema.validate(cfg)
+        validate(cfg)
         caps = backends.capabilities(cfg.backend)
         if (parallel and hc.mode == RunMode.MULTIRUN and not caps.parallel_safe
                 and not cfg.run.allow_parallel_inprocess):
@@ -201,18 +188,6 @@ def _report_output_errors_in_one_line() -> None:
 
     run_and_report.__wrapped__ = original
     hydra_utils.run_and_report = run_and_report
-
-
-def exit_code(outcomes: list[str], strict: bool) -> int:
-    if "config-error" in outcomes:
-        return 2
-    if "output-error" in outcomes:
-        return 1  # the run's files are incomplete: never a success
-    if not any(o in ("ok", "partial") for o in outcomes):
-        return 1
-    if strict and any(o != "ok" for o in outcomes):
-        return 1
-    return 0
 
 
 # Hydra's flags that take a value (`--info` takes one optionally, from INFO_VALUES).

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_env(args) -> int:
     import json
 
-    from runner.environment import env_text, environment, hardware_presets
+    from runner.environment import env_text, environment
+    from runner.hardware import hardware_presets
 
     env, presets = environment(), hardware_presets()
     print(json.dumps({**env, "hardware_presets": presets}, indent=2) if args.json else env_text(env, presets))

@@ -93,29 +93,6 @@ def environment() -> dict:
     }
 
 
-def hardware_presets() -> list[dict]:
-    """Each conf/hardware/*.yaml: whether an in-process model could run on it here, and why not."""
-    import yaml
-
-    from runner import hardware
-    from runner.backends.base import BackendError
-    from runner.paths import CONF_DIR
-
-    out = []
-    for path in sorted((CONF_DIR / "hardware").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text()) or {}
-        preset = type("Preset", (), {"name": path.stem, "device": raw.get("device", "cpu"),
-                                     "execution_provider": raw.get("execution_provider", "cpu")})
-        try:
-            hardware.check(preset, in_process=True)
-            usable, why = True, ""
-        except BackendError as exc:
-            usable, why = False, str(exc)
-        out.append({"name": path.stem, "device": preset.device, "execution_provider": preset.execution_provider,
-                    "usable_in_process": usable, "reason": why})
-    return out
-
-
 def env_text(env: dict, presets: list[dict]) -> str:
     """`slmbench env`: what this machine can run models on, and with which runtime versions."""
     eps = env["execution_providers"]

@@ -103,3 +103,24 @@ def verify(hardware, ran_on: str | None, source: str) -> dict:
         raise BackendError(f"hardware={hardware.name} asked for the {asked} execution provider, but the model "
                            f"runs on {ran_on} ({source}): its figures would be labelled with the wrong device")
     return record
+
+
+def hardware_presets() -> list[dict]:
+    """Each conf/hardware/*.yaml: whether an in-process model could run on it here, and why not."""
+    import yaml
+
+    from runner.paths import CONF_DIR
+
+    out = []
+    for path in sorted((CONF_DIR / "hardware").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text()) or {}
+        preset = type("Preset", (), {"name": path.stem, "device": raw.get("device", "cpu"),
+                                     "execution_provider": raw.get("execution_provider", "cpu")})
+        try:
+            check(preset, in_process=True)
+            usable, why = True, ""
+        except BackendError as exc:
+            usable, why = False, str(exc)
+        out.append({"name": path.stem, "device": preset.device, "execution_provider": preset.execution_provider,
+                    "usable_in_process": usable, "reason": why})
+    return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import app, labels, launchers, tracking
+from runner import labels, launchers, outcomes, tracking
 from runner.decision import write_decision
 from runner.errors import UserError, is_file_error, output_error
 from runner.report import write_sweep_report
@@ -37,7 +37,7 @@ class SweepReport(Callback):
         except OSError as exc:  # the sweep directory cannot be written: no job is started
             if not is_file_error(exc):
                 raise
-            app.BROKEN_OUTPUT.append(str(output_error(exc.filename or sweep_dir, exc)))
+            outcomes.BROKEN_OUTPUT.append(str(output_error(exc.filename or sweep_dir, exc)))
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
         try:
@@ -51,17 +51,17 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        app.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
-        app.STRICT.append(bool(config.run.strict))
-        if app.BROKEN_OUTPUT:
-            app.OUTCOMES.append("output-error")
+        outcomes.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
+        outcomes.STRICT.append(bool(config.run.strict))
+        if outcomes.BROKEN_OUTPUT:
+            outcomes.OUTCOMES.append("output-error")
         try:
             out = write_sweep_report(sweep_dir)
         except OSError as exc:
             if not is_file_error(exc):
                 raise
             print(f"slmbench: {output_error(exc.filename or sweep_dir, exc)}", file=sys.stderr)
-            app.OUTCOMES.append("output-error")
+            outcomes.OUTCOMES.append("output-error")
             out = None
         if out is not None:
             try:

@@ -243,7 +243,7 @@ def job_config(job_dir: Path) -> dict:
     path = job_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return {}
-    from runner.app import register_resolvers
+    from runner.resolvers import register_resolvers
 
     register_resolvers()
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)

@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from runner import app, decision, paths, prompts, schema
+from runner.validate import validate
 
 GROUPS = ["model", "prompts", "hardware", "decoding", "backend", "judge", "selection"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((paths.CONF_DIR / g).glob("*.yaml"))]
@@ -29,7 +30,7 @@ def test_option_composes_and_validates(group: str, option: str):
     # a judge option is composed beside a candidate of another model (no model may grade itself)
     other = ["model=gemma3-270m-int4" if option != "gemma3-270m-int4" else "model=smollm2-135m-int8"]
     cfg = _compose([f"{group}={option}", *(other if group == "judge" else [])])
-    schema.validate(cfg)  # types, ranges, the backend's class, the judge's model
+    validate(cfg)  # types, ranges, the backend's class, the judge's model
     decision.check_selection(cfg.selection)
     if group == "prompts":  # the prompt set it points at loads and is well formed
         assert prompts.load(cfg.prompts.path, cfg.prompts.name).prompts

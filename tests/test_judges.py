@@ -14,10 +14,10 @@ from scripted_server import Script, ScriptedServer
 from judges import grading
 from judges.quality import quality_summary
 from judges.rubric import INJECTION, JudgeParseError, RubricJudge, parse, schema
-from runner.store import jobdir
 from runner.backends.base import Backend, BackendError, Completion
 from runner.prompts import Prompt
 from runner.schema import Config
+from runner.store import jobdir
 
 ASPECTS = {"accuracy": "facts right", "brevity": "short"}
 PROMPT = Prompt(id="q", messages=(("user", "What is RAG?"),), aspects=ASPECTS, reference="Retrieval + generation.")

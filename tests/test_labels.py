@@ -81,6 +81,7 @@ def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
 
     from runner import app, paths, schema
     from runner.labels import label_of
+    from runner.validate import validate
 
     schema.register()
     app.register_resolvers()
@@ -89,10 +90,10 @@ def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
         own = compose("config", [f"judge={DEFAULT_ALIAS}"])
         aliased = compose("config", ["backend=openai", "model.id=phi-4-mini", "model.alias=phi"])
     assert label_of(endpoint) == "phi-4-mini" and label_of(own) == DEFAULT_ALIAS and label_of(aliased) == "phi"
-    schema.validate(endpoint)  # phi-4-mini is not grading itself
+    validate(endpoint)  # phi-4-mini is not grading itself
     import pytest
 
     from runner.errors import UserError
 
     with pytest.raises(UserError, match="may not grade itself"):
-        schema.validate(own)
+        validate(own)

@@ -11,6 +11,7 @@ import pytest
 
 from runner import app, paths, schema
 from runner.cli import build_parser
+from runner.validate import validate
 
 README = paths.PROJECT_ROOT / "README.md"
 COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?slmbench\s+(.*)$")
@@ -74,7 +75,7 @@ def test_run_lines_compose_and_validate(command: str):
     app.register_resolvers()
     with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides, return_hydra_config=True)
-    schema.validate(cfg)
+    validate(cfg)
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.split()[0] != "run"])

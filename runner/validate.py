@@ -1,0 +1,87 @@
+"""Checks of a composed config beyond its types: ranges, the backend's class, the judge's model,
+secrets in URLs. Each failure is a UserError naming the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from judges import scorers
+from runner import backends, secrets
+from runner.errors import UserError
+from runner.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
+from runner.labels import label_of
+from runner.models import registry
+
+
+def validate(cfg: Any) -> None:
+    """Range checks the type system cannot express; raises UserError naming the key."""
+    caps = backends.capabilities(cfg.backend)  # an unloadable backend target is a configuration error
+    judge_caps = backends.option_class(cfg.judge.backend).capabilities
+
+    checks = [
+        (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
+        (cfg.decoding.max_tokens >= 1, "decoding.max_tokens", "must be >= 1"),
+        (cfg.decoding.top_p is None or 0 < cfg.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
+        (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
+        (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
+        (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
+        (cfg.run.rate is None or cfg.run.rate > 0, "run.rate", "must be > 0 requests/s"),
+        (cfg.run.rate is None or cfg.run.concurrency == 1, "run.rate",
+         "and run.concurrency are two load profiles (open and closed loop): set one"),
+        (cfg.run.rate is None or not cfg.run.target_ci, "run.target_ci", "adds rounds; it needs a closed loop, "
+         "not run.rate"),
+        (cfg.run.requests is None or cfg.run.requests >= 1, "run.requests", "must be >= 1"),
+        (cfg.run.duration_s is None or cfg.run.duration_s > 0, "run.duration_s", "must be > 0"),
+        (cfg.run.requests is None or cfg.run.duration_s is None, "run.requests",
+         "and run.duration_s both bound the window: set one"),
+        ((cfg.run.requests is None and cfg.run.duration_s is None and not cfg.run.warmup_s
+          and not cfg.run.cooldown_s) or cfg.run.rate is not None, "run.rate",
+         "is needed by run.requests, run.duration_s, run.warmup_s and run.cooldown_s (open-loop options)"),
+        (cfg.run.warmup_s >= 0 and cfg.run.cooldown_s >= 0, "run.warmup_s", "and run.cooldown_s must be >= 0"),
+        (cfg.run.burstiness > 0, "run.burstiness", "must be > 0 (1 = Poisson)"),
+        (cfg.run.max_in_flight >= 1, "run.max_in_flight", "must be >= 1"),
+        (set(cfg.run.slo) <= {"ttft_s", "tpot_s", "e2e_s"}, "run.slo", "may bound ttft_s, tpot_s and e2e_s"),
+        (all(v is None or v > 0 for v in cfg.run.slo.values()), "run.slo", "bounds must be > 0 seconds"),
+        (cfg.run.target_ci is None or 0 < cfg.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
+        (cfg.run.max_rounds >= cfg.run.rounds, "run.max_rounds", "must be >= run.rounds"),
+        (0 <= cfg.run.warn_truncated_share <= 1, "run.warn_truncated_share", "must be in [0, 1]"),
+        (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
+         "must name ttft_s, e2e_s, tpot_s or decode_tps"),
+        (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
+        (not caps.needs_base_url or bool(cfg.backend.base_url), "backend.base_url",
+         f"is required for backend={cfg.backend.name}"),
+        (cfg.hardware.device in ("cpu", "gpu", "npu"), "hardware.device", "must be cpu, gpu or npu"),
+        (short_name(cfg.hardware.execution_provider) in ORT_PROVIDERS, "hardware.execution_provider",
+         f"is not an execution provider slmbench knows ({', '.join(ORT_PROVIDERS)})"),
+        (short_name(cfg.hardware.execution_provider) not in DEVICE_OF or cfg.hardware.device ==
+         DEVICE_OF[short_name(cfg.hardware.execution_provider)] or short_name(cfg.hardware.execution_provider)
+         == "openvino", "hardware.execution_provider", f"does not run on hardware.device={cfg.hardware.device}"),
+    ]
+    judge = cfg.judge
+    checks += [
+        (not judge_caps.needs_base_url or bool(judge.base_url), "judge.base_url",
+         f"is required for judge.backend={judge.backend}"),
+        (judge.repeats >= 1, "judge.repeats", "must be >= 1"),
+        (judge.retries >= 0, "judge.retries", "must be >= 0"),
+        (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
+        (judge.mode in ("rubric", "checklist"), "judge.mode", "must be rubric or checklist"),
+        (-1 <= judge.qualification.min_spearman <= 1, "judge.qualification.min_spearman", "must be in [-1, 1]"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise UserError(f"{key}={_get(cfg, key)!r} {why}")
+    secrets.check_urls({k: _get(cfg, k) for k in ("backend.base_url", "judge.base_url", "tracking.uri")})
+    scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error
+    if judge.model and judge_caps.in_process:
+        registry.get(judge.model)  # an unknown judge alias is a configuration error
+    if judge.model and not judge.allow_self and (
+            judge.model == label_of(cfg) or (judge.model_id or "") == cfg.model.id):
+        raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
+                        f"(pick another judge, or set judge.allow_self=true)")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
