@@ -35,7 +35,7 @@ import re
 import time
 from pathlib import Path
 
-from runner import paths, prompts
+from runner.config import paths, prompts
 from runner.models import fidelity, pack, registry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@ load test can tell the endpoint's limit from the generator's.
 
 Three measurements, one run, printed as figures and ratios:
 
-a) Dispatch alone: `runner.load.run` with a `fire` that returns at once, at 20,000 req/s
+a) Dispatch alone: `runner.measure.arrivals.run` with a `fire` that returns at once, at 20,000 req/s
    Poisson (20,000 arrivals). Achieved = arrivals / dispatch wall time, req/s; lag = t(fire
    called) - t(scheduled), ms (p50, p99); late = share of sends > 10 ms behind schedule.
 b) The whole client path, open loop, through `OpenAIBackend.chat` (its lean httpx2 streaming
@@ -35,10 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner import load  # noqa: E402
 from runner.backends import BackendError, GenParams  # noqa: E402
 from runner.backends.openai_compat import OpenAIBackend  # noqa: E402
-from runner.metrics import request_metrics  # noqa: E402
+from runner.measure import arrivals as load  # noqa: E402
+from runner.metrics.request import request_metrics  # noqa: E402
 
 
 def pct(xs, q):

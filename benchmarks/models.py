@@ -63,16 +63,15 @@ def median_of(records: list[dict], key: str) -> float | None:
 
 def measure_one(alias: str) -> dict:
     """Load `alias` cold in this process and time a few requests (run in a fresh child)."""
-    from runner import prompts
     from runner.backends import GenParams
-    from runner.backends.foundry import FoundryBackend
-    from runner.job import _ensure_registered
-    from runner.memory import PeakSampler, rss_mb
-    from runner.metrics import request_metrics
+    from runner.backends.foundry import FoundryBackend, ensure_registered
+    from runner.config import prompts
+    from runner.measure.memory import PeakSampler, rss_mb
+    from runner.metrics.request import request_metrics
     from runner.models import pack, registry
 
     spec = registry.get(alias)
-    _ensure_registered(spec)  # as `slmbench run` does: a lost registration is restored
+    ensure_registered(spec)  # as `slmbench run` does: a lost registration is restored
     prompt_set = prompts.load(SMOKE)
     params = GenParams(max_tokens=MAX_TOKENS, temperature=0.0, seed=SEED)
     backend = FoundryBackend(spec.id)

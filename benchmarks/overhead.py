@@ -9,7 +9,7 @@ a) Runner vs bare SDK, same model (default smollm2-135m-int4), same requests (sm
    - bare SDK: ChatSession per request, set_options(SearchOptions(temperature=0,
      max_output_tokens=64, seed=42)), set_streaming(True), process_streaming_request,
      iterate the TextItems, read usage;
-   - runner: `runner.job._measure` itself for one request: FoundryBackend.chat +
+   - runner: `runner.measure.job._measure` itself for one request: FoundryBackend.chat +
      request_metrics + RecordWriter.append to a temporary requests.jsonl.
    Reported: median ms per prompt and path (the two prompts' outputs differ in length, so one
    median over the mix is meaningless), ratio runner/bare of one pass = sum of the per-prompt
@@ -78,20 +78,20 @@ def bare_request(model, prompt) -> tuple[float, str, int]:
 
 
 def runner_request(backend, prompt, ctx: SimpleNamespace) -> float:
-    """One request through the runner's own measured loop (`_measure`, concurrency 1): wall s."""
-    from runner.job import _measure
+    """One request through the runner's own measured loop (`closed_loop.measure`, concurrency 1): wall s."""
+    from runner.measure.closed_loop import measure
 
     t0 = time.perf_counter()
-    _measure(backend, [(ctx.round, prompt)], ctx.params, ctx.cfg, ctx.writer, ctx.progress, ctx.t0)
+    measure(backend, [(ctx.round, prompt)], ctx.params, ctx.cfg, ctx.writer, ctx.progress, ctx.t0)
     wall = time.perf_counter() - t0
     ctx.round += 1
     return wall
 
 
 def runner_context(alias: str, model_id: str, writer) -> SimpleNamespace:
-    """What `_measure` reads: the decoding params, a minimal cfg, the writer, a silent progress."""
+    """What `closed_loop.measure` reads: the decoding params, a minimal cfg, the writer, a silent progress."""
     from runner.backends import GenParams
-    from runner.job import Progress
+    from runner.measure.job import Progress
 
     cfg = SimpleNamespace(model=SimpleNamespace(alias=alias, id=model_id), run=SimpleNamespace(concurrency=1))
     params = GenParams(max_tokens=MAX_TOKENS, temperature=0.0, seed=SEED)
@@ -129,14 +129,13 @@ def runner_outputs(path: Path) -> dict:
 
 
 def runner_vs_bare(alias: str, n: int) -> dict:
-    from runner import prompts
-    from runner.backends.foundry import FoundryBackend
-    from runner.job import _ensure_registered
+    from runner.backends.foundry import FoundryBackend, ensure_registered
+    from runner.config import prompts
     from runner.models import catalog, registry
-    from runner.records import RecordWriter
+    from runner.store.records import RecordWriter
 
     spec = registry.get(alias)
-    _ensure_registered(spec)
+    ensure_registered(spec)
     prompt_set = prompts.load(SMOKE)
     backend = FoundryBackend(spec.id)
     backend.load()
@@ -205,7 +204,7 @@ def scripted_module():
 def scripted_accuracy(n: int) -> dict:
     from runner.backends import GenParams
     from runner.backends.openai_compat import OpenAIBackend
-    from runner.metrics import request_metrics
+    from runner.metrics.request import request_metrics
 
     ss = scripted_module()
     script = ss.Script(**SCRIPT)
@@ -261,8 +260,8 @@ def per_call_us(fn, iterations: int) -> float:
 
 
 def bookkeeping(iterations: int) -> list[tuple[str, float]]:
-    from runner.metrics import request_metrics
-    from runner.records import RecordWriter
+    from runner.metrics.request import request_metrics
+    from runner.store.records import RecordWriter
 
     c = synthetic_completion()
     base = {"model": "synthetic", "model_id": "synthetic:1"}

@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from judges import notes, qualify
-from runner import prompts
+from runner.config import prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES_GOAL_MS = 5.0
@@ -49,7 +49,7 @@ def notes_cost(repeats: int = 20) -> None:
 
 def judge_cost(alias: str, mode: str, reasoning: bool) -> None:
     from judges.grading import judge_backend, qualify_judge
-    from runner.schema import JudgeConfig
+    from runner.config.schema import JudgeConfig
 
     cfg = OmegaConf.structured(JudgeConfig(name=alias, model=alias, mode=mode, reasoning=reasoning))
     backend = judge_backend(cfg)

@@ -16,7 +16,7 @@ from collections import Counter
 from judges import qualify
 from judges.grading import judge_backend
 from judges.rubric import RubricJudge
-from runner.schema import JudgeConfig
+from runner.config.schema import JudgeConfig
 
 VARIANTS = {"score first, <1-5> example (before)": (False, True),
             "rationale first, <1-5> example": (True, True),

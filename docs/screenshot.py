@@ -37,7 +37,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--hide-scrollbars", "--remote-debugging-pipe", f"--window-size={WIDTH},{HEIGHT}"]
 # What a person's browser keeps after closing the Assistant once and picking "Model training"
 # (MLflow's useLocalStorage keys are `<key>_v<version>`, values JSON).
-LOCAL_STORAGE = {"mlflow.assistant.panelOpen_v1": "false", "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+LOCAL_STORAGE = {"mlflow.assistant.panelOpen_v1": "false",
+                 "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
                  "mlflow.workflowType_v1": '"machine_learning"'}
 
 
@@ -54,7 +55,8 @@ class Browser:
             os.dup2(b, 4)
 
         self.proc = subprocess.Popen([chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
                                      preexec_fn=fds, pass_fds=(3, 4, to_chrome_r, from_chrome_w))
         os.close(to_chrome_r)
         os.close(from_chrome_w)
@@ -63,7 +65,8 @@ class Browser:
         self.session = None
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+        self.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1,
+                  mobile=False)
         self.send("Page.enable")
 
     def send(self, method: str, timeout: float = 60, **params) -> dict:
@@ -179,17 +182,16 @@ def main(uri: str, out: Path, experiment: str = "slmbench") -> None:
                 time.sleep(1)
         with tempfile.TemporaryDirectory() as profile:
             browser = Browser(chromium, profile)
-            browser.goto(f"{base}health")  # the UI's origin, without its app (which writes localStorage itself)
+            browser.goto(f"{base}health")  # the UI's origin without its app (which writes localStorage too)
             browser.wait_for("document.readyState === 'complete'", "the MLflow server's health page")
             browser.js(";".join(f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)})"
                                 for k, v in LOCAL_STORAGE.items()))
             browser.goto(base + view_url(eid))
-            browser.wait_for(_text("decode_tps.p50", *names) + " && !document.querySelector('.ag-overlay-loading-center')",
-                             f"the runs table with {names}")
+            browser.wait_for(_text("decode_tps.p50", "model.precision", *names), f"the jobs {names}")
             browser.shot(out / "mlflow-runs.png")
             browser.goto(base + view_url(eid, "CHART"))
-            browser.wait_for(_text("quality.overall", "ttft_s.p95") + " && document.querySelectorAll('svg.main-svg').length >= 4",
-                             "the preset charts")
+            plots = "document.querySelectorAll('svg.main-svg').length >= 4"  # plotly draws each chart in svgs
+            browser.wait_for(_text("quality.overall", "ttft_s.p95") + " && " + plots, "the preset charts")
             browser.shot(out / "mlflow-charts.png")
             if trace is None:
                 print("no trace in the experiment: mlflow-trace.png not taken", file=sys.stderr)
@@ -201,9 +203,10 @@ def main(uri: str, out: Path, experiment: str = "slmbench") -> None:
             browser.wait_for(_text("Inputs", "Outputs") + " && " + ASSESS_BUTTON, f"trace {tid}")
             if not browser.js(f"document.querySelector({json.dumps(EXPAND)})"):  # the pane starts closed
                 browser.js(ASSESS_BUTTON + ".click()")
-            browser.wait_for(f"document.querySelectorAll({json.dumps(EXPAND)}).length >= {len(trace.info.assessments)}",
+            expand = f"document.querySelectorAll({json.dumps(EXPAND)})"
+            browser.wait_for(f"{expand}.length >= {len(trace.info.assessments)}",
                              f"the assessments {names} of trace {tid}")
-            browser.js(f"document.querySelectorAll({json.dumps(EXPAND)}).forEach(b => b.click())")  # show rationales
+            browser.js(f"{expand}.forEach(b => b.click())")  # each assessment's source and rationale
             rationales = [a.rationale for a in trace.info.assessments if a.rationale]
             browser.wait_for(_text(*names, *rationales[:2]), f"the rationales of trace {tid}'s assessments")
             browser.shot(out / "mlflow-trace.png")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 from runner.store import jobdir
 
 LABELS = (1, 2, 3, 4, 5)

@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 from runner.store import jobdir
 
 ANNOTATIONS = "annotations.csv"

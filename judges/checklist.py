@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from judges.rubric import Grade, JudgeParseError, ask, json_reply
 from runner.backends.base import Backend, GenParams
-from runner.prompts import Prompt, ReferenceItems
+from runner.config.prompts import Prompt, ReferenceItems
 
 REASONING_CHARS = 80  # bounds the reasoning inside the grammar, as for the rubric's rationale
 TOKENS_PER_QUESTION = 40

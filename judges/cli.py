@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from judges import qualify
-from runner import paths
-from runner.errors import UserError
-from runner.schema import JudgeConfig
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.schema import JudgeConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -17,8 +17,8 @@ from judges.checklist import ChecklistJudge
 from judges.rubric import INJECTION, RubricJudge
 from runner import backends
 from runner.backends import BackendError
-from runner.labels import label_of
-from runner.prompts import PromptSet
+from runner.config.labels import label_of
+from runner.config.prompts import PromptSet
 from runner.store import jobdir
 
 
@@ -102,8 +102,8 @@ def judge_backend(judge_cfg):
 
     from omegaconf import OmegaConf
 
+    from runner.config.schema import ModelConfig, SourceConfig
     from runner.models import registry
-    from runner.schema import ModelConfig, SourceConfig
 
     option = backends.option(judge_cfg.backend)
     klass = backends.option_class(judge_cfg.backend)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from judges import dates
 from judges.text import STOPWORDS, tokens
-from runner.prompts import ActionItem, Prompt, ReferenceItems
+from runner.config.prompts import ActionItem, Prompt, ReferenceItems
 
 MATCH_THRESHOLD = 0.4
 SAME_SECTION_BONUS = 0.1

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from runner import paths
-from runner.errors import UserError
-from runner.prompts import Prompt, parse_prompt
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.prompts import Prompt, parse_prompt
 
 CALIBRATION = paths.CONF_DIR / "calibration" / "meeting-notes.yaml"
 KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
 
-from runner.stats import summarize
+from runner.metrics.stats import summarize
 from runner.store.jobdir import latest_judgements, read_qualifications
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from runner.backends.base import Backend, BackendError, GenParams
-from runner.prompts import Prompt
+from runner.config.prompts import Prompt
 
 SCALE = (1, 5)
 # Bounds a rationale inside the grammar: small judges otherwise loop until cut off. 100 characters

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from judges.text import APOSTROPHES, STOPWORDS, tokens
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 if TYPE_CHECKING:
-    from runner.prompts import Prompt
+    from runner.config.prompts import Prompt
 
 __all__ = ["SCORERS", "Scorer", "resolve", "score_all", "scorer", "tokens"]
 

@@ -13,13 +13,16 @@ from omegaconf import DictConfig
 
 from judges import grading
 from judges.quality import quality_summary
-from runner import backends, catalog, labels, launchers, paths, prompts, report, schema, summary
-from runner.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
-from runner.job import run_isolated, run_job
+from runner import backends
+from runner.config import labels, launchers, paths, prompts, schema
+from runner.config.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
+from runner.config.resolvers import register_resolvers
+from runner.measure.job import run_isolated, run_job
+from runner.metrics import catalog
 from runner.models import pack
 from runner.outcomes import BROKEN_OUTPUT, OUTCOMES, STRICT, exit_code
-from runner.resolvers import register_resolvers
-from runner.store import jobdir
+from runner.report import job as report
+from runner.store import jobdir, summary
 from runner.store.facts import Facts
 from runner.validate import validate
 
@@ -79,7 +82,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
                             f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
                             f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
                             f"when every job gets a machine of its own")
-        from runner import decision
+        from runner.decide import decision
 
         decision.check_selection(cfg.selection)
         # A user's file (prompts.path=FILE) names itself; the group's name is for the shipped sets.
@@ -119,7 +122,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk, graded)
     out = report.write_job_report(job_dir)
     if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep decides once, over all its jobs
-        from runner.decision import write_decision
+        from runner.decide.render import write_decision
 
         try:
             write_decision(job_dir, cfg.selection)
@@ -128,7 +131,7 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     if cfg.tracking.enabled:
         log_to_mlflow(cfg, job_dir, context)
     if cfg.get("baseline"):
-        from runner import baseline
+        from runner.store import baseline
 
         sweep = HydraConfig.get().mode == RunMode.MULTIRUN
         kept = baseline.save(job_dir, str(cfg.baseline), job_dir.name if sweep else None)
@@ -157,7 +160,7 @@ def measure_and_grade(cfg, job_dir: Path, prompt_set) -> Facts:
 def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:
     """A job of a sweep logs where the sweep does, under its parent run, even from another host."""
 
-    from runner import tracking
+    from runner.track import tracking
 
     try:
         tracker = tracking.Tracker(cfg.tracking.uri or context.get("tracking_uri"), cfg.tracking.experiment)
@@ -228,9 +231,9 @@ def run_cli(args: list[str]) -> int:
     # Imported models live in the user's config dir; make them selectable as model=NAME.
     extra = [] if any(a.startswith("hydra.searchpath") for a in args) else [
         f"hydra.searchpath=[file://{user_conf}]"]
-    from runner import decision
+    from runner.decide import selection
 
-    args = decision.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
+    args = selection.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
     args = launchers.absolute_paths(args)
     launcher = launchers.check(args)
     # Under a launcher plugin, failures outside any job (connecting to a cluster, submitting)
@@ -242,7 +245,7 @@ def run_cli(args: list[str]) -> int:
     STRICT.clear()
     BROKEN_OUTPUT.clear()
     options, overrides = split_hydra_args(args)
-    from runner import secrets
+    from runner.config import secrets
 
     secrets.check_overrides(overrides)  # before Hydra writes .hydra/ or multirun.yaml
     secrets.check_environment()

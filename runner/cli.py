@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 SUBCOMMANDS = ["run", "models", "compare", "decide", "annotate", "agreement", "ui", "judge", "env"]
 
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_env(args) -> int:
     import json
 
-    from runner.environment import env_text, environment
-    from runner.hardware import hardware_presets
+    from runner.backends.hardware import hardware_presets
+    from runner.config.environment import env_text, environment
 
     env, presets = environment(), hardware_presets()
     print(json.dumps({**env, "hardware_presets": presets}, indent=2) if args.json else env_text(env, presets))
@@ -60,7 +60,7 @@ def cmd_env(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from runner import tracking
+    from runner.track import tracking
 
     if args.log is not None:
         if not args.log.is_dir():
@@ -127,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return judges_cli.main(args)
         if args.cmd == "decide":
-            from runner.decision import decide_main
+            from runner.decide.render import decide_main
 
             return decide_main(args.sweep_dir, args.overrides)
         if args.cmd == "compare":
-            from runner import compare, tracking
+            from runner.decide import compare_report
+            from runner.track import tracking
 
             resolver = tracking.run_resolver(args.uri)
-            return compare.main(args.baseline, args.candidate, args.out, args.tolerance, resolvers=[resolver])
+            return compare_report.main(args.baseline, args.candidate, args.out, args.tolerance, resolvers=[resolver])
         if args.cmd == "ui":
             return cmd_ui(args)
         if args.cmd == "annotate":

@@ -11,11 +11,13 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from runner import labels, launchers, outcomes, tracking
-from runner.decision import write_decision
-from runner.errors import UserError, is_file_error, output_error
-from runner.report import write_sweep_report
+from runner import outcomes
+from runner.config import labels, launchers
+from runner.config.errors import UserError, is_file_error, output_error
+from runner.decide.render import write_decision
+from runner.report.job import write_sweep_report
 from runner.store.jobdir import SUMMARY
+from runner.track import tracking
 
 
 class SweepReport(Callback):

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from judges import scorers
-from runner import backends, secrets
-from runner.errors import UserError
-from runner.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
-from runner.labels import label_of
+from runner import backends
+from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
+from runner.config import secrets
+from runner.config.errors import UserError
+from runner.config.labels import label_of
 from runner.models import registry
 
 

@@ -37,7 +37,7 @@ def mlflow_store(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def pack_home() -> Path:
     """The shared cache holding the built pack (SLMBENCH_HOME or the default)."""
-    from runner import paths
+    from runner.config import paths
     from runner.models import pack
 
     pack.build_pack(log=lambda s: None)  # no-op when `make pack` already ran

@@ -25,7 +25,7 @@ from judges.agreement import (
     within_one,
 )
 from judges.annotations import COLUMNS, read_annotations, write_annotations
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 N = None
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", example C:

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
 
-from runner.metrics import truncated
+from runner.metrics.request import truncated
 
 COMMON = ["run", "backend=openai", "model.id=scripted-model", "prompts=smoke", "run.rounds=2", "run.warmup=0",
           "tracking.enabled=false"]
@@ -76,7 +76,7 @@ def test_run_strict_from_a_config_file_sets_the_exit_code(tmp_path: Path):
 
 def test_itl_percentiles_interpolate_like_every_other_percentile():
     from runner.backends.base import Completion
-    from runner.metrics import request_metrics
+    from runner.metrics.request import request_metrics
 
     # chunks at 0, 0.1, 0.11, 0.14: gaps 0.1, 0.01, 0.03 -> p50 0.03 and, with 4 gaps, the mean of the middle two
     c = Completion(t_sent=0.0, t_end=0.2, deltas=[(0.0, "a"), (0.1, "b"), (0.11, "c"), (0.14, "d")],

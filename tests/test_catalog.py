@@ -13,7 +13,9 @@ import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
 
-from runner import catalog, decision, summary
+from runner.decide import keys
+from runner.metrics import catalog
+from runner.store import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("tokens/s", "s/token", "tok/s", "req/s")
@@ -59,7 +61,7 @@ def test_the_same_number_has_the_same_name_in_csv_mlflow_and_selection(judged_sw
         for key, want in flat.items():
             if key.startswith("quality.qualifications."):
                 continue  # a grader's figures, not candidate metrics
-            metric = decision.resolve_key(key, [s], "test")
+            metric = keys.resolve_key(key, [s], "test")
             assert metric.value(s) == pytest.approx(want), key
         # MLflow: the job's run holds the same names and values
         [run] = client.search_runs([exp], filter_string=f"tags.job_dir = '{(judged_sweep / job).resolve()}'")
@@ -84,7 +86,7 @@ def test_every_reported_number_is_declared_with_unit_formula_and_direction(judge
 
 
 def test_units_are_written_in_one_module():
-    """No other module spells a rate unit in a string: they read it from runner/catalog.py."""
+    """No other module spells a rate unit in a string: they read it from runner/metrics/catalog.py."""
     found = []
     for path in [*(ROOT / "runner").rglob("*.py"), *(ROOT / "judges").rglob("*.py")]:
         if path.name == "catalog.py":

@@ -12,7 +12,7 @@ from test_judges import Replies
 
 from judges.checklist import ASPECTS, ChecklistJudge, aspect_scores, parse, questions, schema
 from judges.rubric import JudgeParseError
-from runner.prompts import ActionItem, Prompt, ReferenceItems
+from runner.config.prompts import ActionItem, Prompt, ReferenceItems
 
 REFS = ReferenceItems(
     decisions=("Code freeze is Friday, March 7.", "The dark mode toggle gets no exception."),

@@ -13,8 +13,9 @@ import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
 
-from runner import compare as cmp
-from runner.errors import UserError
+from runner.config.errors import UserError
+from runner.decide import compare as cmp
+from runner.decide import compare_report, paired_stats
 
 FAST = Script(ttft_s=0.1, tpot_s=0.01, tokens=24)
 SLOW = Script(ttft_s=0.1, tpot_s=0.015, tokens=24)  # decoding 1.5x slower, same first token
@@ -45,7 +46,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_same_script_twice_is_within_noise(runs, tmp_path, capsys):
-    code = cmp.main(str(runs["a"]), str(runs["a2"]), tmp_path, [])
+    code = compare_report.main(str(runs["a"]), str(runs["a2"]), tmp_path, [])
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads((tmp_path / "compare.json").read_text())
@@ -68,7 +69,7 @@ def test_same_script_twice_is_within_noise(runs, tmp_path, capsys):
 
 
 def test_real_slowdown_is_a_regression(runs, capsys):
-    code = cmp.main(str(runs["a"]), str(runs["slow"]), None, [])
+    code = compare_report.main(str(runs["a"]), str(runs["slow"]), None, [])
     out = capsys.readouterr().out
     assert code == 1, out
     result = json.loads((runs["slow"] / "compare.json").read_text())  # default: into the candidate dir
@@ -82,7 +83,7 @@ def test_real_slowdown_is_a_regression(runs, capsys):
     md = (runs["slow"] / "compare.md").read_text()
     assert "excludes 0" in md and "s/token" in md and "tokens/s" in md and "| tpot_s" in md
     # The same numbers pass once the tolerance allows a 60% change: the tolerance is part of the rule.
-    assert cmp.main(str(runs["a"]), str(runs["slow"]), runs["slow"] / "loose",
+    assert compare_report.main(str(runs["a"]), str(runs["slow"]), runs["slow"] / "loose",
                     ["tpot_s=0.6", "decode_tps=60%", "e2e_s=0.6"]) == 0
 
 
@@ -136,7 +137,7 @@ def test_output_drift_at_temperature_zero(tmp_path, capsys):
     assert drift["checked"] and drift["prompts_differing"] == ["p2"] and drift["n_compared"] == 3
     assert drift["examples"] == {"p2": {"baseline": "beta", "candidate": "BETA"}}
     assert result["ok"]  # drift is reported, not a speed regression
-    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 0
+    assert compare_report.main(str(a), str(b), tmp_path / "out", []) == 0
     assert "output drift at temperature 0 in m1 / set / deterministic / cpu: 1 of 3 prompts differ (p2)" \
         in capsys.readouterr().out
     assert "p2" in (tmp_path / "out" / "compare.md").read_text()
@@ -164,7 +165,7 @@ def test_unknown_refs_are_user_errors(tmp_path, monkeypatch):
         with pytest.raises(UserError, match="not a job dir, sweep dir or baseline name"):
             cmp.load_side(ref)
     with pytest.raises(UserError, match="not a job dir"):
-        cmp.main("no-such-baseline", str(tmp_path / "empty"), None, [])
+        compare_report.main("no-such-baseline", str(tmp_path / "empty"), None, [])
     half = tmp_path / "half"  # killed before its summary was written
     half.mkdir()
     (half / "requests.jsonl").write_text("")
@@ -201,7 +202,7 @@ def test_bad_tolerance_overrides(tmp_path):
     assert set(tol) == set(cmp.METRICS)
     a = write_job(tmp_path / "a")
     with pytest.raises(UserError, match="nope"):  # checked before anything is loaded or written
-        cmp.main(str(a), str(a), tmp_path / "out", ["nope=1"])
+        compare_report.main(str(a), str(a), tmp_path / "out", ["nope=1"])
     assert not (tmp_path / "out").exists()
 
 
@@ -271,7 +272,7 @@ def scale(d: Path, factor) -> Path:
 def test_one_prompt_slower_is_named_and_fails(tmp_path, capsys):
     a = write_job(tmp_path / "a", outputs=FOUR, n_rounds=3, seed=0)
     b = scale(write_job(tmp_path / "b", outputs=FOUR, n_rounds=3, seed=1), lambda p, r: 1.3 if p == "p3" else 1)
-    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 1
+    assert compare_report.main(str(a), str(b), tmp_path / "out", []) == 1
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "compare.json").read_text())
     rows = {r["metric"]: r for r in result["rows"]}
@@ -308,7 +309,7 @@ def test_one_round_slower_is_not_a_prompt_regression(tmp_path):
 def test_equal_rerun_passes_and_a_job_wide_slowdown_counts_once(tmp_path, capsys):
     a = write_job(tmp_path / "a", outputs=FOUR, n_rounds=3, seed=0)
     b = write_job(tmp_path / "b", outputs=FOUR, n_rounds=3, seed=1)  # same values, other 2% noise
-    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 0
+    assert compare_report.main(str(a), str(b), tmp_path / "out", []) == 0
     assert "no regressions" in capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert result["ok"] and result["per_prompt"][LABEL] == []
@@ -332,7 +333,7 @@ def test_no_pairs_in_common_falls_back_to_unpaired(tmp_path, capsys):
     a = write_job(tmp_path / "a", outputs={"p1": "alpha", "p2": "beta"}, n_rounds=10)
     b = scale(write_job(tmp_path / "b", outputs={"q1": "alpha", "q2": "beta"}, n_rounds=10, seed=1),
               lambda p, r: 1.5)  # renamed prompt ids, and slower
-    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 1
+    assert compare_report.main(str(a), str(b), tmp_path / "out", []) == 1
     out = capsys.readouterr().out
     assert f"{LABEL}: no (prompt_id, round) in common (other prompt ids?)" in out
     result = json.loads((tmp_path / "out" / "compare.json").read_text())
@@ -341,7 +342,7 @@ def test_no_pairs_in_common_falls_back_to_unpaired(tmp_path, capsys):
     assert all(r["test"] == "unpaired" and r["n_pairs"] == 0 for r in tested.values())
     assert "unpaired: 0 pairs in common (< 8)" in tested["tpot_s"]["note"]
     assert tested["tpot_s"]["verdict"] == "worse" and tested["tpot_s"]["change_ci95"] is None
-    assert tested["tpot_s"]["p"] == pytest.approx(2 / (cmp.BOOTSTRAP_RESAMPLES + 1))  # no draw crosses 0
+    assert tested["tpot_s"]["p"] == pytest.approx(2 / (paired_stats.BOOTSTRAP_RESAMPLES + 1))  # no draw crosses 0
     assert "no (prompt_id, round) in common" in (tmp_path / "out" / "compare.md").read_text()
     # Pairs in common but too few (2 prompts x 3 rounds): unpaired as well, and said so.
     c = write_job(tmp_path / "c", n_rounds=3)
@@ -354,36 +355,36 @@ def test_no_pairs_in_common_falls_back_to_unpaired(tmp_path, capsys):
 
 def test_holm_and_signed_rank_by_hand():
     # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(1*0.04, 0.06)
-    assert cmp.holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
-    assert cmp.holm([0.5, 0.6]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1
+    assert paired_stats.holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert paired_stats.holm([0.5, 0.6]) == [pytest.approx(1.0), pytest.approx(1.0)]  # capped at 1
     # 8 differences, all positive: W+ = 36 is the largest of 2^8 equally likely sign patterns.
-    assert cmp.signed_rank_p(np.arange(1, 9)) == pytest.approx(2 / 256)
+    assert paired_stats.signed_rank_p(np.arange(1, 9)) == pytest.approx(2 / 256)
     # rank 2 negative: W+ = 34; P(W+ >= 34) = sign patterns whose negatives sum to <= 2: {}, {1}, {2}.
-    assert cmp.signed_rank_p(np.array([1, -2, 3, 4, 5, 6, 7, 8])) == pytest.approx(6 / 256)
-    assert cmp.signed_rank_p(np.zeros(9)) == 1.0  # no differences at all
+    assert paired_stats.signed_rank_p(np.array([1, -2, 3, 4, 5, 6, 7, 8])) == pytest.approx(6 / 256)
+    assert paired_stats.signed_rank_p(np.zeros(9)) == 1.0  # no differences at all
     x = np.random.default_rng(0).normal(0.15, 1, 60)
-    exact = cmp.signed_rank_p(x)
-    cmp_max, cmp.EXACT_MAX = cmp.EXACT_MAX, 10  # the normal approximation agrees at n = 60
+    exact = paired_stats.signed_rank_p(x)
+    cmp_max, paired_stats.EXACT_MAX = paired_stats.EXACT_MAX, 10  # the normal approximation agrees at n = 60
     try:
-        assert cmp.signed_rank_p(x) == pytest.approx(exact, abs=0.005) and 0.05 < exact < 0.1
+        assert paired_stats.signed_rank_p(x) == pytest.approx(exact, abs=0.005) and 0.05 < exact < 0.1
         ties = np.random.default_rng(1).integers(-2, 4, 80)  # |x| in {1, 2, 3}: without the tie correction 0.032
-        cmp.EXACT_MAX = cmp_max
-        exact = cmp.signed_rank_p(ties)
-        cmp.EXACT_MAX = 10
-        assert cmp.signed_rank_p(ties) == pytest.approx(exact, abs=0.001) and 0.02 < exact < 0.04
+        paired_stats.EXACT_MAX = cmp_max
+        exact = paired_stats.signed_rank_p(ties)
+        paired_stats.EXACT_MAX = 10
+        assert paired_stats.signed_rank_p(ties) == pytest.approx(exact, abs=0.001) and 0.02 < exact < 0.04
     finally:
-        cmp.EXACT_MAX = cmp_max
+        paired_stats.EXACT_MAX = cmp_max
 
 
 def test_paired_ci_keeps_each_prompt_in_every_resample():
     # prompt a unchanged, prompt b 20% slower, no noise: every stratified resample holds 3 pairs of each,
     # so the median change is always (0 + 0.2) / 2; resampling pairs freely would give [0, 0.2].
-    pr = cmp.Pairs(["a"] * 3 + ["b"] * 3, np.ones(6), np.array([1, 1, 1, 1.2, 1.2, 1.2]))
-    change, diff = cmp.paired_ci(pr)
+    pr = paired_stats.Pairs(["a"] * 3 + ["b"] * 3, np.ones(6), np.array([1, 1, 1, 1.2, 1.2, 1.2]))
+    change, diff = paired_stats.paired_ci(pr)
     assert change == pytest.approx([0.1, 0.1]) and diff == pytest.approx([0.1, 0.1])
     # one pair per prompt: those prompts are resampled together (else the CI would be a point)
-    single = cmp.Pairs(["a", "b", "c", "d", "e", "f"], np.ones(6), np.array([1, 1.1, 1.2, 1.3, 1.4, 1.5]))
-    lo, hi = cmp.paired_ci(single)[0]
+    single = paired_stats.Pairs(["a", "b", "c", "d", "e", "f"], np.ones(6), np.array([1, 1.1, 1.2, 1.3, 1.4, 1.5]))
+    lo, hi = paired_stats.paired_ci(single)[0]
     assert lo < 0.2 and hi > 0.3
 
 
@@ -415,7 +416,7 @@ def test_flake_rate_across_rounds(tmp_path, capsys):
         if r["prompt_id"] == "p2" and r["round"] == 1:
             r["output"] = "beta, once"
     (b / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    assert cmp.main(str(a), str(b), tmp_path / "out", []) == 0  # reported, not a regression
+    assert compare_report.main(str(a), str(b), tmp_path / "out", []) == 0  # reported, not a regression
     out = capsys.readouterr().out
     f = json.loads((tmp_path / "out" / "compare.json").read_text())["flake"][LABEL]
     assert f["baseline"] == {"checked": True, "prompts": 2, "k": 3, "pass_k": 1.0, "flake_rate_mean": 0.0,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from runner import app, decision, paths, prompts, schema
+from runner import app
+from runner.config import paths, prompts, schema
+from runner.decide import decision
 from runner.validate import validate
 
 GROUPS = ["model", "prompts", "hardware", "decoding", "backend", "judge", "selection"]

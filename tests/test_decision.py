@@ -1,4 +1,4 @@
-"""The decision over a sweep (runner/decision.py), on hand-built summaries with known answers:
+"""The decision over a sweep (runner/decide/decision.py), on hand-built summaries with known answers:
 eligibility and its reasons, the Pareto front, the objective (one metric or weights), the
 margin against the CIs, the selection config (Hydra's nested overrides), licence policies,
 failed jobs, and `decide_main` on a sweep directory written here. No model runs."""
@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from runner import decision as dec
-from runner.errors import UserError
+from runner.config.errors import UserError
+from runner.decide import decision as dec
+from runner.decide import render, selection
 
 
 def dist(p50: float, p95: float | None = None, ci: tuple[float, float] | None = None) -> dict:
-    """A `runner.stats.summarize` result with the fields the decision reads."""
+    """A `runner.metrics.stats.summarize` result with the fields the decision reads."""
     p95 = p50 if p95 is None else p95
     lo, hi = ci if ci else (p50, p50)
     return {"n": 20, "mean": p50, "std": 0.0, "min": p50, "p50": p50, "p90": p95, "p95": p95, "p99": p95,
@@ -197,21 +198,21 @@ def test_hydra_nested_overrides_are_flattened_into_dotted_keys():
     assert d["limits"]["max"] == {"tpot_s.p95": 0.03}  # a null limit is no limit
     assert by_job(d)["0_a"]["reasons"] == ["tpot_s.p95 0.035 s/token > 0.03 s/token"]
     assert by_job(d)["1_b"]["eligible"] is True
-    assert dec.flatten({"tpot_s": {"p95": 0.03}, "e2e_s.p95": 2.0, "quality": {"overall": 3}}, "max") == {
+    assert selection.flatten({"tpot_s": {"p95": 0.03}, "e2e_s.p95": 2.0, "quality": {"overall": 3}}, "max") == {
         "tpot_s.p95": 0.03, "e2e_s.p95": 2.0, "quality.overall": 3}
     # the same through `slmbench decide` overrides (OmegaConf dotlist onto conf/selection/default.yaml)
-    sel = dec.load_selection(["selection.max.tpot_s.p95=0.03", "min.quality.overall=3.0", "licenses=[Apache-2.0]",
+    sel = selection.load_selection(["selection.max.tpot_s.p95=0.03", "min.quality.overall=3.0", "licenses=[Apache-2.0]",
                               "objective=e2e_s.p50"])
-    norm = dec.normalize_selection(sel)
+    norm = selection.normalize_selection(sel)
     assert norm["max"] == {"tpot_s.p95": 0.03} and norm["min"] == {"quality.overall": 3.0}
     assert norm["licenses"] == ["Apache-2.0"] and norm["objective"] == {"metric": "e2e_s.p50", "goal": None}
     # on `slmbench run`, a new key in a mapping needs Hydra's ++
-    assert dec.hydra_overrides(["selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]) == [
+    assert selection.hydra_overrides(["selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]) == [
         "++selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]
 
 
 def test_shipped_default_selection_is_valid_and_sets_no_limits():
-    sel = dec.check_selection(OmegaConf.load(dec.DEFAULT_SELECTION))
+    sel = dec.check_selection(OmegaConf.load(selection.DEFAULT_SELECTION))
     assert sel["max"] == {} and sel["min"] == {} and sel["licenses"] is None and sel["commercial"] is False
     assert sel["objective"] == {"metric": "auto", "goal": None}
 
@@ -239,7 +240,7 @@ def test_malformed_selections_are_configuration_errors():
         with pytest.raises(UserError, match=text):
             dec.decide(jobs, sel)
     with pytest.raises(UserError, match="KEY=VALUE"):
-        dec.load_selection(["max.rss_mb"])
+        selection.load_selection(["max.rss_mb"])
 
 
 def test_known_metrics_resolve_without_any_summary_holding_them():
@@ -334,7 +335,7 @@ def test_decide_main_rewrites_decision_keeps_previous_and_tops_the_report(tmp_pa
         ("1_smollm2-135m-int8_deterministic_cpu", summary("smollm2-135m-int8", e2e=0.6, e2e_p95=1.5, quality=3.4,
                                                           quality_ci=(3.3, 3.5))),
         ("2_gemma3-270m-int4_deterministic_cpu", failed("gemma3-270m-int4", "load failed"))])
-    assert dec.decide_main(sweep, []) == 0
+    assert render.decide_main(sweep, []) == 0
     first = json.loads((sweep / "decision.json").read_text())
     assert first["recommended"]["model"] == "smollm2-135m-int8" and first["margin_vs_noise"] == "clear"
     assert first["not_evaluated"][0]["job"] == "2_gemma3-270m-int4_deterministic_cpu"
@@ -342,31 +343,31 @@ def test_decide_main_rewrites_decision_keeps_previous_and_tops_the_report(tmp_pa
     assert not (sweep / "decision.previous.json").exists()
     assert "Ship smollm2-135m-int8 as the default" in capsys.readouterr().out
 
-    assert dec.decide_main(sweep, ["objective.metric=e2e_s.p50"]) == 0
+    assert render.decide_main(sweep, ["objective.metric=e2e_s.p50"]) == 0
     second = json.loads((sweep / "decision.json").read_text())
     assert second["recommended"]["model"] == "smollm2-135m-int4"
     assert json.loads((sweep / "decision.previous.json").read_text()) == first
-    assert dec.decide_main(sweep, ["max.e2e_s.p95=2.0", "objective.metric=e2e_s.p50"]) == 0
+    assert render.decide_main(sweep, ["max.e2e_s.p95=2.0", "objective.metric=e2e_s.p50"]) == 0
     third = json.loads((sweep / "decision.json").read_text())
     assert third["recommended"]["model"] == "smollm2-135m-int8" and third["limits"]["max"] == {"e2e_s.p95": 2.0}
     assert json.loads((sweep / "decision.previous.json").read_text()) == second
 
     report = (sweep / "report.md").read_text()
-    assert report.startswith(dec.START + "\n# Decision\n")
-    assert report.count(dec.START) == 1 and report.count(dec.END) == 1  # replaced in place, not stacked
-    assert report.count("# Sweep test") == 1 and report.index(dec.END) < report.index("# Sweep test")
+    assert report.startswith(render.START + "\n# Decision\n")
+    assert report.count(render.START) == 1 and report.count(render.END) == 1  # replaced in place, not stacked
+    assert report.count("# Sweep test") == 1 and report.index(render.END) < report.index("# Sweep test")
     assert third["summary_sentence"] in report and second["summary_sentence"] not in report
     assert "e2e_s.p95 2.7 s > 2.0 s" in report and "![Pareto front](pareto.png)" in report
 
 
 def test_decide_main_returns_1_when_nothing_can_be_decided(tmp_path):
     sweep = write_sweep(tmp_path / "failed", [("0_a", failed("a", "boom")), ("1_b", failed("b", "bang"))])
-    assert dec.decide_main(sweep, []) == 1
+    assert render.decide_main(sweep, []) == 1
     d = json.loads((sweep / "decision.json").read_text())
     assert d["recommended"] is None and [n["error"] for n in d["not_evaluated"]] == ["boom", "bang"]
-    assert (sweep / "report.md").read_text().startswith(dec.START)
+    assert (sweep / "report.md").read_text().startswith(render.START)
     limited = write_sweep(tmp_path / "limited", [("0_a", summary("a", rss=900))])
-    assert dec.decide_main(limited, ["max.rss_mb=500"]) == 1
+    assert render.decide_main(limited, ["max.rss_mb=500"]) == 1
     assert "rss_mb 900 MB > 500 MB" in (limited / "report.md").read_text()
 
 
@@ -374,12 +375,12 @@ def test_decide_main_bad_input(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="no job summaries"):
-        dec.decide_main(empty, [])
+        render.decide_main(empty, [])
     with pytest.raises(UserError, match="no such directory"):
-        dec.decide_main(tmp_path / "missing", [])
+        render.decide_main(tmp_path / "missing", [])
     sweep = write_sweep(tmp_path / "sweep", [("0_a", summary("a"))])
     with pytest.raises(UserError, match="'nonsense.p50'"):
-        dec.decide_main(sweep, ["max.nonsense.p50=1"])
+        render.decide_main(sweep, ["max.nonsense.p50=1"])
     assert not (sweep / "decision.json").exists()  # bad input writes nothing
     assert (sweep / "report.md").read_text() == "# Sweep test\n\nThe sweep table.\n"
 
@@ -397,7 +398,7 @@ def test_quality_from_an_unqualified_grader_is_not_used_and_the_decision_says_wh
     assert "Quality was not used" in d["summary_sentence"] and "Spearman 0.12 < 0.6" in d["summary_sentence"]
     assert all(c["metrics"]["quality.overall"] is None for c in d["candidates"])
     assert "quality" not in {x["label"] for x in d["dimensions"]}
-    md = "\n".join(dec.decision_markdown(d, None))
+    md = "\n".join(render.decision_markdown(d, None))
     assert "untrusted quality not used" in md
 
 

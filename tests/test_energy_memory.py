@@ -1,5 +1,5 @@
 """Energy per 1k tokens and peak RSS by value: `summary._energy` on known facts, the job's choice
-between the RAPL counter and the hardware.power_w estimate (runner/job.py), and
+between the RAPL counter and the hardware.power_w estimate (runner/measure/job.py), and
 `memory.PeakSampler` seeing an allocation that is gone by the time the block ends. No model."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from runner import job, records
 from runner.backends.base import Backend, Completion, GenParams
-from runner.memory import PeakSampler, rss_mb
-from runner.prompts import Prompt, PromptSet
-from runner.schema import Config
-from runner.summary import _energy
+from runner.config.prompts import Prompt, PromptSet
+from runner.config.schema import Config
+from runner.measure import job, open_loop
+from runner.measure.memory import PeakSampler, rss_mb
+from runner.store import records
+from runner.store.facts import Facts
+from runner.store.summary import _energy
 
 TOKENS = 5  # per fake request
 
@@ -32,16 +34,16 @@ def config(**run) -> OmegaConf:
 def test_energy_estimate_and_measured_by_value():
     cfg = config()
     # estimate: 15 W x 12 s / 3600 = 0.05 Wh for 600 tokens -> 0.05 / 0.6 = 1/12 Wh per 1k tokens
-    e = _energy(cfg, {"window_s": 12.0}, {"output_tokens": 600})
+    e = _energy(cfg, Facts(window_s=12.0), {"output_tokens": 600})
     assert e["wh_per_1k_tokens"] == pytest.approx(1 / 12) and e["source"].startswith("estimate")
     # measured wins over the estimate: 540 J / 3600 = 0.15 Wh for 600 tokens -> 0.15 / 0.6 = 0.25
-    e = _energy(cfg, {"window_s": 12.0, "rapl_joules": 540.0}, {"output_tokens": 600})
+    e = _energy(cfg, Facts(window_s=12.0, rapl_joules=540.0), {"output_tokens": 600})
     assert e["wh_per_1k_tokens"] == pytest.approx(0.25) and e["source"].startswith("measured")
     # nothing to divide by, or nothing to measure with: no figure, never a made-up one
-    assert _energy(cfg, {"window_s": 12.0}, {"output_tokens": 0}) is None
-    assert _energy(cfg, {"window_s": None}, {"output_tokens": 600}) is None
+    assert _energy(cfg, Facts(window_s=12.0), {"output_tokens": 0}) is None
+    assert _energy(cfg, Facts(window_s=None), {"output_tokens": 600}) is None
     cfg.hardware.power_w = None
-    assert _energy(cfg, {"window_s": 12.0}, {"output_tokens": 600}) is None
+    assert _energy(cfg, Facts(window_s=12.0), {"output_tokens": 600}) is None
 
 
 class Instant(Backend):
@@ -78,22 +80,22 @@ def test_job_uses_rapl_only_when_it_spans_just_the_window(tmp_path, monkeypatch,
     monkeypatch.setattr(job, "rapl_joules", Counter())
     cfg = config(rounds=2, **run)
     prompts = PromptSet("p", "p.json", (Prompt("a", (("user", "hi"),)), Prompt("b", (("user", "ho"),))))
-    todo = job._open_loop_pending(tmp_path, {}, cfg) if cfg.run.rate else [
+    todo = open_loop.pending(tmp_path, Facts(), cfg) if cfg.run.rate else [
         (r, p) for r in range(2) for p in prompts.prompts]
-    facts = job._empty_facts()
+    facts = Facts()
     job._warm_up_and_measure(Instant(), todo, prompts, GenParams(max_tokens=16), cfg,
                              tmp_path / records.REQUESTS, facts)
-    window = facts["window"]
+    window = facts.window
     assert window["ok"] == 4 and window["output_tokens"] == 4 * TOKENS  # measured requests only
     e = _energy(cfg, facts, window)
     if rapl:
         # 1250 - 1000 = 250 J = 250/3600 Wh over 20 tokens -> (250 / 3600) / 0.02 Wh per 1k tokens
-        assert facts["rapl_joules"] == 250.0
+        assert facts.rapl_joules == 250.0
         assert e["wh_per_1k_tokens"] == pytest.approx(250 / 3600 / 0.02) and e["source"].startswith("measured")
     else:
-        assert "rapl_joules" not in facts
+        assert facts.rapl_joules is None
         # 15 W x window_s / 3600 Wh over 20 tokens
-        assert e["wh_per_1k_tokens"] == pytest.approx(15.0 * facts["window_s"] / 3600 / 0.02)
+        assert e["wh_per_1k_tokens"] == pytest.approx(15.0 * facts.window_s / 3600 / 0.02)
         assert e["source"].startswith("estimate")
 
 

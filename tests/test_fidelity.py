@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from conftest import run_cli
 
+from runner.config.schema import ModelConfig, SourceConfig
 from runner.models import fidelity, pack
-from runner.schema import ModelConfig, SourceConfig
 
 SMOL_HF = "SmolLM2-135M-Instruct.Q4_1-b179c9523d0e"
 

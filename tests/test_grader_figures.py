@@ -11,7 +11,7 @@ import pytest
 
 from judges.grading import EMPTY_ANSWER
 from judges.quality import quality_summary
-from runner import records
+from runner.store import records
 from runner.store.jobdir import JUDGEMENTS, QUALIFICATION
 
 JUDGE = "judge-a"

@@ -51,7 +51,7 @@ def test_disk_full_is_one_line_whole_records_and_a_rerun_resumes(small_disk: Pat
 
 
 def test_a_torn_last_line_is_repaired_and_said(tmp_path: Path):
-    from runner.records import RecordWriter, read
+    from runner.store.records import RecordWriter, read
 
     path = tmp_path / "requests.jsonl"
     path.write_text('{"round": 0, "prompt_id": "a"}\n{"round": 0, "prom')

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 from runner.store import jobdir
 from runner.store.facts import Facts
 

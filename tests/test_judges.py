@@ -15,8 +15,8 @@ from judges import grading
 from judges.quality import quality_summary
 from judges.rubric import INJECTION, JudgeParseError, RubricJudge, parse, schema
 from runner.backends.base import Backend, BackendError, Completion
-from runner.prompts import Prompt
-from runner.schema import Config
+from runner.config.prompts import Prompt
+from runner.config.schema import Config
 from runner.store import jobdir
 
 ASPECTS = {"accuracy": "facts right", "brevity": "short"}

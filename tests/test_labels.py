@@ -79,8 +79,9 @@ def test_jobs_with_one_label_get_names_showing_the_override_that_differs(tmp_pat
 def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
     from hydra import compose, initialize_config_dir
 
-    from runner import app, paths, schema
-    from runner.labels import label_of
+    from runner import app
+    from runner.config import paths, schema
+    from runner.config.labels import label_of
     from runner.validate import validate
 
     schema.register()
@@ -93,7 +94,7 @@ def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
     validate(endpoint)  # phi-4-mini is not grading itself
     import pytest
 
-    from runner.errors import UserError
+    from runner.config.errors import UserError
 
     with pytest.raises(UserError, match="may not grade itself"):
         validate(own)

@@ -231,7 +231,7 @@ def test_hydra_flags_are_kept_apart_from_overrides():
         ["--cfg=job", "-cn", "x"], ["model=a", "+k=v", "~y", "a=b=c"])
     assert split_hydra_args(["--info"]) == (["--info", "all"], [])  # no override taken as its value
     assert split_hydra_args(["--info", "plugins", "a=1"]) == (["--info", "plugins"], ["a=1"])
-    from runner import paths
+    from runner.config import paths
 
     done = run_cli("run", "--info", "searchpath")
     assert done.returncode == 0, done.stderr

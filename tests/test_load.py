@@ -13,7 +13,7 @@ import numpy as np
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
 
-from runner import load
+from runner.measure import arrivals as load
 
 OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0",
           "tracking.enabled=false"]

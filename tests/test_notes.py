@@ -12,8 +12,8 @@ from conftest import ROOT, run_cli
 
 from judges import dates, notes
 from judges.scorers import score_all
-from runner import prompts
-from runner.errors import UserError
+from runner.config import prompts
+from runner.config.errors import UserError
 
 MEETING = prompts.load(ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml")
 BY_ID = {p.id: p for p in MEETING.prompts}

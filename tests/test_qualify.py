@@ -12,7 +12,7 @@ from conftest import ROOT, run_cli
 
 from judges import qualify
 from judges.qualify import KINDS, Graded, figures, spearman, verdict
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 RANKS = {k: i for i, k in enumerate(KINDS, 1)} | {"injected": 4}
 

@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT, run_cli
 from scripted_server import Script, ScriptedServer
 
-from runner import prompts
+from runner.config import prompts
 
 KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",
          "paragraph_half_missing")

@@ -9,8 +9,9 @@ import shlex
 
 import pytest
 
-from runner import app, paths, schema
+from runner import app
 from runner.cli import build_parser
+from runner.config import paths, schema
 from runner.validate import validate
 
 README = paths.PROJECT_ROOT / "README.md"

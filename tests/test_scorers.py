@@ -15,8 +15,8 @@ import pytest
 
 from judges import scorers
 from judges.scorers import SCORERS, lcs_length, resolve, score_all, tokens
-from runner.errors import UserError
-from runner.prompts import Prompt
+from runner.config.errors import UserError
+from runner.config.prompts import Prompt
 
 
 def make(reference: str | None = None, aspects: dict[str, str] | None = None,

@@ -1,5 +1,5 @@
 """Timing math against ground truth: OpenAIBackend + request_metrics on a scripted server
-whose TTFT / TPOT / token counts are known, and runner.stats.summarize on known lists.
+whose TTFT / TPOT / token counts are known, and runner.metrics.stats.summarize on known lists.
 
 Every assertion here is on a figure the runner reports; each test fails if the behaviour
 its name states breaks (role chunk counted as a token, tpot divided by n instead of n-1,
@@ -18,8 +18,8 @@ from scripted_server import Script, ScriptedServer, token_text
 
 from runner.backends.base import BackendError, GenParams
 from runner.backends.openai_compat import OpenAIBackend
-from runner.metrics import request_metrics
-from runner.stats import summarize
+from runner.metrics.request import request_metrics
+from runner.metrics.stats import summarize
 
 MODEL = "scripted-model"
 MESSAGES = [{"role": "user", "content": "count for me"}]
@@ -216,7 +216,7 @@ def test_slower_than_timeout_is_backend_error(server, role_chunk):
     assert 0.25 <= elapsed < 1.5, elapsed
 
 
-# ---- 7. runner.stats.summarize ---------------------------------------------------------
+# ---- 7. runner.metrics.stats.summarize ---------------------------------------------------------
 
 def test_summarize_known_list():
     xs = list(range(1, 101))

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from runner import paths
 from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams
-from runner.errors import UserError
+from runner.config import paths
+from runner.config.errors import UserError
 
 _loaded: dict[str, type[Backend]] = {}
 

@@ -3,7 +3,7 @@
 A backend loads a model (timed), streams one chat request at a time per call
 (thread-safe for concurrent calls), and reports the token usage the server gave.
 Timestamps are `time.perf_counter()` seconds, taken as close to the wire as the
-backend allows; the metrics are derived from them in `runner/metrics.py`.
+backend allows; the metrics are derived from them in `runner/metrics/request.py`.
 """
 
 from __future__ import annotations

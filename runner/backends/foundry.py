@@ -29,7 +29,7 @@ class FoundryBackend(Backend):
 
     def load(self) -> float:
         if self.spec is not None and self.spec.source.kind != "remote":
-            _ensure_registered(self.spec)
+            ensure_registered(self.spec)
         try:
             model = catalog.find(self.model_id)
         except Exception as exc:  # native errors carry no stable type
@@ -134,7 +134,7 @@ class FoundryBackend(Backend):
         """Foundry Local's model info when it names a provider; otherwise (a registered model, whose
         runtime metadata the SDK leaves unset) the folder's genai_config.json, which ORT GenAI
         follows. Readable before load, so a mismatch fails before anything is measured."""
-        from runner.hardware import folder_provider, short_name
+        from runner.backends.hardware import folder_provider, short_name
 
         try:
             model = self._model or catalog.find(self.model_id)
@@ -159,7 +159,7 @@ class FoundryBackend(Backend):
                                                  f"onnxruntime-genai {onnxruntime_genai.__version__}"}
 
 
-def _ensure_registered(model) -> None:
+def ensure_registered(model) -> None:
     """A built pack model whose registration was lost (fresh Foundry cache) is re-registered."""
     from runner.models import pack
 

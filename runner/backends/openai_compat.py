@@ -157,7 +157,7 @@ class OpenAIBackend(Backend):
         self._http.close()
 
     def execution_provider(self) -> tuple[str | None, str]:
-        from runner.hardware import reported_provider
+        from runner.backends.hardware import reported_provider
 
         ran_on = reported_provider(self._entry)
         return (ran_on, f"{self.base_url}/models entry for {self.model_id}") if ran_on else (

@@ -11,8 +11,8 @@ import os
 import threading
 from pathlib import Path
 
-from runner import paths
-from runner.errors import UserError
+from runner.config import paths
+from runner.config.errors import UserError
 
 _lock = threading.Lock()
 REGISTRY_FILE = "foundry.local.modelinfo.json"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from runner import paths
-from runner.errors import UserError
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.schema import ModelConfig, SourceConfig
 from runner.models import catalog, fidelity, pack, registry
-from runner.schema import ModelConfig, SourceConfig
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -154,7 +154,7 @@ def _loaded_backend(alias: str):
 
 def cmd_run(args) -> int:
     from runner.backends import BackendError, GenParams
-    from runner.metrics import request_metrics, timing_line
+    from runner.metrics.request import request_metrics, timing_line
 
     if args.max_tokens < 1 or args.temperature < 0:
         raise UserError("--max-tokens must be >= 1 and --temperature >= 0")

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import paths
-from runner.errors import UserError
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.schema import ModelConfig
 from runner.models import catalog, fidelity, registry, weights
-from runner.schema import ModelConfig
 
 STAMP = ".slmbench.json"
 PACK = ["smollm2-135m-int4", "smollm2-135m-int8", "smollm2-135m-fp32", "gemma3-270m-int4"]

@@ -9,9 +9,9 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner import paths
-from runner.errors import UserError
-from runner.schema import ModelConfig
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.schema import ModelConfig
 
 
 def model_dirs() -> list[Path]:

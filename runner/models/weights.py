@@ -10,9 +10,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from runner import paths
-from runner.errors import UserError
-from runner.schema import ModelConfig
+from runner.config import paths
+from runner.config.errors import UserError
+from runner.config.schema import ModelConfig
 
 
 def sha256_of(path: Path) -> str:

@@ -13,7 +13,7 @@ the measurement log stays as it was measured.
 
 Schema versions: 1 (no `schema_version` in summary.json) folded `scores` and `judge` into
 requests.jsonl after grading and named `definitions` by their old names; 2 keeps grades apart and
-names every number as runner/catalog.py does. A version-1 folder still reads: its records carry
+names every number as runner/metrics/catalog.py does. A version-1 folder still reads: its records carry
 their grades inline and the join leaves them be. A folder from a newer version is refused with
 its version named.
 """
@@ -24,8 +24,8 @@ import json
 import os
 from pathlib import Path
 
-from runner import records
-from runner.errors import UserError
+from runner.config.errors import UserError
+from runner.store import records
 
 SCHEMA_VERSION = 2
 

@@ -15,8 +15,8 @@ import os
 import socket
 from pathlib import Path
 
-from runner import paths
-from runner.errors import UserError
+from runner.config import paths
+from runner.config.errors import UserError
 
 SWEEP_CONTEXT = "slmbench-sweep.json"
 

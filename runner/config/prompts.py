@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 
 @dataclass(frozen=True)

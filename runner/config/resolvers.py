@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from runner import backends, labels, paths
+from runner import backends
+from runner.config import labels, paths
 
 
 def register_resolvers() -> None:

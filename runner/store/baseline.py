@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 from runner.store import jobdir
 from runner.store.jobdir import REQUESTS, SUMMARY
 

@@ -1,7 +1,7 @@
 """Open-loop load: each request is sent at its scheduled time, whether or not earlier ones
 have finished, as independent users would send them.
 
-Closed loop (`run.concurrency=N`, in runner/job.py) keeps N requests in flight, so it slows
+Closed loop (`run.concurrency=N`, in runner/measure/job.py) keeps N requests in flight, so it slows
 down with the server and measures capacity. Open loop holds the offered rate (`run.rate`) and
 shows what users see when the server falls behind: past saturation, queueing makes TTFT grow.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runner import stats
+from runner.metrics import stats
 
 LATE_S = 0.010  # a send this far behind schedule is late (the generator, not the server, lagged)
 WARMUP, MEASURED, COOLDOWN = "warmup", "measured", "cooldown"
@@ -129,7 +129,7 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
 def summarize(measured: list[dict], facts: dict, cfg_run) -> dict:
     """The load section of summary.json, from the measured window's records.
 
-    arrival_rate and lag_s as defined in runner/catalog.py: the rate actually offered, and how far
+    arrival_rate and lag_s as defined in runner/metrics/catalog.py: the rate actually offered, and how far
     the generator trailed its schedule."""
     sent = sorted(r["t_start_s"] for r in measured if r.get("t_start_s") is not None)
     lags = [r["lag_s"] for r in measured if r.get("lag_s") is not None]

@@ -125,7 +125,7 @@ class RunConfig:
     rounds: int = 3  # measured passes over the prompt set
     warmup: int = 1  # passes run first and not counted
     concurrency: int = 1  # closed loop: this many requests in flight
-    # Open loop (runner/load.py): requests/s with Poisson arrivals, whether or not earlier
+    # Open loop (runner/measure/arrivals.py): requests/s with Poisson arrivals, whether or not earlier
     # requests have finished. None: closed loop at run.concurrency.
     rate: float | None = None
     requests: int | None = None  # measured requests at run.rate; None: rounds x prompts
@@ -170,7 +170,7 @@ class ObjectiveConfig:
 
 @dataclass
 class SelectionConfig:
-    """What the decision optimizes and the hard limits it respects (see runner/decision.py)."""
+    """What the decision optimizes and the hard limits it respects (see runner/decide/decision.py)."""
 
     max: dict[str, Any] = field(default_factory=dict)  # e.g. {e2e_s.p95: 2.0, rss_mb: 1500}
     min: dict[str, Any] = field(default_factory=dict)  # e.g. {quality.overall: 3.0}

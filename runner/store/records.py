@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from runner.errors import UserError, output_error
+from runner.config.errors import UserError, output_error
 
 REQUESTS = "requests.jsonl"
 MANIFEST = "job.json"

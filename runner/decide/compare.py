@@ -12,7 +12,6 @@ side's outputs across rounds (flake rate).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,26 +20,32 @@ from typing import NamedTuple
 
 import numpy as np
 import yaml
-from tabulate import tabulate
 
-from runner import catalog
-from runner.errors import UserError
-from runner.paths import CONF_DIR
+from runner.config.errors import UserError
+from runner.config.paths import CONF_DIR
+from runner.decide.paired_stats import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CI_LEVEL,
+    EXACT_MAX,
+    Pairs,
+    holm,
+    paired_ci,
+    signed_rank_p,
+    unpaired_test,
+)
+from runner.metrics import catalog
 from runner.store import jobdir
 
 SUMMARY = jobdir.SUMMARY
 BASELINES_DIR = Path("outputs") / "baselines"  # relative to the cwd
 TOLERANCES_FILE = CONF_DIR / "compare" / "default.yaml"
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-CI_LEVEL = 0.95
 SMALL_N = 10  # below this a bootstrap CI of a median is too narrow to lean on: the row says so
 ALPHA = 1 - CI_LEVEL  # a Holm-adjusted p below this is significant
 # Fewer (prompt_id, round) pairs: the unpaired test. An exact paired test's smallest two-sided p is
 # 2 / 2^n, and Holm over the 5 per-request metrics multiplies it by up to 5: 5 * 2 / 2^8 = 0.039 < ALPHA.
 MIN_PAIRS = 8
 MIN_PROMPT_PAIRS = 3  # a prompt is judged on its own only with this many paired rounds
-EXACT_MAX = 300  # exact signed-rank null distribution up to this many non-zero pairs; normal approximation above
 
 LOWER, HIGHER = "lower is better", "higher is better"
 
@@ -252,13 +257,6 @@ def request_values(metric: str, recs: list[dict], source: str | None = None) -> 
     return [v for r in recs if (v := record_value(metric, r, source)) is not None]
 
 
-class Pairs(NamedTuple):
-    """The (prompt_id, round) keys measured on both sides, in key order, with both values."""
-    prompts: list[str]
-    base: np.ndarray
-    cand: np.ndarray
-
-
 def pairs(metric: str, base: Job, cand: Job) -> Pairs:
     def by_key(job: Job) -> dict[tuple[str, int], float]:
         src = quality_source(job.summary)
@@ -268,127 +266,6 @@ def pairs(metric: str, base: Job, cand: Job) -> Pairs:
     b, c = by_key(base), by_key(cand)
     keys = sorted(set(b) & set(c))
     return Pairs([k[0] for k in keys], np.array([b[k] for k in keys]), np.array([c[k] for k in keys]))
-
-
-def _bootstrap_p(draws: np.ndarray, null: float) -> float:
-    """Two-sided bootstrap p of `null`: 2 min(#(draw <= null) + 1, #(draw >= null) + 1) / (B + 1), at most 1."""
-    low, high = int((draws <= null).sum()), int((draws >= null).sum())
-    return min(1.0, 2 * (min(low, high) + 1) / (draws.size + 1))
-
-
-def _percentile_ci(draws: np.ndarray, level: float) -> list[float]:
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(draws, [tail, 100 - tail])
-    return [float(lo), float(hi)]
-
-
-def _unpaired_draws(base: np.ndarray, cand: np.ndarray, seed: int, resamples: int) -> np.ndarray:
-    """Bootstrap draws of median(cand) - median(base), each side resampled independently."""
-    rng = np.random.default_rng(seed)
-    rows = max(1, min(resamples, 2_000_000 // max(base.size, cand.size)))  # bound memory for big runs
-    diffs = []
-    for start in range(0, resamples, rows):
-        n = min(rows, resamples - start)
-        mb = np.median(rng.choice(base, size=(n, base.size), replace=True), axis=1)
-        mc = np.median(rng.choice(cand, size=(n, cand.size), replace=True), axis=1)
-        diffs.append(mc - mb)
-    return np.concatenate(diffs)
-
-
-def diff_ci(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
-            resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> list[float]:
-    """Percentile bootstrap CI of median(cand) - median(base), each side resampled independently."""
-    return _percentile_ci(_unpaired_draws(base, cand, seed, resamples), level)
-
-
-def unpaired_test(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
-                  resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> tuple[list[float], float]:
-    """(CI of median(cand) - median(base), two-sided bootstrap p of 0), from the same draws."""
-    draws = _unpaired_draws(base, cand, seed, resamples)
-    return _percentile_ci(draws, level), _bootstrap_p(draws, 0.0)
-
-
-def paired_ci(p: Pairs, seed: int = BOOTSTRAP_SEED, resamples: int = BOOTSTRAP_RESAMPLES,
-              level: float = CI_LEVEL) -> tuple[list[float], list[float]]:
-    """Stratified percentile bootstrap of the paired effect: (CI of median(c_i / b_i) - 1, CI of median(c_i - b_i)).
-
-    The prompts are the fixed design and the rounds the repeated measurements, so each resample redraws,
-    within every prompt, as many of its pairs as it has, with replacement (prompts with one pair are pooled
-    into one stratum). Resampling prompts as clusters would ask about other prompts, and with the 2-10
-    prompts of a set it has too few distinct resamples."""
-    q, d = p.cand / p.base - 1, p.cand - p.base
-    strata: dict[str, list[int]] = {}
-    for i, pid in enumerate(p.prompts):
-        strata.setdefault(pid, []).append(i)
-    singles = [ix[0] for ix in strata.values() if len(ix) == 1]
-    groups = [np.array(ix) for ix in strata.values() if len(ix) > 1] + ([np.array(singles)] if singles else [])
-    rng = np.random.default_rng(seed)
-    rows = max(1, min(resamples, 2_000_000 // q.size))  # bound memory for big runs
-    mq, md = [], []
-    for start in range(0, resamples, rows):
-        n = min(rows, resamples - start)
-        ix = np.concatenate([g[rng.integers(0, g.size, size=(n, g.size))] for g in groups], axis=1)
-        mq.append(np.median(q[ix], axis=1))
-        md.append(np.median(d[ix], axis=1))
-    return _percentile_ci(np.concatenate(mq), level), _percentile_ci(np.concatenate(md), level)
-
-
-def _midranks(a: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a, tied values sharing the mean of their ranks."""
-    order = np.argsort(a, kind="stable")
-    _, first, counts = np.unique(a[order], return_index=True, return_counts=True)
-    ranks = np.empty(a.size)
-    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)
-    return ranks
-
-
-def signed_rank_p(x: np.ndarray) -> float:
-    """Two-sided p of the Wilcoxon signed-rank test that x (per-pair differences) is symmetric about 0.
-
-    Zeros are dropped; ranks of |x_i| with ties averaged; W+ = sum of the ranks of the x_i > 0. Under the
-    null each rank carries its sign with probability 1/2 independently: the exact distribution of W+ by
-    convolution for n <= EXACT_MAX, else normal with mean n(n+1)/4 and variance n(n+1)(2n+1)/24 -
-    sum(t^3 - t)/48 over groups of t tied |x_i|, with a continuity correction of 1/2.
-    p = min(1, 2 min(P(W+ <= w), P(W+ >= w)))."""
-    x = np.asarray(x, dtype=float)
-    x = x[x != 0]
-    n = x.size
-    if n == 0:
-        return 1.0
-    ranks = _midranks(np.abs(x))
-    w = float(ranks[x > 0].sum())
-    if n <= EXACT_MAX:
-        twice = np.rint(2 * ranks).astype(int)  # mean ranks are multiples of 1/2
-        dist = np.zeros(int(twice.sum()) + 1)
-        dist[0] = 1.0
-        for r in twice:
-            shifted = np.zeros_like(dist)
-            shifted[r:] = dist[:-r]
-            dist = 0.5 * (dist + shifted)
-        k = int(round(2 * w))
-        low, high = float(dist[:k + 1].sum()), float(dist[k:].sum())
-    else:
-        _, t = np.unique(np.abs(x), return_counts=True)
-        mean = n * (n + 1) / 4
-        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24 - float((t ** 3 - t).sum()) / 48)
-        low, high = _phi((w - mean + 0.5) / sd), 1 - _phi((w - mean - 0.5) / sd)
-    return min(1.0, 2 * min(low, high))
-
-
-def _phi(z: float) -> float:
-    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
-
-
-def holm(ps: Sequence[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values, in the input order: with the m p-values sorted p_(1) <= ... <= p_(m),
-    adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)). None (no test) stays None and is not counted."""
-    tested = sorted((i for i, p in enumerate(ps) if p is not None), key=lambda i: ps[i])
-    out: list[float | None] = [None] * len(ps)
-    running = 0.0
-    for j, i in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - j) * ps[i]))
-        out[i] = running
-    return out
 
 
 def _change(b: float, c: float) -> float:
@@ -535,7 +412,7 @@ def per_prompt_regressions(key: Key, metric: str, tol: float, base: Job, cand: J
                         baseline_n=len(ix), candidate_n=len(ix), n_pairs=len(ix), ratio=cp / bp,
                         change=cp / bp - 1, least_change=_bad(direction, min(bad)), verdict=WORSE,
                         counts=gates is None,
-                        note=f"every one of its {len(ix)} paired rounds worse by more than {_pct(tol)}"
+                        note=f"every one of its {len(ix)} paired rounds worse by more than {pct(tol)}"
                              + (f"; not counted: {gates}" if gates else "")))
     return out
 
@@ -669,197 +546,6 @@ def _clean(obj):
     return obj
 
 
-# ---- output ----------------------------------------------------------------------------------
-
-def _num(v) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4g}"
-
-
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
+    """A tolerance or rate as a percentage: 10%, 12.5%."""
     return f"{x:.0%}" if abs(x * 100 - round(x * 100)) < 1e-9 else f"{x:.1%}"
-
-
-def _outcome(result: dict) -> str:
-    n = len(result["regressions"])
-    return "no regressions" if not n else f"{n} regression(s)"
-
-
-def _table(rows: list[dict], fmt: str) -> str:
-    body = [[r["metric"], r["unit"], _num(r["baseline_p50"]), _num(r["candidate_p50"]),
-             "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
-             {"paired": f"paired, {r['n_pairs']} pairs", "unpaired": "unpaired"}.get(r["test"], "-"),
-             _change_text(r),
-             "-" if not r["diff_ci95"] else f"[{r['diff_ci95'][0]:+.3g}, {r['diff_ci95'][1]:+.3g}]",
-             "-" if r["p"] is None else f"{r['p']:.2g} ({r['p_holm']:.2g})",
-             _pct(r["tolerance"]),
-             r["verdict"].upper() if r["verdict"] == WORSE else r["verdict"], r["note"]]
-            for r in rows]
-    return tabulate(body, headers=["metric", "unit", "baseline p50", "candidate p50", "ratio", "test",
-                                   "change [95% CI]", "diff 95% CI (cand - base)", "p (Holm)", "tolerance",
-                                   "verdict", "note"],
-                    tablefmt=fmt, disable_numparse=True)
-
-
-def _change_text(r: dict) -> str:
-    if r["change"] is None:
-        return "-"
-    ci = r["change_ci95"]
-    return f"{r['change']:+.1%}" + (f" [{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else "")
-
-
-def _groups(result: dict) -> list[tuple[str, list[dict]]]:
-    groups: dict[str, list[dict]] = {}
-    for r in result["rows"]:
-        groups.setdefault(Key(*(r[f] for f in KEY_FIELDS)).label, []).append(r)
-    return list(groups.items())
-
-
-def _drift_lines(result: dict) -> list[str]:
-    out = []
-    for label, d in result["drift"].items():
-        if d["checked"] and d["prompts_differing"]:
-            out.append(f"output drift at temperature 0 in {label}: {len(d['prompts_differing'])} of "
-                       f"{d['n_compared']} prompts differ ({', '.join(d['prompts_differing'])})")
-    return out
-
-
-def _only_lines(result: dict) -> list[str]:
-    return ([f"only in baseline: {Key(**k).label}" for k in result["only_baseline"]]
-            + [f"only in candidate: {Key(**k).label}" for k in result["only_candidate"]])
-
-
-def _pairing_lines(result: dict) -> list[str]:
-    return [f"{label}: {p['note']}" for label, p in result["pairing"].items() if p.get("note")]
-
-
-def _flake_text(f: dict) -> str:
-    if not f["checked"]:
-        return f"not checked ({f['reason']})"
-    flaky = ", ".join(f"{pid} {_pct(r)}" for pid, r in f["flaky"].items())
-    return (f"pass^k {_pct(f['pass_k'])} of {f['prompts']} prompts (k = {f['k']} rounds), mean flake rate "
-            f"{_pct(f['flake_rate_mean'])}" + (f"; flaky: {flaky}" if flaky else ""))
-
-
-def _flake_lines(result: dict) -> list[str]:
-    """Only when the candidate is less deterministic than the baseline (reported, not a regression)."""
-    out = []
-    for label, f in result["flake"].items():
-        b, c = f["baseline"], f["candidate"]
-        if c["checked"] and c["flaky"] and (not b["checked"] or c["flake_rate_mean"] > b["flake_rate_mean"]):
-            out.append(f"outputs vary across rounds at temperature 0 in {label} (candidate): {_flake_text(c)}")
-    return out
-
-
-def _prompt_line(r: dict) -> str:
-    label = Key(*(r[f] for f in KEY_FIELDS)).label
-    return (f"{label}: prompt {r['prompt_id']}: {r['metric']} {_num(r['baseline_p50'])} -> "
-            f"{_num(r['candidate_p50'])} {r['unit']} (x{r['ratio']:.3f}, {r['direction']}); {r['note']}")
-
-
-def _listed_prompt_lines(result: dict) -> list[str]:
-    """Prompts worse in every round that do not count toward the exit code."""
-    return [f"worse in every round, {_prompt_line(e)}" for entries in result["per_prompt"].values()
-            for e in entries if not e["counts"]]
-
-
-def regression_lines(result: dict) -> list[str]:
-    out = []
-    for r in result["regressions"]:
-        if r.get("scope") == "prompt":
-            out.append(f"REGRESSION {_prompt_line(r)}")
-            continue
-        label = Key(*(r[f] for f in KEY_FIELDS)).label
-        change = ""
-        if r["ratio"] is not None:
-            change = f" (x{r['ratio']:.3f}, tolerance {_pct(r['tolerance'])}, {r['direction']})"
-        paired = f", {r['test']} change {_change_text(r)}" if r.get("test") else ""
-        ci = f", diff 95% CI [{r['diff_ci95'][0]:+.3g}, {r['diff_ci95'][1]:+.3g}]" if r["diff_ci95"] else ""
-        p = f", Holm-adjusted p {r['p_holm']:.2g}" if r.get("p_holm") is not None else ""
-        note = f"; {r['note']}" if r["note"] else ""
-        out.append(f"REGRESSION {label}: {r['metric']} {_num(r['baseline_p50'])} -> {_num(r['candidate_p50'])} "
-                   f"{r['unit']}{change}{paired}{ci}{p}{note}")
-    return out
-
-
-def write_outputs(result: dict, out_dir: Path) -> str:
-    """Write `compare.json` and `compare.md` into out_dir; return the terminal table."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.json").write_text(json.dumps(result, indent=2))
-    md = [f"# Compare: {result['candidate']} against {result['baseline']}", "",
-          f"- baseline: `{result['baseline']}` ({result['baseline_path']})",
-          f"- candidate: `{result['candidate']}` ({result['candidate_path']})",
-          f"- result: **{_outcome(result)}**",
-          "", VERDICT_RULE, ""]
-    text = []
-    for label, rows in _groups(result):
-        p = result["pairing"].get(label, {})
-        pairing = p.get("note") or f"paired on {p.get('pairs')} (prompt_id, round) pairs over {p.get('prompts')} prompts"
-        md += [f"## {label}", "", pairing, "", _table(rows, "github"), ""]
-        text += [f"== {label} ({pairing})", _table(rows, "simple"), ""]
-    md += ["## Metrics", "",
-           tabulate([[m, d["unit"], d["direction"], _pct(result["tolerances"][m]), d["definition"]]
-                     for m, d in result["definitions"].items()],
-                    headers=["metric", "unit", "direction", "tolerance", "definition"], tablefmt="github",
-                    disable_numparse=True), ""]
-    md += [f"## Per-prompt regressions (every one of at least {MIN_PROMPT_PAIRS} paired rounds worse by more "
-           "than the tolerance)", ""]
-    for label, entries in result["per_prompt"].items():
-        if not entries:
-            md.append(f"- {label}: none")
-            continue
-        md += [f"- {label}:", "", tabulate(
-            [[e["prompt_id"], e["metric"], e["unit"], _num(e["baseline_p50"]), _num(e["candidate_p50"]),
-              f"{e['ratio']:.3f}", e["n_pairs"], f"{e['least_change']:+.1%}", "yes" if e["counts"] else "no",
-              e["note"]] for e in entries],
-            headers=["prompt", "metric", "unit", "baseline p50", "candidate p50", "ratio", "rounds",
-                     "least change", "counts", "note"], tablefmt="github", disable_numparse=True), ""]
-    md += ["", "## Output drift (temperature 0: round-0 outputs compared per prompt)", ""]
-    for label, d in result["drift"].items():
-        if not d["checked"]:
-            md.append(f"- {label}: not checked ({d['reason']})")
-        elif not d["prompts_differing"]:
-            md.append(f"- {label}: identical on all {d['n_compared']} prompts")
-        else:
-            md.append(f"- {label}: {len(d['prompts_differing'])} of {d['n_compared']} prompts differ: "
-                      f"{', '.join(d['prompts_differing'])}")
-            for pid, ex in d["examples"].items():
-                md += [f"  - `{pid}` baseline: {json.dumps(ex['baseline'])}",
-                       f"  - `{pid}` candidate: {json.dumps(ex['candidate'])}"]
-    md += ["", "## Determinism across rounds (temperature 0)", "",
-           "Flake rate of a prompt = share of its ok rounds whose output differs from its most common output; "
-           "pass^k = share of prompts whose k rounds all gave the same output. Reported, not a regression: drift "
-           "on a prompt that is flaky on the baseline side may be flake rather than change.", ""]
-    for label, f in result["flake"].items():
-        md += [f"- {label}: baseline {_flake_text(f['baseline'])}; candidate {_flake_text(f['candidate'])}"]
-    only = _only_lines(result)
-    if only:
-        md += ["", "## Not compared", ""] + [f"- {line}" for line in only]
-    (out_dir / "compare.md").write_text("\n".join(md) + "\n")
-    return "\n".join(text).rstrip("\n")
-
-
-def main(baseline_ref: str, candidate_ref: str, out_dir: Path | None = None,
-         tolerance_overrides: Sequence[str] = (), resolvers: Iterable[Resolver] = (),
-         tolerances_path: Path | None = None) -> int:
-    """Print the comparison, write compare.json/.md; 0 when nothing regressed, 1 when something did.
-    Bad input raises UserError (the CLI prints it and exits 2)."""
-    tol = load_tolerances(tolerances_path, tolerance_overrides)  # before any loading: fail fast
-    resolvers = list(resolvers)
-    baseline = load_side(baseline_ref, resolvers)
-    candidate = load_side(candidate_ref, resolvers)
-    result = compare(baseline, candidate, tol)
-    if out_dir is None:
-        out_dir = Path(candidate_ref) if Path(candidate_ref).is_dir() else Path.cwd()
-    text = write_outputs(result, Path(out_dir))
-    print(f"baseline: {baseline.ref} ({baseline.path})\ncandidate: {candidate.ref} ({candidate.path})\n")
-    print(text)
-    for line in (_only_lines(result) + _pairing_lines(result) + _drift_lines(result) + _flake_lines(result)
-                 + _listed_prompt_lines(result)):
-        print(line)
-    for line in regression_lines(result):
-        print(line)
-    print(f"{_outcome(result)}; wrote {Path(out_dir) / 'compare.md'} and compare.json")
-    return 0 if result["ok"] else 1

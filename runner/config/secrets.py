@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 
-from runner.errors import UserError
+from runner.config.errors import UserError
 
 # A key that holds a secret itself (`api_key`, `token`, `password`, ...). `*_env` keys name the
 # environment variable that holds it, which is the safe way, so they are allowed.

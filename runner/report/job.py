@@ -10,12 +10,12 @@ matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from runner import catalog  # noqa: E402
-from runner.labels import job_name  # noqa: E402
-from runner.stats import MIN_N_FOR_P95  # noqa: E402
+from runner.config.labels import job_name  # noqa: E402
+from runner.metrics import catalog  # noqa: E402
+from runner.metrics.stats import MIN_N_FOR_P95  # noqa: E402
 from runner.store import jobdir  # noqa: E402
 from runner.store.jobdir import SUMMARY  # noqa: E402
-from runner.summary import flat_row, write_csv  # noqa: E402
+from runner.store.summary import flat_row, write_csv  # noqa: E402
 
 RATE = catalog.unit("load.arrival_rate")  # run.rate is offered in the unit the arrival rate is measured in
 LOW_N = "†"
@@ -350,7 +350,7 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
              "qualification on answers of known order (untrusted quality does not steer the decision); "
              "quality.scorers.rouge_l.f1 = LCS F1 against the reference. Column names are the numbers' names "
-             "everywhere (summary.csv, MLflow, selection keys; runner/catalog.py).", ""]
+             "everywhere (summary.csv, MLflow, selection keys; runner/metrics/catalog.py).", ""]
     cut = [f"- {j.name}: {why}" for s, j in zip(summaries, jobs, strict=True) if (why := truncation_warning(s))]
     if cut:
         lines += ["## Answers cut at max_tokens", "", *cut, ""]

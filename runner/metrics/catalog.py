@@ -43,17 +43,17 @@ class Spec:
         return f"{self.formula} ({self.unit})" if self.unit else self.formula
 
 
-def _request(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.metrics.request_metrics",
+def _request(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.metrics.request.request_metrics",
              path: tuple[str, ...] | None = None) -> Spec:
     return Spec(key, unit, REQUEST, formula, better, computed_in, path or ("metrics", key))
 
 
-def _job(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.summary.build") -> Spec:
+def _job(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.store.summary.build") -> Spec:
     return Spec(key, unit, JOB, formula, better, computed_in)
 
 
 SPECS: dict[str, Spec] = {s.key: s for s in (
-    # per request, timed on the client (runner/metrics.py)
+    # per request, timed on the client (runner/metrics/request.py)
     _request("ttft_s", "s", "t(first non-empty content chunk) - t(sent)", LOWER),
     _request("e2e_s", "s", "t(last byte) - t(sent)", LOWER),
     _request("tpot_s", "s/token", "(e2e_s - ttft_s) / (completion_tokens - 1)", LOWER),
@@ -66,13 +66,13 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
              "runner.backends.openai_compat", ("client", "overhead_s")),
     # per job: model and process
     _job("load_s", "s", "wall time of the backend's model load (cold: first load in the job); in-process only",
-         LOWER, "runner.job.run_job"),
+         LOWER, "runner.measure.job.run_job"),
     _job("rss_mb", "MB", "process resident set size after load, 10^6 bytes (in-process backends)", LOWER,
-         "runner.memory.rss_mb"),
+         "runner.measure.memory.rss_mb"),
     _job("rss_before_load_mb", "MB", "process resident set size before load, 10^6 bytes", LOWER,
-         "runner.memory.rss_mb"),
+         "runner.measure.memory.rss_mb"),
     _job("rss_peak_mb", "MB", "highest sampled RSS while generating (sampled every 50 ms)", LOWER,
-         "runner.memory.PeakSampler"),
+         "runner.measure.memory.PeakSampler"),
     _job("disk_mb", "MB", "bytes of the model folder / 10^6", LOWER, "runner.models.pack.folder_bytes"),
     _job("params_m", "M", "parameters of the model, millions (from its config)", None),
     _job("n", "requests", "ok measured requests", HIGHER),
@@ -85,26 +85,26 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
     _job("throughput.window_s", "s", "closed loop: the measured rounds' wall time; open loop (run.rate): first "
                                      "measured send to last measured completion", None),
     _job("goodput.fraction", "1", "requests meeting every SLO in run.slo / measured requests (failed and dropped "
-                                  "count against it)", HIGHER, "runner.summary.goodput"),
+                                  "count against it)", HIGHER, "runner.store.summary.goodput"),
     _job("goodput.requests_per_s", "req/s", "requests meeting every SLO in run.slo / measured window wall time",
-         HIGHER, "runner.summary.goodput"),
-    _job("goodput.good", "requests", "requests meeting every SLO in run.slo", HIGHER, "runner.summary.goodput"),
+         HIGHER, "runner.store.summary.goodput"),
+    _job("goodput.good", "requests", "requests meeting every SLO in run.slo", HIGHER, "runner.store.summary.goodput"),
     _job("load.arrival_rate", "req/s", "open loop: (sends - 1) / (last send - first send), the rate actually "
-                                       "offered", None, "runner.load.summarize"),
+                                       "offered", None, "runner.measure.arrivals.summarize"),
     _job("load.dropped", "requests", "open loop: arrivals not sent (run.max_in_flight reached)", LOWER,
-         "runner.load.summarize"),
+         "runner.measure.arrivals.summarize"),
     _job("load.late", "requests", "open loop: sends more than 10 ms behind schedule (lag_s = t(sent) - "
-                                  "t(scheduled))", LOWER, "runner.load.summarize"),
+                                  "t(scheduled))", LOWER, "runner.measure.arrivals.summarize"),
     _job("load.in_flight_peak", "requests", "open loop: most requests in flight at once", None,
-         "runner.load.summarize"),
+         "runner.measure.arrivals.summarize"),
     _job("truncation.share", "1", "answers cut at the token cap / ok answers; cut = finish_reason 'length' or "
-                                  "completion_tokens >= decoding.max_tokens", LOWER, "runner.summary.truncation"),
+                                  "completion_tokens >= decoding.max_tokens", LOWER, "runner.store.summary.truncation"),
     _job("token_count_check.share", "1", "requests with |chunks - usage.completion_tokens| > max(1, tolerance x "
                                          "usage.completion_tokens) / requests with server usage", LOWER,
-         "runner.summary.token_count_check"),
+         "runner.store.summary.token_count_check"),
     _job("energy.wh_per_1k_tokens", "Wh", "RAPL package joules / 3600 over the window, else hardware.power_w x "
                                           "window seconds / 3600; per 1000 output tokens", LOWER,
-         "runner.summary._energy"),
+         "runner.store.summary._energy"),
     # per job: quality (judges/quality.py)
     Spec("quality.overall", "", REQUEST, "per answer, a score 1-5 from quality.source: the notes scorer's score, or "
          "the mean of the judge's aspect scores (answers it failed to grade are left out); named for its mean",
@@ -135,7 +135,7 @@ FAMILIES: dict[str, Spec] = {s.key: s for s in (
 # Per-request record fields beyond the distributions above (requests.jsonl), for reports and compare.
 RECORD_FIELDS: dict[str, Spec] = {s.key: s for s in (
     _request("lag_s", "s", "open loop: t(sent) - t(scheduled); a send more than 10 ms behind schedule is late",
-             LOWER, "runner.load.run"),
+             LOWER, "runner.measure.arrivals.run"),
     _request("client_overhead_s", "s", SPECS["client.overhead_s"].formula, LOWER, "runner.backends.openai_compat"),
     _request("quality", "", SPECS["quality.overall"].formula.removesuffix("; named for its mean"), HIGHER,
              "judges.quality.answer_score"),

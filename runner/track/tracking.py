@@ -17,8 +17,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner import catalog
-from runner.secrets import SECRET, redact_url  # one definition of what looks like a secret
+from runner.config.secrets import SECRET, redact_url  # one definition of what looks like a secret
+from runner.metrics import catalog
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
 
@@ -94,7 +94,7 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 
 def summary_metrics(s: dict) -> dict[str, float]:
-    """The numbers of summary.json as MLflow metrics, under their one name (runner/catalog.py)."""
+    """The numbers of summary.json as MLflow metrics, under their one name (runner/metrics/catalog.py)."""
     return catalog.flatten(s)
 
 
@@ -202,7 +202,7 @@ class Tracker:
         import pandas as pd
         from mlflow.entities import DatasetInput, InputTag
 
-        from runner.prompts import load
+        from runner.config.prompts import load
 
         prompts_cfg = config.get("prompts") or {}
         by_id = {}
@@ -243,7 +243,7 @@ def job_config(job_dir: Path) -> dict:
     path = job_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return {}
-    from runner.resolvers import register_resolvers
+    from runner.config.resolvers import register_resolvers
 
     register_resolvers()
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
@@ -251,7 +251,7 @@ def job_config(job_dir: Path) -> dict:
 
 def replay(path: Path, uri: str | None, experiment: str) -> list[str]:
     """Log a finished job or sweep directory (e.g. after the tracking server was down)."""
-    from runner.errors import UserError
+    from runner.config.errors import UserError
 
     tracker = Tracker(uri, experiment)
     if (path / SUMMARY).is_file():
@@ -278,7 +278,7 @@ def run_resolver(uri: str | None):
             return None
         import tempfile
 
-        from runner.errors import UserError
+        from runner.config.errors import UserError
 
         tracker = Tracker(uri, "slmbench")
         try:

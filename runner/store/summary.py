@@ -12,10 +12,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from runner import backends, catalog
-from runner.environment import environment
-from runner.labels import job_name, label_of
-from runner.stats import summarize
+from runner import backends
+from runner.config.environment import environment
+from runner.config.labels import job_name, label_of
+from runner.metrics import catalog
+from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
 
@@ -48,7 +49,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         }
     summary = {
         "schema_version": jobdir.SCHEMA_VERSION,  # the job folder's layout (runner/store/jobdir.py)
-        "model": label_of(cfg),  # the model that ran (runner/labels.py)
+        "model": label_of(cfg),  # the model that ran (runner/config/labels.py)
         "name": job_name(label_of(cfg), facts.distinguishing or []),  # unique within its sweep
         "distinguishing": facts.distinguishing or [],  # the swept overrides in the name
         "model_alias": cfg.model.alias,
@@ -83,7 +84,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "no_finish_reason": sum(1 for r in ok if r.get("finish_reason") is None),
         "truncation": truncation(ok, cfg.decoding.max_tokens, cfg.run.warn_truncated_share),
         "token_count_check": token_count_check(ok),
-        # the endpoint client's own processing time inside each timed window (runner/metrics.py)
+        # the endpoint client's own processing time inside each timed window (runner/metrics/request.py)
         "client": {"overhead_s": summarize([r.get("client_overhead_s") for r in ok])}
         if any(r.get("client_overhead_s") is not None for r in ok) else None,
         "warmup": {"rounds": cfg.run.warmup, "requests": facts.warmup_requests,
@@ -105,7 +106,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "runtime": {**facts.backend, **(facts.hardware or {}),
                     **({"execution_provider": facts.device["ran_on"] or "unverified",
                         "execution_provider_asked": facts.device["asked"]} if facts.device else {})},
-        # the provider that ran the model against the one asked for (runner/hardware.py)
+        # the provider that ran the model against the one asked for (runner/backends/hardware.py)
         "device": facts.device,
         "environment": environment(),
         "definitions": catalog.definitions(),
@@ -196,7 +197,7 @@ def _determinism(cfg, ok: list[dict]) -> dict:
 
 
 # The table's columns: text columns describing the job, then numbers under their one dotted
-# name (runner/catalog.py: the same name in MLflow and as a selection key).
+# name (runner/metrics/catalog.py: the same name in MLflow and as a selection key).
 TEXT_COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "hardware", "backend", "status",
                 "license", "concurrency", "rate", "deterministic", "execution_provider", "judge", "quality.source",
                 "decode_tps.ci95", "quality.ci95", "error"]

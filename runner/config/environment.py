@@ -10,7 +10,7 @@ from importlib import metadata
 
 import psutil
 
-from runner.paths import PROJECT_ROOT
+from runner.config.paths import PROJECT_ROOT
 
 PACKAGES = ["slmbench", "foundry-local-sdk", "onnxruntime", "onnxruntime-genai-core", "onnxruntime-genai", "openai",
             "hydra-core", "omegaconf", "numpy", "pandas", "mlflow"]

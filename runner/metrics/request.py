@@ -1,6 +1,6 @@
 """Per-request metrics, each derived from one streamed request's timestamps.
 
-The definitions, units and better directions are declared once, in runner/catalog.py; this module
+The definitions, units and better directions are declared once, in runner/metrics/catalog.py; this module
 computes the per-request fields. Times are from the client's monotonic clock. Notes on the
 computation that the formulas do not say:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from runner.backends.base import Completion
-from runner.catalog import spec, unit
+from runner.metrics.catalog import spec, unit
 
 
 def request_metrics(c: Completion, max_tokens: int | None = None) -> dict:
@@ -34,7 +34,7 @@ def request_metrics(c: Completion, max_tokens: int | None = None) -> dict:
         decode = 1.0 / tpot
     gaps = [b[0] - a[0] for a, b in zip(c.deltas, c.deltas[1:], strict=False)]
     itl = None
-    if gaps:  # percentiles interpolated as everywhere else (runner/stats.py): p50 of 2 gaps is their mean
+    if gaps:  # percentiles interpolated as everywhere else (runner/metrics/stats.py): p50 of 2 gaps is their mean
         p50, p95 = np.percentile(gaps, [50, 95])
         itl = {"n": len(gaps), "mean_s": sum(gaps) / len(gaps), "p50_s": float(p50), "p95_s": float(p95),
                "max_s": max(gaps)}

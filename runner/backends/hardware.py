@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from runner.backends.base import BackendError
-from runner.environment import gpu_names
+from runner.config.environment import gpu_names
 
 # short name -> the ONNX Runtime provider that must be available for it
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -109,7 +109,7 @@ def hardware_presets() -> list[dict]:
     """Each conf/hardware/*.yaml: whether an in-process model could run on it here, and why not."""
     import yaml
 
-    from runner.paths import CONF_DIR
+    from runner.config.paths import CONF_DIR
 
     out = []
     for path in sorted((CONF_DIR / "hardware").glob("*.yaml")):

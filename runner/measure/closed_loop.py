@@ -1,0 +1,45 @@
+"""The closed loop: the pending requests, `run.concurrency` in flight, each recorded as it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from runner.backends import BackendError, GenParams
+from runner.config.labels import label_of
+from runner.config.prompts import Prompt
+from runner.metrics.request import request_metrics
+
+
+def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0) -> dict:
+    """Run the pending requests; return this window's counts for throughput."""
+    base = {"model": label_of(cfg), "model_id": cfg.model.id}
+
+    def one(item: tuple[int, Prompt]) -> dict:
+        rnd, prompt = item
+        record = {**base, "prompt_id": prompt.id, "round": rnd}
+        try:
+            c = backend.chat(prompt.chat_messages(), params)
+        except BackendError as exc:
+            record.update(status="error", error=str(exc), t_start_s=None, output=None)
+        else:
+            record.update(status="ok", error=None, **request_metrics(c, params.max_tokens), output=c.text,
+                          t_start_s=c.t_sent - t0)
+        writer.append(record)
+        progress.step(record["status"] if record["status"] != "ok" else "")
+        return record
+
+    if cfg.run.concurrency == 1:
+        done = [one(item) for item in todo]  # the lean path: no pool, no thread hop per request
+    else:
+        with ThreadPoolExecutor(max_workers=cfg.run.concurrency) as pool:
+            done = list(pool.map(one, todo))
+    return window_counts(done)
+
+
+def window_counts(done: list[dict]) -> dict:
+    """A measured window's counts, for throughput: ok and failed requests and their tokens."""
+    ok = [r for r in done if r["status"] == "ok"]
+    return {"ok": len(ok), "errors": sum(r["status"] == "error" for r in done),
+            "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
+            "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}

@@ -1,0 +1,171 @@
+"""One job: a model x prompt set x hardware x decoding, measured end to end.
+
+Order: check hardware -> cold load (timed) -> warm-up rounds (not counted) ->
+measured rounds (each request streamed, recorded as it completes) -> unload ->
+aggregate. A failure anywhere is recorded with its cause; it never raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from runner import backends
+from runner.backends import BackendError, GenParams, hardware
+from runner.config.errors import UserError
+from runner.config.labels import label_of
+from runner.config.prompts import PromptSet
+from runner.measure import adaptive, closed_loop, open_loop
+from runner.measure.energy import rapl_joules
+from runner.measure.memory import PeakSampler, rss_mb
+from runner.store import jobdir, records
+from runner.store.facts import Facts
+from runner.store.jobdir import OPEN_LOOP
+
+
+def config_hash(cfg, prompt_set: PromptSet) -> str:
+    """What makes two jobs' records comparable: model, decoding, hardware, backend, prompts."""
+    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "decoding", "hardware")}
+    ident["backend"] = {"name": cfg.backend.name, "base_url": cfg.backend.base_url}
+    ident["prompts"] = prompt_set.digest()
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Progress:
+    """One status line on a TTY; silent otherwise (logs and CI stay clean)."""
+
+    def __init__(self, label: str, total: int, enabled: bool):
+        self.label, self.total, self.done = label, total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self._lock = threading.Lock()
+
+    def step(self, note: str = "") -> None:
+        with self._lock:
+            self.done += 1
+            if self.enabled:
+                sys.stderr.write(f"\r{self.label}: {self.done}/{self.total} requests {note}\033[K")
+                sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run_isolated(work: Callable[..., Facts], cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
+    """Run `work(cfg, job_dir, prompt_set)` (an in-process job) in a fresh child process.
+
+    Why: a second model loaded into a process that already held one inherits its heap,
+    warm runtime and page cache, so its "cold" load time and RSS would be biased."""
+    ctx = multiprocessing.get_context("spawn")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(work, plain, str(job_dir), prompt_set, child_end), daemon=True)
+    proc.start()
+    child_end.close()
+    try:
+        result = parent_end.recv()
+    except EOFError:
+        result = None
+    proc.join()
+    if result is None:
+        return Facts(error=f"job process died (exit code {proc.exitcode})")
+    if isinstance(result, UserError):
+        raise result
+    return result
+
+
+def _child(work, plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
+    try:
+        conn.send(work(OmegaConf.create(plain), Path(job_dir), prompt_set))
+    except UserError as exc:
+        conn.send(exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        conn.close()
+
+
+def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
+    """Run and record one job; return the facts `summary.build` needs."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(cfg, prompt_set)
+    resumed = records.check_manifest(job_dir, {
+        "config_hash": chash, "model": label_of(cfg), "model_id": cfg.model.id,
+        "prompts": prompt_set.name, "prompts_path": prompt_set.path})
+    req_path = job_dir / jobdir.REQUESTS
+    done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
+    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": cfg.backend.name})
+    params = GenParams(max_tokens=cfg.decoding.max_tokens, temperature=cfg.decoding.temperature,
+                       top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
+    todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
+    facts.skipped_done = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
+    if cfg.run.rate is not None:
+        todo = open_loop.pending(job_dir, facts, cfg)
+    backend = None
+    try:
+        facts.hardware = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
+        backend = backends.create(cfg.backend, cfg.model)
+        facts.backend = backend.describe()
+        ran_on, source = backend.execution_provider()
+        if ran_on is not None:  # known before load (in process): a mismatch fails before any load
+            facts.device = hardware.verify(cfg.hardware, ran_on, source)
+        facts.rss_before_load_mb = rss_mb()
+        facts.load_s = backend.load()
+        facts.device = hardware.verify(cfg.hardware, *backend.execution_provider())
+        facts.rss_mb = rss_mb() if backend.capabilities.in_process else None
+        if todo:
+            _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
+    except BackendError as exc:
+        facts.error = str(exc)
+    finally:
+        if backend is not None:
+            try:
+                backend.unload()
+            except Exception as exc:  # an unload failure must not hide the job's results
+                facts.unload_error = str(exc)
+    return facts
+
+
+def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: Facts) -> None:
+    """Warm-up passes (not recorded), then the measured window with RSS sampling."""
+    for _ in range(cfg.run.warmup):
+        for prompt in prompt_set.prompts:
+            facts.warmup_requests += 1
+            try:
+                backend.chat(prompt.chat_messages(), params)
+            except BackendError:
+                facts.warmup_errors += 1
+    writer = records.RecordWriter(req_path)
+    progress = Progress(label_of(cfg), len(todo), cfg.run.progress)
+    try:
+        with PeakSampler() as sampler:
+            joules = rapl_joules()
+            t0 = time.perf_counter()
+            if cfg.run.rate is not None:
+                window = open_loop.measure(backend, prompt_set, params, cfg, writer, progress)
+                facts.update(window)
+                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(cfg)},
+                                                                    indent=2))
+                if cfg.run.warmup_s or cfg.run.cooldown_s:
+                    joules = None  # RAPL would count the unrecorded load around the window too
+            else:
+                facts.window = closed_loop.measure(backend, todo, params, cfg, writer, progress, t0)
+                facts.rounds = cfg.run.rounds
+                if cfg.run.target_ci:
+                    facts.adaptive = adaptive.until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                                                       req_path, facts)
+                facts.window_s = time.perf_counter() - t0
+            if joules is not None and rapl_joules() is not None:
+                facts.rapl_joules = rapl_joules() - joules
+        facts.rss_peak_mb = sampler.peak_mb if backend.capabilities.in_process else None
+    finally:
+        progress.close()
+        writer.close()

@@ -1,0 +1,109 @@
+"""The open loop (`run.rate`): requests sent at their scheduled arrival times (runner/measure/
+arrivals.py), whether or not earlier ones have finished; a window is measured whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from runner.backends import BackendError, GenParams
+from runner.config.labels import label_of
+from runner.config.prompts import Prompt, PromptSet
+from runner.measure import arrivals, closed_loop
+from runner.metrics.request import request_metrics
+from runner.store import jobdir
+from runner.store.facts import Facts
+from runner.store.jobdir import OPEN_LOOP
+
+LOAD_KEYS = ("rate", "requests", "duration_s", "warmup_s", "cooldown_s", "burstiness", "seed", "max_in_flight")
+
+
+def load_settings(cfg) -> dict:
+    """What an open-loop window's figures depend on beyond the config hash (which leaves out `run`)."""
+    return {k: cfg.run[k] for k in LOAD_KEYS} | {"rounds": cfg.run.rounds}
+
+
+def pending(job_dir: Path, facts: Facts, cfg) -> list:
+    """An open-loop window is measured whole or not at all: a partial one would not hold the
+    offered rate. A completed window with the same load settings is reused; otherwise the old
+    records are set aside (appended to requests.interrupted.jsonl) and the window is rerun."""
+    done = job_dir / OPEN_LOOP
+    if done.exists():
+        kept = json.loads(done.read_text())
+        if kept.get("settings") == load_settings(cfg):
+            facts.update(kept)
+            facts.skipped_done = kept["expected"]
+            return []
+        done.unlink()
+    old = job_dir / jobdir.REQUESTS
+    if old.exists():
+        with (job_dir / jobdir.INTERRUPTED).open("a") as fh:
+            fh.write(old.read_text())
+        old.unlink()
+    facts.skipped_done = 0
+    return ["window"]
+
+
+def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress) -> dict:
+    """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they end."""
+    run = cfg.run
+    prompts = prompt_set.prompts
+    count = None if run.duration_s else (run.requests or run.rounds * len(prompts))
+    planned = arrivals.schedule(run.rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness,
+                             run.seed)
+    measured = [a for a in planned if a.phase == arrivals.MEASURED]
+    progress.total = len(measured)
+    base = {"model": label_of(cfg), "model_id": cfg.model.id}
+    done: list[dict] = []
+    lock = threading.Lock()
+
+    def prompt_of(a: arrivals.Arrival) -> tuple[int, Prompt]:
+        """Measured arrivals walk the prompt set round by round; the others cycle through it."""
+        if a.phase != arrivals.MEASURED:
+            return -1, prompts[a.seq % len(prompts)]
+        return a.index // len(prompts), prompts[a.index % len(prompts)]
+
+    def fire(a: arrivals.Arrival, due: float) -> None:
+        rnd, prompt = prompt_of(a)
+        t_call = time.perf_counter()
+        try:
+            c = backend.chat(prompt.chat_messages(), params)
+            metrics = request_metrics(c, params.max_tokens)
+        except Exception as exc:  # a thread's exception would vanish in its future: record it
+            if a.phase != arrivals.MEASURED:
+                return
+            error = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "error", "error": error,
+                      "output": None, "t_start_s": t_call - t0}
+        else:
+            if a.phase != arrivals.MEASURED:
+                return
+            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
+                      **metrics, "output": c.text, "t_start_s": c.t_sent - t0}
+        record.update(scheduled_s=a.offset_s, lag_s=t_call - due)
+        _keep(record)
+
+    def drop(a: arrivals.Arrival, in_flight: int) -> None:
+        if a.phase == arrivals.MEASURED:
+            rnd, prompt = prompt_of(a)
+            _keep({**base, "prompt_id": prompt.id, "round": rnd, "status": "dropped", "output": None,
+                   "t_start_s": None, "scheduled_s": a.offset_s, "lag_s": None,
+                   "error": f"dropped: {in_flight} requests in flight at its arrival (run.max_in_flight)"})
+
+    def _keep(record: dict) -> None:
+        writer.append(record)
+        with lock:
+            done.append(record)
+        progress.step(record["status"] if record["status"] != "ok" else "")
+
+    t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
+    gen = arrivals.run(planned, fire, drop, run.max_in_flight, t0)
+    sent = [r["t_start_s"] for r in done if r["t_start_s"] is not None]
+    ends = [r["t_start_s"] + r["e2e_s"] for r in done if r["status"] == "ok"]
+    gen_facts = {"scheduled": len(planned), "dropped": gen["dropped"], "in_flight_peak": gen["in_flight_peak"],
+                 "dispatch_s": gen["dispatch_s"], "wall_s": gen["wall_s"]}
+    return {"window": closed_loop.window_counts(done), "window_s": (max(ends) - min(sent)) if ends else None,
+            "expected": len(measured), "generator": gen_facts,
+            "load": arrivals.summarize(done, gen_facts, run)}
