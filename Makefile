@@ -38,7 +38,7 @@ test: pack
 # The README's MLflow UI picture, taken headless (installs Debian's chromium when missing).
 screenshot: install
 	command -v chromium >/dev/null || apt-get install -y -q chromium
-	$(BIN)/python docs/screenshot.py sqlite:///$(CURDIR)/outputs/mlflow.db docs/mlflow-ui.png '#/experiments/1/runs'
+	$(BIN)/python docs/screenshot.py sqlite:///$(CURDIR)/outputs/mlflow.db docs
 
 lint: install
 	$(BIN)/ruff check .

@@ -218,6 +218,8 @@ def _pair_stats(human: list[int], judge: list[int]) -> dict:
         "spearman": _clean(spearman(human, judge)),
         "exact": _clean(exact_agreement(human, judge)),
         "within_1": _clean(within_one(human, judge)),
+        # human and judge as two coders of the same units
+        "alpha": _clean(krippendorff_alpha([list(human), list(judge)], "ordinal")) if n else None,
         "confusion": {"labels": list(LABELS), "rows": "human", "cols": "judge",
                       "matrix": confusion_matrix(human, judge)},
         "low_n": n < MIN_N_STABLE,
@@ -297,11 +299,12 @@ def _table(rows: list[list], headers: list[str]) -> str:
 def format_report(report: dict) -> str:
     """Terminal/markdown text of an `agreement()` dict (keys judge_human, inter_judge)."""
     jh = report["judge_human"]
-    head = ["aspect", "n", "mean human", "mean judge", "kappa (qw)", "spearman", "exact", "within 1"]
+    head = ["aspect", "n", "mean human", "mean judge", "kappa (qw)", "alpha (ordinal)", "spearman", "exact",
+            "within 1"]
 
     def line(name: str, s: dict) -> list:
         return [name, s["n"], _f(s["mean_human"], 2), _f(s["mean_judge"], 2), _f(s["kappa_qw"]),
-                _f(s["spearman"]), _f(s["exact"], 2), _f(s["within_1"], 2)]
+                _f(s.get("alpha")), _f(s["spearman"]), _f(s["exact"], 2), _f(s["within_1"], 2)]
 
     table = [line(a, s) for a, s in jh["aspects"].items()] + [line("overall", jh["overall"])]
     judges = report.get("judge_models") or []
@@ -340,22 +343,31 @@ def _judge_models(job_dir: Path) -> list[str]:
                    if isinstance(r.get("judge"), dict) and r["judge"].get("model")})
 
 
-def agreement(job_dir: Path) -> tuple[str, dict]:
-    """Read `annotations.csv`, compare human and judge scores, compare judges; write
-    `agreement.json` and return (terminal text, the dict written)."""
-    from judges.annotations import read_annotations
+def agreement(job_dir: Path, reviewed: list[dict] | None = None, reviewed_in: str | None = None) -> tuple[str, dict]:
+    """Human scores from `annotations.csv` and, where given, from a review in MLflow (`reviewed`:
+    rows in the same shape, from `reviewed_in`; a score given in both places counts once, the
+    review's); compare them with the judge's, compare judges; write `agreement.json` and return
+    (terminal text, the dict written)."""
+    from judges.annotations import _key, read_annotations
 
     job_dir = Path(job_dir)
     path = job_dir / ANNOTATIONS
-    if not path.exists():
-        raise UserError(f"no {ANNOTATIONS} in {job_dir}: run `slmbench annotate {job_dir}` first, "
-                        "then fill in the human_score column")
-    rows = read_annotations(path)
+    if not path.exists() and reviewed is None:
+        raise UserError(f"no {ANNOTATIONS} in {job_dir} and no review in MLflow: run `slmbench annotate "
+                        f"{job_dir}` (a CSV) or `slmbench annotate --review {job_dir}` (the MLflow UI) first")
+    from_csv = {_key(r): r for r in (read_annotations(path) if path.exists() else [])}
+    from_review = {_key(r): r for r in reviewed or []}
+    merged = {**from_csv, **from_review}
+    rows = list(merged.values())
     if not rows:
-        raise UserError(f"{path}: no row has a human_score yet; fill in 1-5 in the human_score column")
+        where = " or ".join(w for w in (str(path) if path.exists() else None, reviewed_in) if w)
+        raise UserError(f"no human labels yet in {where}: fill in 1-5 in the human_score column, or score the "
+                        f"answers on the review page")
     result = {
         "job_dir": str(job_dir),
-        "annotations": str(path),
+        "annotations": str(path) if path.exists() else None,
+        "reviewed_in": reviewed_in,
+        "human_labels": {"annotations.csv": len(from_csv.keys() - from_review.keys()), "mlflow": len(from_review)},
         "judge_models": _judge_models(job_dir),
         "judge_human": judge_human_report(rows),
         "inter_judge": inter_judge_report(job_dir),

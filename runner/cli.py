@@ -23,10 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     models_cli.add_parser(sub)
     judges_cli.add_parser(sub)
-    an = sub.add_parser("annotate", help="write annotations.csv for hand-scoring a graded run")
+    an = sub.add_parser("annotate", help="write annotations.csv for hand-scoring a graded run (or, with "
+                        "--review, a review queue of its traces in the MLflow UI)")
     an.add_argument("run_dir", type=Path)
-    ag = sub.add_parser("agreement", help="judge-human (and inter-judge) agreement from annotations.csv")
+    an.add_argument("--review", action="store_true",
+                    help="put the job's traces in an MLflow review queue, one question per rubric aspect")
+    an.add_argument("--uri", default=None, help="tracking store (default: where the job logged)")
+    ag = sub.add_parser("agreement", help="judge-human (and inter-judge) agreement from annotations.csv and "
+                        "the job's human assessments in MLflow")
     ag.add_argument("run_dir", type=Path)
+    ag.add_argument("--uri", default=None, help="tracking store (default: where the job logged)")
     dp = sub.add_parser("decide", help="re-decide a finished sweep under other limits (no re-run)")
     dp.add_argument("sweep_dir", type=Path)
     dp.add_argument("overrides", nargs="*", help="selection overrides, e.g. max.e2e_s.p95=2.0 licenses=[Apache-2.0]")
@@ -72,6 +78,15 @@ def cmd_ui(args) -> int:
     if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) and "://" in uri:
         print(f"{uri} is a tracking server: open it in a browser")
         return 0
+    from runner.track import views
+
+    tracker = tracking.Tracker(uri, args.experiment)
+    fragment = views.prepare_experiment(tracker.client, tracker.experiment_id)
+    if fragment:
+        base = f"http://127.0.0.1:{args.port}/"
+        print(f"the sweep's jobs with their key columns: {base}{fragment}\n"
+              f"charts (speed against quality, TTFT p95 per model): "
+              f"{base}{views.view_url(tracker.experiment_id, 'CHART')}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(args.port)]
     root = tracking.artifact_root(uri)
@@ -94,6 +109,8 @@ def cmd_annotate(args) -> int:
 
     from judges.annotations import write_annotations
 
+    if args.review:
+        return _review(_job_dir(args.run_dir), args.uri)
     out = write_annotations(_job_dir(args.run_dir))
     with out.open(newline="") as fh:
         rows = sum(1 for _ in csv.DictReader(fh))
@@ -102,11 +119,45 @@ def cmd_annotate(args) -> int:
     return 0
 
 
+def _review(job_dir: Path, uri: str | None) -> int:
+    from runner.config import prompts
+    from runner.track import review, traces, tracking
+
+    found = tracking.job_run(job_dir, uri)
+    if found is None:
+        raise UserError(f"{job_dir}: no MLflow run logged from it (log it with `slmbench ui --log {job_dir}`)")
+    tracker, run = found
+    path = traces.prompts_path(job_dir)
+    aspects = {a: d for p in (prompts.load(path).prompts if path else []) for a, d in p.aspects.items()}
+    if not aspects:
+        raise UserError(f"{job_dir}: its prompts have no rubric aspects to ask a reviewer about")
+    session = review.create_review_session(tracker.client, tracker.experiment_id, run.info.run_id, aspects)
+    print(f"review queue '{session.name}': {len(session.trace_ids)} answers x {len(aspects)} aspects "
+          f"({', '.join(aspects)}). Start `slmbench ui`, then open http://127.0.0.1:5000/{session.url} ; "
+          f"then `slmbench agreement {job_dir}`")
+    return 0
+
+
 def cmd_agreement(args) -> int:
     from judges.agreement import agreement
+    from runner.track import traces, tracking
 
-    text, _ = agreement(_job_dir(args.run_dir))
+    job_dir = _job_dir(args.run_dir)
+    found = tracking.job_run(job_dir, args.uri)
+    reviewed, where = None, None
+    if found is not None:
+        tracker, run = found
+        reviewed = traces.human_assessments(tracker.client, tracker.experiment_id, run.info.run_id)
+        where = f"MLflow run {run.info.run_id} ({tracker.uri})"
+    text, result = agreement(job_dir, reviewed, where)
     print(text)
+    if found is not None:
+        try:
+            tracking.log_agreement(tracker, run.info.run_id, result, job_dir / "agreement.json")
+            print(f"logged to {where} as agreement.* metrics and agreement.json")
+        except Exception as exc:  # the files are written; the run can be updated later
+            print(f"slmbench: could not log agreement to MLflow ({str(exc).splitlines()[0][:200]})",
+                  file=sys.stderr)
     return 0
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,36 @@ def short_calibration(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("calibration") / "one-transcript.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return f"judge.qualification.calibration={path}"
+
+
+@contextmanager
+def mlflow_server(uri: str, artifact_root: Path, log_path: Path):
+    """A real `mlflow server` over `uri` on a free 127.0.0.1 port, for as long as the block runs
+    (start bounded at 120 s; always stopped). Yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = log_path.open("w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+                               "--default-artifact-root", artifact_root.as_uri(), "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=3)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
+        log.close()

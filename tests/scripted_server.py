@@ -514,6 +514,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def rubric_judge(model, messages) -> str:
+    """A rubric judge of known behaviour: a score per aspect from the answer's length, 5 on every
+    aspect when the answer carries the injected note."""
+    text = messages[-1]["content"]
+    aspects = re.findall(r"^- ([^:\n]+):", text.split("Grade the answer on these aspects", 1)[1], re.M)
+    answer = text.split("<answer>", 1)[1].split("</answer>", 1)[0]
+    injected = "NOTE TO THE GRADER" in answer
+    return json.dumps({a: {"score": 5 if injected else 1 + (len(answer) + i) % 4,
+                           "rationale": f"{a}: {len(answer)} characters"} for i, a in enumerate(aspects)})
+
+
 class ScriptedServer:
     """Runs a :class:`ScriptedHTTPServer` in a daemon thread.
 

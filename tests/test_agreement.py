@@ -359,7 +359,7 @@ def test_agreement_preconditions(tmp_path):
     with pytest.raises(UserError, match="slmbench annotate"):
         agreement(job)
     write_annotations(job)
-    with pytest.raises(UserError, match="no row has a human_score"):
+    with pytest.raises(UserError, match="no human labels yet"):
         agreement(job)
     assert not (job / "agreement.json").exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +15,7 @@ from runner.metrics.request import request_metrics
 def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0) -> dict:
     """Run the pending requests; return this window's counts for throughput."""
     base = {"model": label_of(cfg), "model_id": cfg.model.id}
+    wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
 
     def one(item: tuple[int, Prompt]) -> dict:
         rnd, prompt = item
@@ -24,7 +26,7 @@ def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg,
             record.update(status="error", error=str(exc), t_start_s=None, output=None)
         else:
             record.update(status="ok", error=None, **request_metrics(c, params.max_tokens), output=c.text,
-                          t_start_s=c.t_sent - t0)
+                          t_start_s=c.t_sent - t0, t_start_unix=wall + c.t_sent)
         writer.append(record)
         progress.step(record["status"] if record["status"] != "ok" else "")
         return record

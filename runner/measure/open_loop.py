@@ -81,7 +81,7 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
             if a.phase != arrivals.MEASURED:
                 return
             record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
-                      **metrics, "output": c.text, "t_start_s": c.t_sent - t0}
+                      **metrics, "output": c.text, "t_start_s": c.t_sent - t0, "t_start_unix": wall + c.t_sent}
         record.update(scheduled_s=a.offset_s, lag_s=t_call - due)
         _keep(record)
 
@@ -99,6 +99,7 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
         progress.step(record["status"] if record["status"] != "ok" else "")
 
     t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
+    wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
     gen = arrivals.run(planned, fire, drop, run.max_in_flight, t0)
     sent = [r["t_start_s"] for r in done if r["t_start_s"] is not None]
     ends = [r["t_start_s"] + r["e2e_s"] for r in done if r["status"] == "ok"]

@@ -21,9 +21,10 @@ from runner.config.secrets import SECRET, redact_url  # one definition of what l
 from runner.metrics import catalog
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
+from runner.track import views
 
 REDACTED = "***"
-ARTIFACTS = ["requests.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
+ARTIFACTS = ["requests.jsonl", "scores.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
              "agreement.json", "job.json", "decision.json", "qualification.json"]
 
 
@@ -116,7 +117,9 @@ class Tracker:
         if found is not None:
             return found.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+            created = self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+            views.prepare_experiment(self.client, created)  # opens on the jobs, key columns, charts
+            return created
         except Exception:  # created by a parallel job in between
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -145,8 +148,6 @@ class Tracker:
         retry(self.client.set_terminated, run_id, status)
 
     def log_job(self, job_dir: Path, config: dict, parent_run_id: str | None = None) -> str:
-        from mlflow.entities import Metric, Param
-
         s = jobdir.read_summary(job_dir)
         env = s.get("environment") or {}
         name = s.get("name") or s["model"]
@@ -172,68 +173,98 @@ class Tracker:
         run_name = job_dir.name + name[len(s["model"]):]
         run = retry(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
+        try:
+            self._log_numbers(run_id, s, config, job_dir)
+            self._log_files(run_id, job_dir)
+            self._log_requests(run_id, s, job_dir)
+        finally:  # a failure above still closes the run: it is never left RUNNING
+            retry(self.client.set_terminated, run_id, "FINISHED" if s["status"] == "ok" else "FAILED")
+        return run_id
+
+    def _log_numbers(self, run_id: str, s: dict, config: dict, job_dir: Path) -> None:
+        """Params (the resolved config), the summary's numbers under their one name, and the
+        per-request series (the charts show drift over a run), in as few batches as MLflow allows."""
+        from mlflow.entities import Metric, Param
+
         now = int(time.time() * 1000)
         params = [Param(k, v) for k, v in flatten(config).items()] + [Param("model.label", str(s["model"]))]
         metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(s).items()]
-        ok = jobdir.ok_records(job_dir)
-        ok.sort(key=lambda r: r.get("t_start_s") or 0)
-        for step, r in enumerate(ok):  # per-request series: the charts show drift over a run
+        ok = sorted(jobdir.ok_records(job_dir, graded=False), key=lambda r: r.get("t_start_s") or 0)
+        for step, r in enumerate(ok):
             for k in ("ttft_s", "e2e_s", "decode_tps"):
                 if r.get(k) is not None:
                     metrics.append(Metric(f"request.{k}", float(r[k]), now, step))
-        for i in range(0, len(params), 100):
-            retry(self.client.log_batch, run_id, params=params[i:i + 100])
-        for i in range(0, len(metrics), 1000):
-            retry(self.client.log_batch, run_id, metrics=metrics[i:i + 1000])
-        for name in ARTIFACTS:
-            if (job_dir / name).is_file():
-                retry(self.client.log_artifact, run_id, str(job_dir / name))
-        for png in job_dir.glob("*.png"):
-            retry(self.client.log_artifact, run_id, str(png))
-        if (job_dir / ".hydra").is_dir():
-            retry(self.client.log_artifacts, run_id, str(job_dir / ".hydra"), "hydra")
-        self._log_tables(run_id, ok, config)
-        retry(self.client.set_terminated, run_id, "FINISHED" if s["status"] == "ok" else "FAILED")
-        return run_id
+        batches = max((len(params) + 99) // 100, (len(metrics) + 999) // 1000)
+        for i in range(batches):
+            retry(self.client.log_batch, run_id, params=params[i * 100:(i + 1) * 100],
+                  metrics=metrics[i * 1000:(i + 1) * 1000])
 
-    def _log_tables(self, run_id: str, ok: list[dict], config: dict) -> None:
-        """The per-request table (prompt, output, scores, rationale, timings) for the UI's
-        evaluation views, and the prompt set as a dataset input."""
-        import pandas as pd
-        from mlflow.entities import DatasetInput, InputTag
+    def _log_files(self, run_id: str, job_dir: Path) -> None:
+        """The job's files as artifacts, in one call (each call costs a store round trip)."""
+        import shutil
+        import tempfile
 
-        from runner.config.prompts import load
+        with tempfile.TemporaryDirectory(prefix="slmbench-artifacts-") as tmp:
+            stage = Path(tmp)
+            for path in [*(job_dir / n for n in ARTIFACTS), *sorted(job_dir.glob("*.png"))]:
+                if path.is_file():
+                    shutil.copy2(path, stage / path.name)
+            if (job_dir / ".hydra").is_dir():
+                shutil.copytree(job_dir / ".hydra", stage / "hydra")
+            retry(self.client.log_artifacts, run_id, str(stage))
 
-        prompts_cfg = config.get("prompts") or {}
-        by_id = {}
+    def _log_requests(self, run_id: str, s: dict, job_dir: Path) -> None:
+        """Every measured request as a trace with its grades as assessments, and the prompt set as
+        an evaluation dataset (runner/track/traces.py). After the job: never in its measured window."""
+        from runner.track import traces
+
         try:
-            ps = load(prompts_cfg["path"])
-            by_id = {p.id: p for p in ps.prompts}
-            frame = pd.DataFrame([{"id": p.id, "prompt": p.messages[-1][1], "aspects": json.dumps(p.aspects),
-                                   "reference": p.reference} for p in ps.prompts])
-            import warnings
+            traces.log_traces(self.client, self.experiment_id, run_id, job_dir, s["model"])
+            path = traces.prompts_path(job_dir)
+            if path and Path(path).is_file():
+                traces.log_prompt_dataset(self.client, self.experiment_id, path)
+        except traces.TraceLoggingError as exc:
+            retry(self.client.set_tag, run_id, "slmbench.traces", f"failed: {str(exc)[:4000]}")
+            raise
 
-            import mlflow.data
 
-            with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a file
-                warnings.simplefilter("ignore")
-                ds = mlflow.data.from_pandas(frame, source=ps.path, name=ps.name)
-            retry(self.client.log_inputs, run_id, [DatasetInput(ds._to_mlflow_entity(),
-                                                                [InputTag("mlflow.data.context", "prompts")])])
-        except Exception:  # a prompt file moved since the run: the table below still goes in
-            pass
-        rows = [{"prompt_id": r["prompt_id"], "round": r["round"],
-                 "prompt": by_id[r["prompt_id"]].messages[-1][1] if r["prompt_id"] in by_id else None,
-                 "output": r["output"], "ttft_s": r["ttft_s"], "e2e_s": r["e2e_s"], "tpot_s": r["tpot_s"],
-                 "decode_tps": r["decode_tps"], "completion_tokens": r["completion_tokens"],
-                 "judge_scores": json.dumps((r.get("judge") or {}).get("scores")),
-                 "judge_rationales": json.dumps((r.get("judge") or {}).get("rationales")),
-                 "judge_error": (r.get("judge") or {}).get("error")} for r in ok]
-        if rows:
-            import mlflow
+def job_run(job_dir: Path, uri: str | None, experiment: str = "slmbench"):
+    """(tracker, run) of the latest MLflow run logged from this job directory, or None when the
+    store does not exist (a local SQLite file never created) or holds no such run."""
+    uri = uri or _job_tracking_uri(job_dir)
+    if uri is None:
+        uri = tracking_uri(None)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return None
+    tracker = Tracker(uri, experiment)
+    path = str(job_dir.resolve()).replace("'", "\\'")
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.job_dir = '{path}'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    return (tracker, runs[0]) if runs else None
 
-            mlflow.set_tracking_uri(self.uri)
-            retry(mlflow.log_table, pd.DataFrame(rows), "requests_table.json", run_id=run_id)
+
+def _job_tracking_uri(job_dir: Path) -> str | None:
+    """Where the job logged: its config's tracking.uri, else its sweep's store (slmbench-sweep.json)."""
+    uri = (job_config(job_dir).get("tracking") or {}).get("uri")
+    context = job_dir.parent / "slmbench-sweep.json"
+    if not uri and context.is_file():
+        uri = json.loads(context.read_text()).get("tracking_uri")
+    return uri
+
+
+def log_agreement(tracker: Tracker, run_id: str, result: dict, path: Path) -> None:
+    """Judge-human agreement back onto the job's run: agreement.<aspect|overall>.<figure> metrics
+    (kappa_qw, alpha, spearman, exact, within_1, n) and agreement.json (with the confusion matrices)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    jh = result["judge_human"]
+    metrics = [Metric(f"agreement.{name}.{fig}", float(stats[fig]), now, 0)
+               for name, stats in [*jh["aspects"].items(), ("overall", jh["overall"])]
+               for fig in ("kappa_qw", "alpha", "spearman", "exact", "within_1", "n")
+               if isinstance(stats.get(fig), int | float)]
+    retry(tracker.client.log_batch, run_id, metrics=metrics)
+    retry(tracker.client.log_artifact, run_id, str(path))
 
 
 def job_config(job_dir: Path) -> dict:
@@ -300,5 +331,9 @@ def run_resolver(uri: str | None):
 
 def _download(tracker: Tracker, run_id: str, into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
-    for name in ("requests.jsonl", "summary.json"):
-        tracker.client.download_artifacts(run_id, name, str(into))
+    for name in (jobdir.REQUESTS, jobdir.SUMMARY, jobdir.SCORES, jobdir.JUDGEMENTS):  # grades join on read
+        try:
+            tracker.client.download_artifacts(run_id, name, str(into))
+        except Exception:
+            if name in (jobdir.REQUESTS, jobdir.SUMMARY):
+                raise
