@@ -197,18 +197,19 @@ def main(uri: str, out: Path, experiment: str = "slmbench") -> None:
                 print("no trace in the experiment: mlflow-trace.png not taken", file=sys.stderr)
                 return
             tid = trace.info.trace_id
-            names = sorted({a.name for a in trace.info.assessments})
+            # the graders' assessments first (the pane lists them first; the scorers' follow, below the fold)
+            graded = [a for a in trace.info.assessments if a.source.source_type in ("HUMAN", "LLM_JUDGE")]
+            names = sorted({a.name for a in graded or trace.info.assessments})[:3]
             browser.goto(f"{base}#/experiments/{eid}/traces?workflowType=machine_learning&"
                          f"selectedEvaluationId={tid}&traceId={tid}")
             browser.wait_for(_text("Inputs", "Outputs") + " && " + ASSESS_BUTTON, f"trace {tid}")
             if not browser.js(f"document.querySelector({json.dumps(EXPAND)})"):  # the pane starts closed
                 browser.js(ASSESS_BUTTON + ".click()")
             expand = f"document.querySelectorAll({json.dumps(EXPAND)})"
-            browser.wait_for(f"{expand}.length >= {len(trace.info.assessments)}",
-                             f"the assessments {names} of trace {tid}")
+            browser.wait_for(f"{expand}.length >= 1 && " + _text(*names), f"the assessments {names} of trace {tid}")
             browser.js(f"{expand}.forEach(b => b.click())")  # each assessment's source and rationale
-            rationales = [a.rationale for a in trace.info.assessments if a.rationale]
-            browser.wait_for(_text(*names, *rationales[:2]), f"the rationales of trace {tid}'s assessments")
+            rationales = [a.rationale for a in graded if a.rationale]
+            browser.wait_for(_text(*names, *rationales[:1]), f"the rationales of trace {tid}'s assessments")
             browser.shot(out / "mlflow-trace.png")
     finally:
         if browser is not None:

@@ -7,11 +7,14 @@ logs its figures back; and a trace that fails to log costing nothing but a repla
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import mlflow_server, run_cli
+from conftest import ROOT, mlflow_server, run_cli
 from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource
 from scripted_server import Script, ScriptedServer, rubric_judge
@@ -144,3 +147,16 @@ def test_a_trace_that_fails_to_log_leaves_the_run_closed_and_says_how_to_replay(
         [tracking.Tracker(uri, "slmbench").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["slmbench.traces"].startswith("failed")
     assert run.data.metrics["ttft_s.p95"] > 0  # everything else was logged
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium not installed (`make screenshot` installs Debian's chromium)")
+def test_the_ui_renders_the_views_headless(sweep: dict, tmp_path: Path):
+    """Where chromium exists: the README's three pictures render from this sweep's store (the script
+    waits until each page shows what its picture must, and fails otherwise)."""
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "screenshot.py"), sweep["uri"], str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("mlflow-runs.png", "mlflow-charts.png", "mlflow-trace.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20_000, name  # a page, not a blank frame

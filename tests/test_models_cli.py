@@ -35,7 +35,7 @@ def test_run_prints_answer_and_timing(pack_home):
                    "--max-tokens", "48")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.split()) > 10
-    assert "ttft" in done.stderr and "48 tokens" in done.stderr and "tok/s" in done.stderr
+    assert "ttft" in done.stderr and "48 tokens" in done.stderr and "decode_tps" in done.stderr and "tokens/s" in done.stderr
 
 
 def test_gemma_base_model_answers_with_template(pack_home):

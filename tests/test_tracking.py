@@ -58,7 +58,9 @@ def test_sweep_is_one_parent_with_a_child_per_job(tmp_path):
     history = client.get_metric_history(ok.info.run_id, "request.e2e_s")
     assert sorted(m.step for m in history) == [0, 1, 2, 3]
     arts = {a.path for a in client.list_artifacts(ok.info.run_id)}
-    assert {"requests.jsonl", "summary.json", "report.md", "hydra", "requests_table.json"} <= arts
+    assert {"requests.jsonl", "scores.jsonl", "summary.json", "report.md", "hydra"} <= arts
+    # each measured request is a trace of its job's run (runner/track/traces.py)
+    assert len(client.search_traces(locations=[ok.info.experiment_id], run_id=ok.info.run_id)) == summary["n"]
     assert {"report.md", "summary.csv"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert ok.inputs.dataset_inputs and ok.inputs.dataset_inputs[0].dataset.name == "smoke"
     for r in [parent, *children]:

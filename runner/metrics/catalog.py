@@ -40,7 +40,7 @@ class Spec:
 
     @property
     def definition(self) -> str:
-        return f"{self.formula} ({self.unit})" if self.unit else self.formula
+        return f"{self.formula} ({self.unit})" if self.unit not in ("", "1") else self.formula
 
 
 def _request(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.metrics.request.request_metrics",

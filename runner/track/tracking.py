@@ -213,6 +213,18 @@ class Tracker:
                 shutil.copytree(job_dir / ".hydra", stage / "hydra")
             retry(self.client.log_artifacts, run_id, str(stage))
 
+    def _log_dataset_input(self, run_id: str, path: str) -> None:
+        """The prompt set as the run's dataset input (the run page's *Datasets used*), by its content hash."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from runner.config import prompts
+        from runner.track import traces
+
+        ps = prompts.load(path)
+        dataset = Dataset(name=ps.name, digest=traces.content_hash(ps), source_type="local",
+                          source=json.dumps({"uri": str(ps.path)}))
+        retry(self.client.log_inputs, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "prompts")])])
+
     def _log_requests(self, run_id: str, s: dict, job_dir: Path) -> None:
         """Every measured request as a trace with its grades as assessments, and the prompt set as
         an evaluation dataset (runner/track/traces.py). After the job: never in its measured window."""
@@ -223,6 +235,7 @@ class Tracker:
             path = traces.prompts_path(job_dir)
             if path and Path(path).is_file():
                 traces.log_prompt_dataset(self.client, self.experiment_id, path)
+                self._log_dataset_input(run_id, path)
         except traces.TraceLoggingError as exc:
             retry(self.client.set_tag, run_id, "slmbench.traces", f"failed: {str(exc)[:4000]}")
             raise

@@ -34,6 +34,8 @@ import json
 import time
 from urllib.parse import urlencode
 
+from runner.metrics import catalog
+
 VIEW_KEY = "slmbench"  # the share key: experiment tag mlflow.sharedViewState.slmbench
 VIEW_NAME = "slmbench: jobs"  # as the Views menu lists it
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
@@ -43,32 +45,30 @@ KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"
 JOB_FILTER = "tags.`slmbench.kind` = 'job'"
 
-METRICS = ["decode_tps.p50", "ttft_s.p95", "e2e_s.p95", "rss_peak_mb", "quality.overall"]
+METRICS = ["decode_tps.p50", "ttft_s.p95", "e2e_s.p95", "rss_peak_mb", "quality.overall", "quality.trusted"]
 PARAMS = ["model.precision"]
 TAGS = ["model", "hardware", "status"]
 SECTION = "slmbench"  # the chart section of the preset charts, first and open
 MODEL_METRICS, SYSTEM_METRICS = "Model metrics", "System metrics"  # MLflow's own sections, closed
 
-NOTE = """**slmbench** logs one parent run per sweep (its report, summary.csv and plots) and one child run
-per job. The preset view (*Views* > *slmbench: jobs*) lists the jobs, fastest first:
+def _row(column: str, kind: str, key: str) -> str:
+    """A description table row of a metric column, its definition from the catalog."""
+    return f"| `{column}`{kind} | {catalog.spec(key).definition} |"
 
-| column | meaning |
-|---|---|
-| `model` (tag) | the model's label (registry alias, or `model.id` on an endpoint) |
-| `model.precision` (param) | the weights' precision (int4, int8, fp32, ...) |
-| `hardware` (tag) | the execution provider asked for; `summary.json` `device` says what ran |
-| `decode_tps.p50` | median decode speed, tokens/s = (completion_tokens - 1) / (e2e - ttft) |
-| `ttft_s.p95` | 95th percentile time to the first non-empty content chunk, s |
-| `e2e_s.p95` | 95th percentile request time, sent to last byte, s |
-| `rss_peak_mb` | highest process RSS while generating, MB (10^6 B); in-process backends only |
-| `quality.overall` | mean rubric score 1-5 over the graded answers (`quality.source` says whose grades) |
-| `status` (tag) | ok, partial or failed (the cause is in the `error` tag) |
 
-Charts (the chart icon above the table): speed vs quality (`decode_tps.p50` against `quality.overall`,
-one point per job) and TTFT p95 per job. Percentiles are over the measured requests of `run.rounds`
-passes; warm-up requests are not counted. Each job's requests are its traces (*Traces* tab), with
-the judge's grades as assessments."""
-
+NOTE = "\n".join([
+    "**slmbench** logs one parent run per sweep (its report, summary.csv and plots) and one child run",
+    "per job. The preset view (*Views* > *slmbench: jobs*) lists the jobs, fastest first:", "",
+    "| column | meaning |", "|---|---|",
+    "| `model` (tag) | the model's label (registry alias, or `model.id` on an endpoint) |",
+    "| `model.precision` (param) | the weights' precision (int4, int8, fp32, ...) |",
+    "| `hardware` (tag) | the execution provider asked for; `summary.json` `device` says what ran |",
+    *[_row(f"{m}", "", m) for m in METRICS],
+    "| `status` (tag) | ok, partial or failed (the cause is in the `error` tag) |", "",
+    "Charts (the chart icon above the table): speed vs quality (`decode_tps.p50` against `quality.overall`,",
+    "one point per job) and TTFT p95 per job. Percentiles are over the measured requests of `run.rounds`",
+    "passes; warm-up requests are not counted. Each job's requests are its traces (*Traces* tab), with",
+    "the grades as assessments."])
 README_CLICKS = """What the server cannot keep is kept by your browser after one click each:
 the *MLflow Assistant* panel opens by itself on the first visit to a local server; close it with
 the X at its top right and it stays closed. At the top of the left sidebar choose *Model training*
@@ -89,6 +89,7 @@ WIDTHS = {RUN_NAME: 200, _col("tags", "model"): 170, _col("params", "model.preci
           _col("tags", "hardware"): 95, _col("metrics", "decode_tps.p50"): 125,
           _col("metrics", "ttft_s.p95"): 100, _col("metrics", "e2e_s.p95"): 100,
           _col("metrics", "rss_peak_mb"): 115, _col("metrics", "quality.overall"): 125,
+          _col("metrics", "quality.trusted"): 120,
           _col("tags", "status"): 80}
 
 
@@ -103,12 +104,12 @@ def charts() -> tuple[list[dict], list[dict]]:
     base = {"runsCountToCompare": 100, "metricSectionId": SECTION, "deleted": False, "isGenerated": False}
     cards = [
         {**base, "uuid": "slmbench-speed-quality", "type": "SCATTER",
-         "displayName": "Speed vs quality (decode tok/s p50 vs quality 1-5)",
+         "displayName": f"Speed vs quality ({catalog.label('decode_tps.p50')} vs quality.overall 1-5)",
          "xaxis": {"key": "decode_tps.p50", "type": "METRIC"},
          "yaxis": {"key": "quality.overall", "type": "METRIC"}},
         {**base, "uuid": "slmbench-ttft-p95", "type": "BAR", "displayName": "TTFT p95 (s) per job",
          "metricKey": "ttft_s.p95"},
-        {**base, "uuid": "slmbench-decode-p50", "type": "BAR", "displayName": "Decode tok/s p50 per job",
+        {**base, "uuid": "slmbench-decode-p50", "type": "BAR", "displayName": f"decode_tps.p50 ({catalog.unit('decode_tps')}) per job",
          "metricKey": "decode_tps.p50"},
         {**base, "uuid": "slmbench-rss-peak", "type": "BAR", "displayName": "Peak RSS (MB) per job",
          "metricKey": "rss_peak_mb"},
