@@ -53,6 +53,9 @@ def test_sweep_is_one_parent_with_a_child_per_job(tmp_path):
     assert ok.info.run_name.startswith("0_scripted-model_deterministic_cpu [backend.base_url=http://127.0.0.1:")
     summary = json.loads((Path(ok.data.tags["job_dir"]) / "summary.json").read_text())
     assert ok.data.metrics["ttft_s.p50"] == summary["metrics"]["ttft_s"]["p50"]
+    # the run spans the job (the UI's Duration is the job's wall time, not the logging's)
+    assert (ok.info.start_time, ok.info.end_time) == (int(summary["job_wall"]["start"] * 1000),
+                                                      int(summary["job_wall"]["end"] * 1000))
     # the slower server is slower in the store too
     assert by_num["1"].data.metrics["tpot_s.p50"] > ok.data.metrics["tpot_s.p50"]
     history = client.get_metric_history(ok.info.run_id, "request.e2e_s")

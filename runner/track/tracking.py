@@ -171,14 +171,17 @@ class Tracker:
             tags["mlflow.parentRunId"] = parent_run_id
         # The directory names the label; a sweep's duplicate labels add the override that differs.
         run_name = job_dir.name + name[len(s["model"]):]
-        run = retry(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags)
+        # The run spans the job itself (its Duration column is the job's wall time), not the logging.
+        wall = s.get("job_wall") or {}
+        start_ms, end_ms = (int(wall[k] * 1000) if wall.get(k) else None for k in ("start", "end"))
+        run = retry(self.client.create_run, self.experiment_id, run_name=run_name, tags=tags, start_time=start_ms)
         run_id = run.info.run_id
         try:
             self._log_numbers(run_id, s, config, job_dir)
             self._log_files(run_id, job_dir)
             self._log_requests(run_id, s, job_dir)
         finally:  # a failure above still closes the run: it is never left RUNNING
-            retry(self.client.set_terminated, run_id, "FINISHED" if s["status"] == "ok" else "FAILED")
+            retry(self.client.set_terminated, run_id, "FINISHED" if s["status"] == "ok" else "FAILED", end_ms)
         return run_id
 
     def _log_numbers(self, run_id: str, s: dict, config: dict, job_dir: Path) -> None:
