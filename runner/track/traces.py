@@ -79,6 +79,7 @@ from typing import Any
 
 from runner.config.errors import UserError
 from runner.store import jobdir
+from runner.track.retry import retry
 
 KIND = "request"  # metadata slmbench.kind of a request's trace
 SPAN_TYPE = "CHAT_MODEL"
@@ -363,17 +364,6 @@ def build_traces(job_dir: Path, experiment_id: str, run_id: str, label: str | No
 
 # -- writing -------------------------------------------------------------------------------------------
 
-def _retry(fn, *args, attempts: int = 8, **kwargs):
-    """SQLite has one writer: a parallel job can hold the lock for a moment. Back off and retry."""
-    for i in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if "locked" not in str(exc).lower() or i == attempts - 1:
-                raise
-            time.sleep(0.1 * 2**i)
-
-
 def _tracing_client(client):
     """MLflow's tracing client for the same store as `client` (the batch calls its exporter uses)."""
     from mlflow.tracing.client import TracingClient
@@ -388,14 +378,14 @@ def write_traces(client, experiment_id: str, traces: list, job_dir: Path | str =
     done: list[str] = []
     for t in traces:
         try:
-            _retry(tc.start_trace, t.info)
+            retry(tc.start_trace, t.info)
         except Exception as exc:
             raise TraceLoggingError(job_dir, f"writing trace {t.info.trace_id}", exc, done) from exc
         done.append(t.info.trace_id)
     spans = [s for t in traces for s in t.data.spans]
     for i in range(0, len(spans), SPANS_PER_CALL):
         try:
-            _retry(tc.log_spans, str(experiment_id), spans[i:i + SPANS_PER_CALL])
+            retry(tc.log_spans, str(experiment_id), spans[i:i + SPANS_PER_CALL])
         except Exception as exc:
             raise TraceLoggingError(job_dir, "writing the spans", exc, done) from exc
     return done
@@ -465,7 +455,7 @@ def log_prompt_dataset(client, experiment_id: str, prompt_set) -> str:
         name_q = ps.name.replace("'", "\\'")
 
         def same(experiment_ids):
-            found = _retry(client.search_datasets, experiment_ids=experiment_ids,
+            found = retry(client.search_datasets, experiment_ids=experiment_ids,
                            filter_string=f"name = '{name_q}'", max_results=1000)
             return [d for d in found if (d.tags or {}).get("slmbench.content_hash") == digest]
 
@@ -473,14 +463,14 @@ def log_prompt_dataset(client, experiment_id: str, prompt_set) -> str:
         if here := same([str(experiment_id)]):
             return here[0].dataset_id
         if elsewhere := same(None):  # logged by another experiment: associate it with this one too
-            _retry(client.add_dataset_to_experiments, elsewhere[0].dataset_id, [str(experiment_id)])
+            retry(client.add_dataset_to_experiments, elsewhere[0].dataset_id, [str(experiment_id)])
             return elsewhere[0].dataset_id
-        ds = _retry(client.create_dataset, name=ps.name, experiment_id=[str(experiment_id)],
+        ds = retry(client.create_dataset, name=ps.name, experiment_id=[str(experiment_id)],
                     tags={"slmbench.content_hash": digest, "slmbench.prompt_file": str(ps.path),
                           "slmbench.prompts": str(len(ps.prompts))})
         # EvaluationDataset.merge_records writes to the process-wide tracking URI, not the client's:
         # the store's own upsert (what merge_records calls) writes to this client's store.
-        _retry(_tracing_client(client).store.upsert_dataset_records, ds.dataset_id, dataset_records(ps))
+        retry(_tracing_client(client).store.upsert_dataset_records, ds.dataset_id, dataset_records(ps))
         return ds.dataset_id
     except Exception as exc:
         raise TraceLoggingError(ps.path, f"logging prompt set {ps.name} as a dataset", exc) from exc

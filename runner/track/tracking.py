@@ -22,6 +22,7 @@ from runner.metrics import catalog
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
 from runner.track import views
+from runner.track.retry import retry
 
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "scores.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
@@ -63,17 +64,6 @@ def _creation_lock(uri: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def retry(fn, *args, attempts: int = 8, **kwargs):
-    """SQLite allows one writer: parallel jobs can meet 'database is locked'. Back off and retry."""
-    for i in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if "locked" not in str(exc).lower() or i == attempts - 1:
-                raise
-            time.sleep(0.1 * 2**i)
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:
