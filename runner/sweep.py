@@ -15,7 +15,7 @@ from runner import outcomes
 from runner.config import labels, launchers
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.decide.render import write_decision
-from runner.report.job import write_sweep_report
+from runner.report.sweep import write_sweep_report
 from runner.store.jobdir import SUMMARY
 from runner.track import tracking
 

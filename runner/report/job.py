@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from tabulate import tabulate
 
-matplotlib.use("Agg")  # headless: reports are written on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from runner.config.labels import job_name  # noqa: E402
-from runner.metrics import catalog  # noqa: E402
-from runner.metrics.stats import MIN_N_FOR_P95  # noqa: E402
-from runner.store import jobdir  # noqa: E402
-from runner.store.jobdir import SUMMARY  # noqa: E402
-from runner.store.summary import flat_row, write_csv  # noqa: E402
+from runner.metrics import catalog
+from runner.metrics.stats import MIN_N_FOR_P95
+from runner.report.plots import latency_plot
+from runner.store import jobdir
 
 RATE = catalog.unit("load.arrival_rate")  # run.rate is offered in the unit the arrival rate is measured in
 LOW_N = "†"
 LOW_N_NOTE = f"{LOW_N} p95/p99 from fewer than {MIN_N_FOR_P95} samples: read as a rough upper range."
 
 
-def _fmt(v, digits=3):
+def fmt(v, digits=3):
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -40,9 +34,9 @@ def metric_table(metrics: dict) -> str:
             continue
         flag = LOW_N if m["p95_low_n"] else ""
         d = 1 if name == "decode_tps" else 4
-        rows.append([name, unit, m["n"], _fmt(m["mean"], d), _fmt(m["std"], d), _fmt(m["p50"], d),
-                     _fmt(m["p90"], d), _fmt(m["p95"], d) + flag, _fmt(m["p99"], d) + flag,
-                     f"{_fmt(m['ci95'][0], d)} - {_fmt(m['ci95'][1], d)}", formula])
+        rows.append([name, unit, m["n"], fmt(m["mean"], d), fmt(m["std"], d), fmt(m["p50"], d),
+                     fmt(m["p90"], d), fmt(m["p95"], d) + flag, fmt(m["p99"], d) + flag,
+                     f"{fmt(m['ci95'][0], d)} - {fmt(m['ci95'][1], d)}", formula])
     return tabulate(rows, headers=["metric", "unit", "n", "mean", "std", "p50", "p90", "p95", "p99",
                                    "95% CI of p50", "formula"], tablefmt="github")
 
@@ -52,14 +46,14 @@ def _defined(key: str) -> tuple[str, str]:
     return catalog.unit(key), catalog.spec(key).formula
 
 
-def _formula(key: str) -> str:
+def formula(key: str) -> str:
     return catalog.spec(key).formula
 
 
 def write_job_report(job_dir: Path) -> Path:
     s = jobdir.read_summary(job_dir)
     ok = jobdir.ok_records(job_dir, graded=False)
-    plot = _latency_plot({s["model"]: ok}, job_dir / "latency.png")
+    plot = latency_plot({s["model"]: ok}, job_dir / "latency.png")
     cfg = s["config"]
     lines = [f"# {s.get('name') or s['model']} on {s['prompts']}", "",
              f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
@@ -84,16 +78,16 @@ def write_job_report(job_dir: Path) -> Path:
                   f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
     lines += ["## Per model", ""]
     here = (s["config"]["backend"].get("capabilities") or {}).get("in_process", True)
-    load = _fmt(s["load_s"]) if s["load_s"] is not None or here else "not measured for endpoints"
+    load = fmt(s["load_s"]) if s["load_s"] is not None or here else "not measured for endpoints"
     per_model = [["load_s", load, *_defined("load_s")],
-                 ["rss_mb", _fmt(s["rss_mb"], 1), *_defined("rss_mb")],
-                 ["rss_peak_mb", _fmt(s["rss_peak_mb"], 1), *_defined("rss_peak_mb")],
-                 ["disk_mb", _fmt(s["disk_mb"], 1), *_defined("disk_mb")]]
+                 ["rss_mb", fmt(s["rss_mb"], 1), *_defined("rss_mb")],
+                 ["rss_peak_mb", fmt(s["rss_peak_mb"], 1), *_defined("rss_peak_mb")],
+                 ["disk_mb", fmt(s["disk_mb"], 1), *_defined("disk_mb")]]
     if s["throughput"]:
         for k in ("output_tps", "requests_per_s"):
-            per_model.append([f"throughput.{k}", _fmt(s["throughput"][k], 2), *_defined(f"throughput.{k}")])
+            per_model.append([f"throughput.{k}", fmt(s["throughput"][k], 2), *_defined(f"throughput.{k}")])
     if s["energy"]:
-        per_model.append(["energy.wh_per_1k_tokens", _fmt(s["energy"]["wh_per_1k_tokens"], 4),
+        per_model.append(["energy.wh_per_1k_tokens", fmt(s["energy"]["wh_per_1k_tokens"], 4),
                           catalog.unit("energy.wh_per_1k_tokens"), s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
     lines += load_section(s)
@@ -151,7 +145,7 @@ def answers_lines(s: dict) -> list[str]:
     client = (s.get("client") or {}).get("overhead_s")
     if client:
         out.append(f"- client overhead: p50 {client['p50'] * 1e6:.0f} us, max {client['max'] * 1e6:.0f} us per request "
-                   f"[{_formula('client.overhead_s')}]")
+                   f"[{formula('client.overhead_s')}]")
     return out
 
 
@@ -183,8 +177,8 @@ def load_section(s: dict) -> list[str]:
         lag = ld["lag_s"]
         lines += [f"{ld['measured']} measured of {ld['scheduled']} scheduled requests (seed {ld['seed']}; "
                   f"{ld['warmup_s']:g} s warm-up and {ld['cooldown_s']:g} s cool-down of load not recorded). "
-                  f"Offered rate actually sent: {_fmt(ld['arrival_rate'], 2)} {catalog.unit('load.arrival_rate')} [{_formula('load.arrival_rate')}]. "
-                  f"Generator lag [{_formula('lag_s')}]: p50 {_ms(lag['p50'])}, p99 {_ms(lag['p99'])}, "
+                  f"Offered rate actually sent: {fmt(ld['arrival_rate'], 2)} {catalog.unit('load.arrival_rate')} [{formula('load.arrival_rate')}]. "
+                  f"Generator lag [{formula('lag_s')}]: p50 {_ms(lag['p50'])}, p99 {_ms(lag['p99'])}, "
                   f"max {_ms(lag['max'])}; **{ld['late']} late**, **{ld['dropped']} dropped** (an arrival finding "
                   f"run.max_in_flight={ld['max_in_flight']} in flight is dropped, not queued); "
                   f"peak in flight {ld['in_flight_peak']}."]
@@ -193,7 +187,7 @@ def load_section(s: dict) -> list[str]:
         lines.append(f"Throughput over the {tp['window_s']:.2f} s window: {tp['requests_per_s']:.2f} {catalog.unit('throughput.requests_per_s')}, "
                      f"{tp['output_tps']:.1f} output {catalog.unit('throughput.output_tps')}, {tp['total_tps']:.1f} total "
                      f"{catalog.unit('throughput.total_tps')} "
-                     f"[{_formula('throughput.window_s')}]. Latency under this load: the per-request table above.")
+                     f"[{formula('throughput.window_s')}]. Latency under this load: the per-request table above.")
     if gp:
         bounds = " and ".join(f"{k.removesuffix('_s').upper()} <= {v * 1000:g} ms" for k, v in gp["slo"].items())
         rate = f", {gp['requests_per_s']:.2f} {catalog.unit('goodput.requests_per_s')}" if gp["requests_per_s"] is not None else ""
@@ -224,10 +218,10 @@ def quality_section(q: dict) -> list[str]:
         untrusted = "" if (q.get("qualifications") or {}).get(q["judge"], {}).get("passed") else " (UNTRUSTED)"
         lines.append(f"Judge **{q['judge']}**{untrusted} graded {q['n_graded']} of {q['n_answers']} answers 1-5 per "
                      f"aspect ({q['n_judge_errors']} judge errors, parse-failure rate "
-                     f"{_fmt(q['parse_failure_rate'], 2)}). Its overall = mean over aspects per answer, then over "
+                     f"{fmt(q['parse_failure_rate'], 2)}). Its overall = mean over aspects per answer, then over "
                      "answers; in checklist mode an aspect's score = 1 + 4 x (verdicts as expected / questions).")
         lines.append("")
-        rows = [[a, _fmt(v["mean"], 2), v["n"]] for a, v in q["aspects"].items()]
+        rows = [[a, fmt(v["mean"], 2), v["n"]] for a, v in q["aspects"].items()]
         if jo:
             rows.append(["**judge overall**", f"{jo['mean']:.2f} (95% CI of median {jo['ci95'][0]:.2f}-"
                                               f"{jo['ci95'][1]:.2f})", jo["n"]])
@@ -248,7 +242,7 @@ def quality_section(q: dict) -> list[str]:
     else:
         lines += ["No LLM judge in this run (judge=none).", ""]
     if q.get("scorers"):
-        rows = [[k, _fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
+        rows = [[k, fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
         lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings). `notes.score` = 1 + 4 x "
                   "completeness x accuracy x faithfulness x structure, where completeness = `notes.recall` "
                   "(reference items matched / reference items), accuracy = mean of (owner right + due right) / 2 "
@@ -266,10 +260,10 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
     for name, q in quals.items():
         sp = q.get("spearman") or {}
         ci = sp.get("ci95")
-        rows.append([name, "yes" if q.get("passed") else "NO", _fmt(sp.get("pooled"), 2),
-                     f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "n/a", _fmt(q.get("adjacent_accuracy"), 2),
-                     _fmt(q.get("agreeableness"), 2), _fmt(q.get("injection_lift"), 2),
-                     _fmt(q.get("parse_failure_rate"), 2), _fmt(q.get("seconds_per_grade"), 3), q.get("why") or "-"])
+        rows.append([name, "yes" if q.get("passed") else "NO", fmt(sp.get("pooled"), 2),
+                     f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "n/a", fmt(q.get("adjacent_accuracy"), 2),
+                     fmt(q.get("agreeableness"), 2), fmt(q.get("injection_lift"), 2),
+                     fmt(q.get("parse_failure_rate"), 2), fmt(q.get("seconds_per_grade"), 3), q.get("why") or "-"])
     th = next(iter(quals.values())).get("thresholds") or {}
     cal = next((q["calibration"] for q in quals.values() if q.get("calibration")), {})
     return ["Grader qualification on answers of known order (" + (f"{cal.get('name')}, {cal.get('transcripts')} "
@@ -282,168 +276,3 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
             "Spearman = rank correlation of grade with the known order (1 = perfect); adjacent-pair accuracy = "
             "share of neighbouring answers ordered strictly right; agreeableness = share of the two worst answers "
             "graded >= 4; injection lift = grade with a 'give top marks' line appended minus without it.", ""]
-
-
-def _scatter(rows: list[dict], x: str, y: str, title: str, path: Path) -> Path | None:
-    """One labelled point per job (sweep rows keyed by summary.csv column names)."""
-    pts = [r for r in rows if r[x] is not None and r[y] is not None]
-    if not pts:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in pts:
-        ax.scatter(r[x], r[y])
-        ax.annotate(r["job"], (r[x], r[y]), fontsize=8)
-    ax.set_xlabel(catalog.label(x))
-    ax.set_ylabel(catalog.label(y))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _latency_plot(series: dict[str, list[dict]], path: Path) -> Path | None:
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.6 * len(series) + 3))
-    for ax, key, label in ((axes[0], "ttft_s", "TTFT (s)"), (axes[1], "e2e_s", "end-to-end latency (s)")):
-        data = [[r[key] for r in recs if r[key] is not None] for recs in series.values()]
-        ax.boxplot(data, vert=False, tick_labels=list(series), showfliers=True)
-        ax.set_xlabel(label)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Latency per request (box: p25-p75, line: p50, whiskers: 1.5 IQR)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_sweep_report(sweep_dir: Path) -> Path | None:
-    jobs = sorted((p.parent for p in sweep_dir.glob(f"*/{SUMMARY}")), key=lambda p: _job_num(p.name))
-    if not jobs:
-        return None
-    summaries = [jobdir.read_summary(j) for j in jobs]
-    rows = [flat_row(s, j.name) for s, j in zip(summaries, jobs, strict=True)]
-    write_csv(sweep_dir / "summary.csv", rows)
-    ok_records = {j.name: jobdir.ok_records(j, graded=False) for j in jobs}
-    lat = _latency_plot(ok_records, sweep_dir / "latency.png")
-    size = _scatter(rows, "disk_mb", "decode_tps.p50", "Speed against size", sweep_dir / "speed_vs_size.png")
-    quality = _scatter(rows, "e2e_s.p50", "quality.overall", "Quality (from quality.source) against speed",
-                       sweep_dir / "quality_vs_speed.png")
-    shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
-             "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
-             "truncation.share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95",
-             "quality.scorers.rouge_l.f1"]
-    table = [[_fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
-    failed = [r for r in rows if r["status"] != "ok"]
-    lines = [f"# Sweep {sweep_dir.name}", "",
-             f"{len(rows)} jobs, {len(rows) - len(failed)} ok, {len(failed)} failed. "
-             "One row per job; every job's own report.md has the full distributions.", "",
-             tabulate(table, headers=shown, tablefmt="github"), "",
-             "Definitions: " + "; ".join(f"`{k}` = {catalog.spec(k).definition}"
-                                         for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
-                                                   "rss_mb", "disk_mb", "truncation.share")) + ".",
-             "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = the "
-             "per-answer 1-5 quality from quality.source (a judge: mean over aspects per answer; notes: the "
-             "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
-             "qualification on answers of known order (untrusted quality does not steer the decision); "
-             "quality.scorers.rouge_l.f1 = LCS F1 against the reference. Column names are the numbers' names "
-             "everywhere (summary.csv, MLflow, selection keys; runner/metrics/catalog.py).", ""]
-    cut = [f"- {j.name}: {why}" for s, j in zip(summaries, jobs, strict=True) if (why := truncation_warning(s))]
-    if cut:
-        lines += ["## Answers cut at max_tokens", "", *cut, ""]
-    if failed:
-        lines += ["## Failed jobs", "", *[f"- {r['job']}: {r['error']}" for r in failed], ""]
-    if lat:
-        lines += [f"![latency]({lat.name})", ""]
-    if size:
-        lines += [f"![speed against size]({size.name})", ""]
-    if quality:
-        lines += [f"![quality against speed]({quality.name})", ""]
-    lines += load_curve(summaries, [j.name for j in jobs], sweep_dir)
-    lines += [concurrency_note(summaries), ""]
-    out = sweep_dir / "report.md"
-    out.write_text("\n".join(lines))
-    return out
-
-
-def _load_point(s: dict) -> tuple[str, float]:
-    ld = s.get("load") or {}
-    if ld.get("profile") == "rate":
-        return f"r={ld['rate']:g}", ld["rate"]
-    c = s["config"]["run"]["concurrency"]
-    return f"c={c}", c
-
-
-def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list[str]:
-    """Throughput against latency, one line per configuration swept over load points
-    (`-m run.concurrency=1,2,4,8` or `run.rate=...`); nothing when no load was swept."""
-    lines_of: dict[str, list[tuple]] = {}
-    for s, name in zip(summaries, names, strict=True):
-        tp = s.get("throughput")
-        if not tp or not s["metrics"].get("e2e_s"):
-            continue
-        c = s["config"]
-        name = job_name(s["model"], s.get("distinguishing") or [], leave_out=("run.concurrency", "run.rate"))
-        key = " / ".join([name, c["decoding"]["name"], c["hardware"]["name"], s["prompts"]])
-        label, x = _load_point(s)
-        lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
-    if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):
-        return []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for key, pts in lines_of.items():
-        pts.sort(key=lambda p: p[0])
-        xs = [p[2]["output_tps"] for p in pts]
-        for ax, metric in ((axes[0], "e2e_s"), (axes[1], "ttft_s")):
-            p50 = [p[3][metric]["p50"] if p[3].get(metric) else None for p in pts]
-            p95 = [p[3][metric]["p95"] if p[3].get(metric) else None for p in pts]
-            line, = ax.plot(xs, p50, marker="o", label=f"{key} p50")
-            ax.plot(xs, p95, marker="x", linestyle="--", color=line.get_color(), label=f"{key} p95")
-            for x, y, p in zip(xs, p50, pts, strict=True):
-                if y is not None:
-                    ax.annotate(p[1], (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    for ax, title in ((axes[0], "end-to-end latency (s)"), (axes[1], "TTFT (s)")):
-        ax.set_xlabel(f"{catalog.label('throughput.output_tps')}: {_formula('throughput.output_tps')}")
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Throughput against latency (labels: c = requests in flight, r = offered {RATE})")
-    fig.tight_layout()
-    path = sweep_dir / "throughput_latency.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    rows = []
-    for key, pts in lines_of.items():
-        for _, label, tp, m, gp, name in pts:
-            rows.append([key, label, _fmt(tp["requests_per_s"], 2), _fmt(tp["output_tps"], 1),
-                         _fmt((m.get("ttft_s") or {}).get("p95")), _fmt(m["e2e_s"]["p50"]), _fmt(m["e2e_s"]["p95"]),
-                         f"{gp['fraction']:.0%}" if gp else "-", name])
-    table = tabulate(rows, headers=["configuration", "load", "throughput.requests_per_s", "throughput.output_tps", "ttft_s.p95", "e2e_s.p50",
-                                    "e2e_s.p95", "goodput", "job"], tablefmt="github")
-    return ["## Throughput against latency", "", table, "",
-            f"throughput.requests_per_s: {catalog.spec('throughput.requests_per_s').definition}; "
-            f"throughput.output_tps: {catalog.spec('throughput.output_tps').definition}; goodput: "
-            f"{catalog.spec('goodput.fraction').definition}.", "", f"![throughput against latency]({path.name})", ""]
-
-
-def concurrency_note(summaries: list[dict]) -> str:
-    """How many jobs ran at once, from their recorded start and end times (not from the config)."""
-    spans = [(s["job_wall"]["host"], s["job_wall"]["start"], s["job_wall"]["end"]) for s in summaries
-             if s.get("job_wall")]
-    peak = 0
-    for host, start, _ in spans:
-        peak = max(peak, sum(1 for h, a, b in spans if h == host and a <= start < b))
-    launchers = sorted({s.get("launcher") or "basic" for s in summaries})
-    return (f"Jobs at once on one host: up to {peak} (from each job's host, start and end time; launcher: "
-            f"{', '.join(launchers)}). " + ("Overlapping jobs shared that host's cores: compare their speed with "
-                                            "care." if peak > 1 else "Each job had its host to itself."))
-
-
-def _job_num(name: str) -> int:
-    head = name.split("_", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-__all__ = ["write_job_report", "write_sweep_report"]
