@@ -18,7 +18,7 @@ from runner.track.review import create_review_session
 
 KEY_COLUMNS = ["tags.`model`", "params.`model.precision`", "tags.`hardware`", "metrics.`decode_tps.p50`",
                "metrics.`ttft_s.p95`", "metrics.`e2e_s.p95`", "metrics.`rss_peak_mb`",
-               "metrics.`quality.overall`", "tags.`status`"]
+               "metrics.`quality.overall`", "metrics.`quality.trusted`", "tags.`status`"]
 JOBS = [("0_small-int8", "small-int8", "int8", 61.2, 0.21, 3.4),
         ("1_big-int4", "big-int4", "int4", 38.5, 0.35, 3.9)]
 ASPECTS = {"correctness": "facts match the reference", "completeness": "every decision is there"}
@@ -44,7 +44,7 @@ def _build_store(root: Path) -> dict:
         client.log_batch(run_id, params=[Param("model.precision", precision)], metrics=[
             Metric("decode_tps.p50", tps, now, 0), Metric("ttft_s.p95", ttft, now, 0),
             Metric("e2e_s.p95", ttft * 10, now, 0), Metric("rss_peak_mb", 400.0, now, 0),
-            Metric("quality.overall", quality, now, 0)])
+            Metric("quality.overall", quality, now, 0), Metric("quality.trusted", 1.0, now, 0)])
         client.set_terminated(run_id, "FINISHED")
         jobs.append(run_id)
     client.set_terminated(parent, "FINISHED")
