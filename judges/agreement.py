@@ -348,15 +348,15 @@ def agreement(job_dir: Path, reviewed: list[dict] | None = None, reviewed_in: st
     rows in the same shape, from `reviewed_in`; a score given in both places counts once, the
     review's); compare them with the judge's, compare judges; write `agreement.json` and return
     (terminal text, the dict written)."""
-    from judges.annotations import _key, read_annotations
+    from judges.annotations import read_annotations, row_key
 
     job_dir = Path(job_dir)
     path = job_dir / ANNOTATIONS
     if not path.exists() and reviewed is None:
         raise UserError(f"no {ANNOTATIONS} in {job_dir} and no review in MLflow: run `slmbench annotate "
                         f"{job_dir}` (a CSV) or `slmbench annotate --review {job_dir}` (the MLflow UI) first")
-    from_csv = {_key(r): r for r in (read_annotations(path) if path.exists() else [])}
-    from_review = {_key(r): r for r in reviewed or []}
+    from_csv = {row_key(r): r for r in (read_annotations(path) if path.exists() else [])}
+    from_review = {row_key(r): r for r in reviewed or []}
     merged = {**from_csv, **from_review}
     rows = list(merged.values())
     if not rows:

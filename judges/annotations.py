@@ -30,7 +30,7 @@ def _graded(record: dict) -> dict | None:
     return j["scores"]
 
 
-def _key(row: dict) -> tuple[str, str, str, str]:
+def row_key(row: dict) -> tuple[str, str, str, str]:
     rnd = str(row.get("round", "")).strip()
     try:
         rnd = str(int(float(rnd)))  # "1" and "1.0" are the same round
@@ -75,12 +75,12 @@ def write_annotations(job_dir: Path, excerpt_chars: int = 300) -> Path:
     no longer in requests.jsonl are kept as they are, so no human score is ever lost."""
     job_dir = Path(job_dir)
     path = job_dir / ANNOTATIONS
-    fresh = {_key(r): r for r in _fresh_rows(job_dir, excerpt_chars)}
+    fresh = {row_key(r): r for r in _fresh_rows(job_dir, excerpt_chars)}
     out: list[dict] = []
     seen: set[tuple] = set()
     if path.exists():
         for old in _existing_rows(path):
-            k = _key(old)
+            k = row_key(old)
             if k in fresh and k not in seen:
                 out.append({**fresh[k], "human_score": old["human_score"], "notes": old["notes"]})
             else:
@@ -136,7 +136,7 @@ def read_annotations(path: Path) -> list[dict]:
                 rnd = int(row["round"].strip())
             except (AttributeError, ValueError):
                 raise UserError(f"{where}, column round: {row['round']!r} is not an integer") from None
-            key = _key(row)
+            key = row_key(row)
             if key in first_row:
                 raise UserError(f"{where} repeats the prompt_id, model, round and aspect of row {first_row[key]}")
             first_row[key] = i

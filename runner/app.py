@@ -164,7 +164,7 @@ def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:
 
     try:
         tracker = tracking.Tracker(cfg.tracking.uri or context.get("tracking_uri"), cfg.tracking.experiment)
-        tracker.log_job(job_dir, tracking.job_config(job_dir), context.get("parent_run_id"))
+        tracker.log_job(job_dir, jobdir.config(job_dir), context.get("parent_run_id"))
     except Exception as exc:  # the run's files are complete; tracking can be replayed
         print(f"slmbench: MLflow tracking failed ({str(exc).splitlines()[0][:200]}); the run's files are "
               f"complete: replay with `slmbench ui --log {job_dir}`", file=sys.stderr)

@@ -99,7 +99,9 @@ def cmd_ui(args) -> int:
 
 
 def _job_dir(path: Path) -> Path:
-    if not (path / "requests.jsonl").is_file():
+    from runner.store import jobdir
+
+    if not (path / jobdir.REQUESTS).is_file():
         raise UserError(f"{path}: not a job directory (no requests.jsonl)")
     return path
 

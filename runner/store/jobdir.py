@@ -41,13 +41,23 @@ OPEN_LOOP = "load.json"  # written when an open-loop window completes: a rerun s
 INTERRUPTED = "requests.interrupted.jsonl"
 
 
-def is_job(path: Path) -> bool:
-    return (path / SUMMARY).is_file()
-
-
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """The finished jobs of a sweep directory (those with a summary), by name."""
     return sorted(p.parent for p in sweep_dir.glob(f"*/{SUMMARY}"))
+
+
+def config(job_dir: Path) -> dict:
+    """The job's resolved config, from the file Hydra wrote into `.hydra/` (live and replay read
+    the same); {} when there is none."""
+    from omegaconf import OmegaConf
+
+    from runner.config.resolvers import register_resolvers
+
+    path = job_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    register_resolvers()
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
 # ---- records ---------------------------------------------------------------------------------
@@ -166,10 +176,6 @@ def check_version(s: dict, where: Path | str) -> dict:
         raise UserError(f"{where}: written with job-folder schema version {version}; this slmbench reads up to "
                         f"{SCHEMA_VERSION} (upgrade slmbench)")
     return s
-
-
-def summaries(sweep_dir: Path) -> list[tuple[Path, dict]]:
-    return [(j, read_summary(j)) for j in job_dirs(sweep_dir)]
 
 
 def _replace(path: Path, text: str) -> None:

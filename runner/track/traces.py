@@ -117,21 +117,8 @@ def _read_json(path: Path) -> dict:
 
 
 def prompts_path(job_dir: Path) -> str | None:
-    """The job's prompt file: summary.json `config.prompts.path` where it is there, else the Hydra
-    config's `prompts.path` with its `${conf:...}` interpolation resolved."""
-    cfg = (_read_json(job_dir / jobdir.SUMMARY).get("config") or {}).get("prompts") or {}
-    if cfg.get("path"):
-        return str(cfg["path"])
-    hydra_cfg = job_dir / ".hydra" / "config.yaml"
-    if not hydra_cfg.is_file():
-        return None
-    from omegaconf import OmegaConf
-
-    from runner.config import paths
-
-    if not OmegaConf.has_resolver("conf"):  # runner.app registers the same one; importing it costs ~1 s
-        OmegaConf.register_new_resolver("conf", lambda rel: str(paths.CONF_DIR / rel))
-    path = OmegaConf.select(OmegaConf.load(hydra_cfg), "prompts.path")
+    """The job's prompt file, from its resolved config (`prompts.path`)."""
+    path = (jobdir.config(job_dir).get("prompts") or {}).get("path")
     return str(path) if path else None
 
 

@@ -84,11 +84,6 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def summary_metrics(s: dict) -> dict[str, float]:
-    """The numbers of summary.json as MLflow metrics, under their one name (runner/metrics/catalog.py)."""
-    return catalog.flatten(s)
-
-
 class Tracker:
     def __init__(self, uri: str | None, experiment: str):
         # An unreachable server must cost seconds, not MLflow's default minutes of retries.
@@ -181,7 +176,8 @@ class Tracker:
 
         now = int(time.time() * 1000)
         params = [Param(k, v) for k, v in flatten(config).items()] + [Param("model.label", str(s["model"]))]
-        metrics = [Metric(k, v, now, 0) for k, v in summary_metrics(s).items()]
+        # the numbers of summary.json under their one name (runner/metrics/catalog.py)
+        metrics = [Metric(k, v, now, 0) for k, v in catalog.flatten(s).items()]
         ok = sorted(jobdir.ok_records(job_dir, graded=False), key=lambda r: r.get("t_start_s") or 0)
         for step, r in enumerate(ok):
             for k in ("ttft_s", "e2e_s", "decode_tps"):
@@ -206,14 +202,12 @@ class Tracker:
                 shutil.copytree(job_dir / ".hydra", stage / "hydra")
             retry(self.client.log_artifacts, run_id, str(stage))
 
-    def _log_dataset_input(self, run_id: str, path: str) -> None:
+    def _log_dataset_input(self, run_id: str, ps) -> None:
         """The prompt set as the run's dataset input (the run page's *Datasets used*), by its content hash."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        from runner.config import prompts
         from runner.track import traces
 
-        ps = prompts.load(path)
         dataset = Dataset(name=ps.name, digest=traces.content_hash(ps), source_type="local",
                           source=json.dumps({"uri": str(ps.path)}))
         retry(self.client.log_inputs, run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "prompts")])])
@@ -221,14 +215,16 @@ class Tracker:
     def _log_requests(self, run_id: str, s: dict, job_dir: Path) -> None:
         """Every measured request as a trace with its grades as assessments, and the prompt set as
         an evaluation dataset (runner/track/traces.py). After the job: never in its measured window."""
+        from runner.config import prompts
         from runner.track import traces
 
         try:
             traces.log_traces(self.client, self.experiment_id, run_id, job_dir, s["model"])
             path = traces.prompts_path(job_dir)
             if path and Path(path).is_file():
-                traces.log_prompt_dataset(self.client, self.experiment_id, path)
-                self._log_dataset_input(run_id, path)
+                prompt_set = prompts.load(path)
+                traces.log_prompt_dataset(self.client, self.experiment_id, prompt_set)
+                self._log_dataset_input(run_id, prompt_set)
         except traces.TraceLoggingError as exc:
             retry(self.client.set_tag, run_id, "slmbench.traces", f"failed: {str(exc)[:4000]}")
             raise
@@ -237,9 +233,7 @@ class Tracker:
 def job_run(job_dir: Path, uri: str | None, experiment: str = "slmbench"):
     """(tracker, run) of the latest MLflow run logged from this job directory, or None when the
     store does not exist (a local SQLite file never created) or holds no such run."""
-    uri = uri or _job_tracking_uri(job_dir)
-    if uri is None:
-        uri = tracking_uri(None)
+    uri = tracking_uri(uri or _job_tracking_uri(job_dir))
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
     tracker = Tracker(uri, experiment)
@@ -251,7 +245,7 @@ def job_run(job_dir: Path, uri: str | None, experiment: str = "slmbench"):
 
 def _job_tracking_uri(job_dir: Path) -> str | None:
     """Where the job logged: its config's tracking.uri, else its sweep's store (slmbench-sweep.json)."""
-    uri = (job_config(job_dir).get("tracking") or {}).get("uri")
+    uri = (jobdir.config(job_dir).get("tracking") or {}).get("uri")
     context = job_dir.parent / "slmbench-sweep.json"
     if not uri and context.is_file():
         uri = json.loads(context.read_text()).get("tracking_uri")
@@ -273,31 +267,18 @@ def log_agreement(tracker: Tracker, run_id: str, result: dict, path: Path) -> No
     retry(tracker.client.log_artifact, run_id, str(path))
 
 
-def job_config(job_dir: Path) -> dict:
-    """The job's resolved config, from the file Hydra wrote (live and replay read the same)."""
-    from omegaconf import OmegaConf
-
-    path = job_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return {}
-    from runner.config.resolvers import register_resolvers
-
-    register_resolvers()
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-
 def replay(path: Path, uri: str | None, experiment: str) -> list[str]:
     """Log a finished job or sweep directory (e.g. after the tracking server was down)."""
     from runner.config.errors import UserError
 
     tracker = Tracker(uri, experiment)
     if (path / SUMMARY).is_file():
-        return [tracker.log_job(path, job_config(path))]
-    jobs = sorted(p.parent for p in path.glob(f"*/{SUMMARY}"))
+        return [tracker.log_job(path, jobdir.config(path))]
+    jobs = jobdir.job_dirs(path)
     if not jobs:
         raise UserError(f"{path}: not a job or sweep directory (no summary.json)")
     parent = tracker.start_parent(path.name, {"sweep_dir": str(path.resolve())})
-    ids = [tracker.log_job(j, job_config(j), parent) for j in jobs]
+    ids = [tracker.log_job(j, jobdir.config(j), parent) for j in jobs]
     statuses = [jobdir.read_summary(j)["status"] for j in jobs]
     tracker.end_parent(parent, path, "FINISHED" if "ok" in statuses else "FAILED")
     return [parent, *ids]
