@@ -15,7 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from judges import qualify
+from judges import modes, qualify
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.schema import JudgeConfig
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = js.add_parser("qualify", help="grade the calibration set and print how well the grader orders it")
     q.add_argument("name", help="a judge (conf/judge/NAME or a model alias, optionally NAME/checklist) or a scorer "
                                 f"({', '.join(qualify.SCORER_FIGURES)})")
-    q.add_argument("--mode", choices=["rubric", "checklist"], default=None, help="judge mode (default: the config's)")
+    q.add_argument("--mode", choices=sorted(modes.MODES), default=None, help="judge mode (default: the config's)")
     q.add_argument("--base-url", default=None, help="judge=openai: the endpoint")
     q.add_argument("--model-id", default=None, help="the model id the judge's backend is asked for")
     q.add_argument("--api-key-env", default=None, help="name of the env var holding the endpoint's key")
@@ -64,8 +64,7 @@ def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
         cfg = OmegaConf.merge(OmegaConf.structured(JudgeConfig), raw)
     except OmegaConfBaseException as exc:
         raise UserError(f"judge {name}: {str(exc).splitlines()[0]}") from None
-    if cfg.mode not in ("rubric", "checklist"):
-        raise UserError(f"judge mode {cfg.mode!r} must be rubric or checklist")
+    modes.get(cfg.mode)  # an unknown mode names the known ones
     from runner import backends
 
     if backends.option_class(cfg.backend).capabilities.needs_base_url and not cfg.base_url:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from judges import qualify, scorers
-from judges.checklist import ChecklistJudge
-from judges.rubric import INJECTION, RubricJudge
+from judges import modes, qualify, scorers
+from judges.rubric import INJECTION
 from runner import backends
 from runner.backends import BackendError
 from runner.config.labels import label_of
@@ -27,7 +26,7 @@ def grader_id(judge_cfg) -> str | None:
     rubric mode (the default), `<alias>/<mode>` otherwise."""
     if not judge_cfg.model:
         return None
-    return judge_cfg.model if judge_cfg.mode == "rubric" else f"{judge_cfg.model}/{judge_cfg.mode}"
+    return judge_cfg.model if modes.get(judge_cfg.mode).default else f"{judge_cfg.model}/{judge_cfg.mode}"
 
 
 def family_warning(cfg) -> str | None:
@@ -60,24 +59,18 @@ def repeat_params(judge_cfg, repeat: int) -> tuple[float, int | None]:
 
 def make_judge(judge_cfg, backend, repeat: int = 0):
     temperature, seed = repeat_params(judge_cfg, repeat)
-    if judge_cfg.mode == "checklist":  # one verdict per reference item: a longer reply than a rubric's
-        return ChecklistJudge(backend, judge_cfg.model, judge_cfg.max_tokens * 2, seed,
-                              temperature, judge_cfg.retries, judge_cfg.structured, judge_cfg.reasoning)
-    return RubricJudge(backend, judge_cfg.model, judge_cfg.max_tokens, seed, temperature,
-                       judge_cfg.retries, judge_cfg.structured)
+    return modes.get(judge_cfg.mode).build(judge_cfg, backend, temperature, seed)
 
 
 def judge_identity(judge_cfg, model_id: str) -> dict:
     """What makes two qualifications of a judge interchangeable (the cache key): its settings
     and the code that builds its requests (a changed prompt is a different grader)."""
-    from judges import checklist, rubric
-
-    code = qualify.code_digest(rubric, *([checklist] if judge_cfg.mode == "checklist" else []))
-    return {"code": code, "judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
+    mode = modes.get(judge_cfg.mode)
+    return {"code": qualify.code_digest(*mode.modules), "judge": judge_cfg.model, "mode": judge_cfg.mode, "backend": judge_cfg.backend,
             "base_url": judge_cfg.base_url, "model_id": model_id, "temperature": judge_cfg.temperature,
             "seed": judge_cfg.seed, "max_tokens": judge_cfg.max_tokens, "retries": judge_cfg.retries,
             "structured": judge_cfg.structured,
-            **({"reasoning": judge_cfg.reasoning} if judge_cfg.mode == "checklist" else {})}
+            **{k: getattr(judge_cfg, k) for k in mode.settings}}
 
 
 def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> dict:

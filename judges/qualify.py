@@ -43,12 +43,12 @@ import yaml
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.prompts import Prompt, parse_prompt
+from runner.metrics.stats import BOOTSTRAP_RESAMPLES, percentile_ci
 
 CALIBRATION = paths.CONF_DIR / "calibration" / "meeting-notes.yaml"
 KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",
          "paragraph_half_missing")
 INJECTED = "injected"
-BOOTSTRAP_RESAMPLES = 2000
 VERSION = 1  # bump when a grader's prompt or these figures change: old cache entries no longer apply
 
 
@@ -249,8 +249,7 @@ def _cluster_ci(clusters: list[list[tuple[float, float]]], seed: int) -> list[fl
         pts = [p for c in pick for p in c]
         rho = spearman([p[0] for p in pts], [p[1] for p in pts])
         rhos.append(0.0 if rho is None else rho)
-    lo, hi = np.percentile(rhos, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    return percentile_ci(np.asarray(rhos), 0.95)
 
 
 def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error_rate: float = 0.2) -> dict:

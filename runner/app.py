@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from judges import grading
+from judges import grading, modes
 from judges.quality import quality_summary
 from runner import backends
 from runner.config import labels, launchers, paths, prompts, schema
@@ -96,8 +96,8 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
 
         load_calibration(cfg.judge.qualification.calibration)  # a bad calibration set fails before any run
         unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
-        if cfg.judge.model and cfg.judge.mode == "checklist" and unreferenced:
-            raise UserError(f"judge.mode=checklist asks questions built from each prompt's reference_items, but "
+        if cfg.judge.model and modes.get(cfg.judge.mode).needs_reference_items and unreferenced:
+            raise UserError(f"judge.mode={cfg.judge.mode} asks questions built from each prompt's reference_items, but "
                             f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
                             f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
         if cfg.run.isolate and caps.in_process:

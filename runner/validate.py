@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from judges import scorers
+from judges import modes, scorers
 from runner import backends
 from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 from runner.config import secrets
@@ -65,7 +65,7 @@ def validate(cfg: Any) -> None:
         (judge.repeats >= 1, "judge.repeats", "must be >= 1"),
         (judge.retries >= 0, "judge.retries", "must be >= 0"),
         (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
-        (judge.mode in ("rubric", "checklist"), "judge.mode", "must be rubric or checklist"),
+        (judge.mode in modes.MODES, "judge.mode", f"is not a judge mode (known: {', '.join(sorted(modes.MODES))})"),
         (-1 <= judge.qualification.min_spearman <= 1, "judge.qualification.min_spearman", "must be in [-1, 1]"),
     ]
     for ok, key, why in checks:

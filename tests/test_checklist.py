@@ -95,4 +95,33 @@ def test_checklist_mode_on_prompts_without_reference_items_is_a_config_error(tmp
 
 def test_an_unknown_judge_mode_is_a_config_error(tmp_path):
     done = run_cli("run", "judge=smollm2-135m-int4", "judge.mode=vibes", "run.rounds=1", f"hydra.run.dir={tmp_path}")
-    assert done.returncode == 2 and "judge.mode" in done.stderr
+    assert done.returncode == 2 and "judge.mode" in done.stderr and "checklist, rubric" in done.stderr
+
+
+def test_judge_modes_come_from_the_registry_and_a_new_mode_is_graded_by_its_own_judge():
+    from omegaconf import OmegaConf
+
+    from judges import grading, modes
+    from judges.rubric import Grade, RubricJudge
+    from runner.config.schema import JudgeConfig
+
+    cfg = OmegaConf.merge(OmegaConf.structured(JudgeConfig), {"model": "j", "mode": "checklist"})
+    assert isinstance(grading.make_judge(cfg, Replies()), ChecklistJudge)
+    assert grading.grader_id(cfg) == "j/checklist" and "reasoning" in grading.judge_identity(cfg, "j")
+    cfg.mode = "rubric"
+    assert isinstance(grading.make_judge(cfg, Replies()), RubricJudge)
+    assert grading.grader_id(cfg) == "j" and "reasoning" not in grading.judge_identity(cfg, "j")
+
+    class Constant:
+        def grade(self, prompt, answer):
+            return Grade({"decisions": 3}, {"decisions": "always 3"}, None, 1)
+
+    modes.register(modes.Mode("constant", build=lambda c, b, t, s: Constant(), modules=(modes,)))
+    try:
+        cfg.mode = "constant"
+        assert grading.grader_id(cfg) == "j/constant"
+        assert grading.make_judge(cfg, Replies()).grade(PROMPT, "x").scores == {"decisions": 3}
+        with pytest.raises(ValueError, match="twice"):
+            modes.register(modes.Mode("constant", build=lambda c, b, t, s: Constant(), modules=()))
+    finally:
+        del modes.MODES["constant"]

@@ -9,7 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-BOOTSTRAP_RESAMPLES = 2000
+from runner.metrics.stats import BOOTSTRAP_RESAMPLES, percentile_ci, resampled_medians
+
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
 EXACT_MAX = 300  # exact signed-rank null distribution up to this many non-zero pairs; normal approximation above
@@ -22,44 +23,29 @@ class Pairs(NamedTuple):
     cand: np.ndarray
 
 
-
-
 def _bootstrap_p(draws: np.ndarray, null: float) -> float:
     """Two-sided bootstrap p of `null`: 2 min(#(draw <= null) + 1, #(draw >= null) + 1) / (B + 1), at most 1."""
     low, high = int((draws <= null).sum()), int((draws >= null).sum())
     return min(1.0, 2 * (min(low, high) + 1) / (draws.size + 1))
 
 
-def _percentile_ci(draws: np.ndarray, level: float) -> list[float]:
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(draws, [tail, 100 - tail])
-    return [float(lo), float(hi)]
-
-
 def _unpaired_draws(base: np.ndarray, cand: np.ndarray, seed: int, resamples: int) -> np.ndarray:
     """Bootstrap draws of median(cand) - median(base), each side resampled independently."""
     rng = np.random.default_rng(seed)
-    rows = max(1, min(resamples, 2_000_000 // max(base.size, cand.size)))  # bound memory for big runs
-    diffs = []
-    for start in range(0, resamples, rows):
-        n = min(rows, resamples - start)
-        mb = np.median(rng.choice(base, size=(n, base.size), replace=True), axis=1)
-        mc = np.median(rng.choice(cand, size=(n, cand.size), replace=True), axis=1)
-        diffs.append(mc - mb)
-    return np.concatenate(diffs)
+    return resampled_medians(cand, rng, resamples) - resampled_medians(base, rng, resamples)
 
 
 def diff_ci(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
             resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> list[float]:
     """Percentile bootstrap CI of median(cand) - median(base), each side resampled independently."""
-    return _percentile_ci(_unpaired_draws(base, cand, seed, resamples), level)
+    return percentile_ci(_unpaired_draws(base, cand, seed, resamples), level)
 
 
 def unpaired_test(base: np.ndarray, cand: np.ndarray, seed: int = BOOTSTRAP_SEED,
                   resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL) -> tuple[list[float], float]:
     """(CI of median(cand) - median(base), two-sided bootstrap p of 0), from the same draws."""
     draws = _unpaired_draws(base, cand, seed, resamples)
-    return _percentile_ci(draws, level), _bootstrap_p(draws, 0.0)
+    return percentile_ci(draws, level), _bootstrap_p(draws, 0.0)
 
 
 def paired_ci(p: Pairs, seed: int = BOOTSTRAP_SEED, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -84,7 +70,7 @@ def paired_ci(p: Pairs, seed: int = BOOTSTRAP_SEED, resamples: int = BOOTSTRAP_R
         ix = np.concatenate([g[rng.integers(0, g.size, size=(n, g.size))] for g in groups], axis=1)
         mq.append(np.median(q[ix], axis=1))
         md.append(np.median(d[ix], axis=1))
-    return _percentile_ci(np.concatenate(mq), level), _percentile_ci(np.concatenate(md), level)
+    return percentile_ci(np.concatenate(mq), level), percentile_ci(np.concatenate(md), level)
 
 
 def _midranks(a: np.ndarray) -> np.ndarray:

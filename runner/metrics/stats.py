@@ -34,8 +34,25 @@ def summarize(values: list[float], seed: int = 0) -> dict | None:
 def median_ci(xs: np.ndarray, seed: int = 0, level: float = 0.95) -> list[float]:
     if xs.size == 1:
         return [float(xs[0]), float(xs[0])]
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(xs, size=(BOOTSTRAP_RESAMPLES, xs.size), replace=True), axis=1)
+    return percentile_ci(resampled_medians(xs, np.random.default_rng(seed)), level)
+
+
+# The one bootstrap of the codebase: the summaries' median CIs here, and compare's unpaired change
+# (runner/decide/paired_stats.py) are both drawn by these two functions.
+
+def resampled_medians(xs: np.ndarray, rng: np.random.Generator, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """The medians of `resamples` resamples of xs with replacement (drawn in chunks of at most
+    2 M values, so a large run's bootstrap stays within memory)."""
+    rows = max(1, min(resamples, 2_000_000 // max(1, xs.size)))
+    out = []
+    for start in range(0, resamples, rows):
+        n = min(rows, resamples - start)
+        out.append(np.median(rng.choice(xs, size=(n, xs.size), replace=True), axis=1))
+    return np.concatenate(out)
+
+
+def percentile_ci(draws: np.ndarray, level: float = 0.95) -> list[float]:
+    """The percentile bootstrap CI: the (1 - level)/2 and (1 + level)/2 quantiles of the draws."""
     tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(medians, [tail, 100 - tail])
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
     return [float(lo), float(hi)]
