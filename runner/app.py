@@ -9,12 +9,12 @@ import time
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from judges import grading, modes
 from judges.quality import quality_summary
 from runner import backends
-from runner.config import labels, launchers, paths, prompts, schema
+from runner.config import labels, launchers, paths, prompts, schema, secrets
 from runner.config.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.config.resolvers import register_resolvers
 from runner.measure.job import run_isolated, run_job
@@ -53,6 +53,13 @@ def task(cfg: DictConfig) -> None:
         print(f"slmbench: {BROKEN_OUTPUT[0]}; no job started", file=sys.stderr)
         OUTCOMES.append("output-error")
         raise SweepAborted
+    try:  # a swept config group is composed per job, after the sweep's own check (runner/sweep.py)
+        secrets.check_config(OmegaConf.to_container(cfg, resolve=False))
+    except UserError as exc:
+        secrets.scrub_hydra_dir(job_dir / ".hydra")
+        print(f"slmbench: {exc}", file=sys.stderr)
+        OUTCOMES.append("config-error")
+        return
     try:
         _measure_and_report(cfg, hc, job_dir, launcher, parallel, context, started)
     except (OSError, OutputError) as exc:
@@ -187,6 +194,12 @@ def _report_output_errors_in_one_line() -> None:
                 where = exc.filename or "a job's .hydra/ (Hydra's copy of its config)"
                 print(f"slmbench: {output_error(where, exc)}", file=sys.stderr)
                 sys.exit(1)
+            except Exception as exc:
+                cause = _user_error_in(exc)
+                if cause is None:
+                    raise
+                print(f"slmbench: {cause}", file=sys.stderr)  # e.g. from a resolver, wrapped by OmegaConf
+                sys.exit(2)
         return original(guarded)
 
     run_and_report.__wrapped__ = original
@@ -197,6 +210,17 @@ def _report_output_errors_in_one_line() -> None:
 VALUED_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
                 "-cd", "--experimental-rerun"}
 INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def _user_error_in(exc: BaseException) -> UserError | None:
+    """The UserError an exception was raised from (OmegaConf wraps a resolver's), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UserError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def split_hydra_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -245,8 +269,6 @@ def run_cli(args: list[str]) -> int:
     STRICT.clear()
     BROKEN_OUTPUT.clear()
     options, overrides = split_hydra_args(args)
-    from runner.config import secrets
-
     secrets.check_overrides(overrides)  # before Hydra writes .hydra/ or multirun.yaml
     secrets.check_environment()
     argv, sys.argv = sys.argv, ["slmbench run", *options, *overrides, *extra]

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from runner import outcomes
-from runner.config import labels, launchers
+from runner.config import labels, launchers, secrets
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.decide.render import write_decision
 from runner.report.sweep import write_sweep_report
@@ -26,7 +26,11 @@ class SweepReport(Callback):
         self.tracker = None
         self.parent_run_id = None
 
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_stored_secrets(config)
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        refuse_stored_secrets(config)  # before multirun.yaml, slmbench-sweep.json or the parent run
         self.started = time.time()
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         if config.tracking.enabled:
@@ -79,6 +83,16 @@ class SweepReport(Callback):
             self.tracker.end_parent(self.parent_run_id, sweep_dir, "FINISHED" if "ok" in statuses else "FAILED")
         except Exception as exc:
             print(f"slmbench: MLflow tracking failed at the end of the sweep ({exc})", file=sys.stderr)
+
+
+def refuse_stored_secrets(config: DictConfig) -> None:
+    """Config files can carry what the command line may not (runner/config/secrets.py): checked
+    on the composed config before Hydra writes `.hydra/` or `multirun.yaml`."""
+    try:
+        secrets.check_config(OmegaConf.to_container(config, resolve=False))
+    except UserError as exc:
+        print(f"slmbench: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def job_outcomes(sweep_dir: Path, since: float) -> list[str]:

@@ -70,6 +70,10 @@ def test_a_backend_target_that_does_not_load_is_a_config_error(tmp_path: Path, f
                    env={"SLMBENCH_HOME": str(fresh_home)})
     assert done.returncode == 2 and "missing.py:EchoBackend' cannot be loaded" in done.stderr
     assert "Traceback" not in done.stderr
+    # in a sweep the label resolver meets it first, inside Hydra's composition of the job's path
+    done = run_cli("run", "-m", "backend=echo", "model.id=m", "prompts=smoke", f"hydra.sweep.dir={tmp_path / 's'}",
+                   env={"SLMBENCH_HOME": str(fresh_home)})
+    assert done.returncode == 2 and "cannot be loaded" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("run", "judge=openai", "judge.backend=nowhere", "prompts=smoke", f"hydra.run.dir={tmp_path / 'j'}")
     assert done.returncode == 2 and "no backend option 'nowhere'" in done.stderr
 

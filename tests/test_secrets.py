@@ -25,7 +25,12 @@ def _grep(root: Path, needle: str) -> list[Path]:
     f"backend.base_url=http://user:{SECRET}@127.0.0.1:9/v1",
     f"judge.base_url=https://me:{SECRET}@judge.example/v1",
     f"tracking.uri=http://me:{SECRET}@127.0.0.1:9",
-], ids=["api_key", "judge-token", "password", "hydra-secret", "backend-url", "judge-url", "tracking-url"])
+    f"backend.base_url=https://{SECRET}@127.0.0.1:9/v1",
+    f"backend.base_url=http://:{SECRET}@127.0.0.1:9/v1",
+    f"+backend.options={{api_key: {SECRET}}}",
+    f"+backend.options={{headers: {{Authorization: 'Bearer {SECRET}'}}}}",
+], ids=["api_key", "judge-token", "password", "hydra-secret", "backend-url", "judge-url", "tracking-url",
+        "token-as-url-user", "url-password-only", "key-inside-a-value", "header-inside-a-value"])
 def test_secret_overrides_are_refused_before_anything_is_written(tmp_path: Path, override: str):
     store = tmp_path / "mlflow.db"
     for mode in ([], ["-m"]):
@@ -69,15 +74,29 @@ def test_the_safe_way_runs_and_stores_no_secret(tmp_path: Path):
     assert run.data.params["backend.api_key_env"] == "SLMB_TEST_KEY"
 
 
-def test_a_password_in_a_url_from_a_config_file_never_reaches_mlflow(tmp_path: Path):
+@pytest.mark.parametrize("private", [
+    f"base_url: http://me:{SECRET}@127.0.0.1:9/v1\noptions: {{}}\n",
+    f"base_url: http://127.0.0.1:9/v1\noptions: {{auth: {{token: {SECRET}}}}}\n",
+], ids=["url-password", "secret-key"])
+def test_a_secret_in_a_config_file_never_reaches_disk_or_mlflow(tmp_path: Path, private: str):
     conf = tmp_path / "conf" / "backend"
     conf.mkdir(parents=True)
-    (conf / "private.yaml").write_text(f"name: openai\nbase_url: http://me:{SECRET}@127.0.0.1:9/v1\n"
+    (conf / "private.yaml").write_text(f"name: openai\ntarget: runner.backends.openai_compat:OpenAIBackend\n{private}"
                                        "api_key_env: null\ntimeout_s: 5\n")
     store = tmp_path / "mlflow.db"
-    done = run_cli("run", "--config-dir", str(tmp_path / "conf"), "backend=private", "model.id=m", "prompts=smoke",
-                   f"hydra.run.dir={tmp_path / 'run'}", env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
-    assert done.returncode == 2 and "carries a password" in done.stderr and SECRET not in done.stderr
-    assert not store.exists() or SECRET.encode() not in store.read_bytes()
-    assert not _grep(tmp_path / "mlartifacts", SECRET)
-    assert not (tmp_path / "run" / "summary.json").exists()
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    common = ["--config-dir", str(tmp_path / "conf"), "model.id=m", "prompts=smoke", "run.rounds=1", "run.warmup=0"]
+    # the chosen group: refused on the composed config, before .hydra/ or multirun.yaml exist
+    for mode, where in (([], "hydra.run.dir"), (["-m"], "hydra.sweep.dir")):
+        out = tmp_path / f"out{len(mode)}"
+        done = run_cli("run", *mode, *common, "backend=private", f"{where}={out}", env=env)
+        assert done.returncode == 2, done.stderr
+        assert "refusing" in done.stderr or "carries credentials" in done.stderr
+        assert "api_key_env" in done.stderr and SECRET not in done.stderr and "Traceback" not in done.stderr
+        assert not out.exists()
+    # a swept group is composed per job, after Hydra wrote the job's .hydra/: that job refuses and
+    # scrubs them; the sweep's other job runs
+    done = run_cli("run", "-m", *common, "backend=openai,private", f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env)
+    assert SECRET not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    assert list((tmp_path / "sweep").glob("*/.hydra/config.yaml"))  # the jobs were started
+    assert _grep(tmp_path, SECRET) == [conf / "private.yaml"]  # only the user's own file holds it
