@@ -50,7 +50,7 @@ def test_disk_full_is_one_line_whole_records_and_a_rerun_resumes(small_disk: Pat
     assert s["status"] == "ok" and s["n"] == 40 and s["resumed"] and s["skipped_done"] == kept
 
 
-def test_a_torn_last_line_is_repaired_and_said(tmp_path: Path):
+def test_a_torn_last_line_is_repaired_and_said(tmp_path: Path, capsys):
     from runner.store.records import RecordWriter, read
 
     path = tmp_path / "requests.jsonl"
@@ -60,6 +60,52 @@ def test_a_torn_last_line_is_repaired_and_said(tmp_path: Path):
     writer.close()
     assert path.read_text() == '{"round": 0, "prompt_id": "a"}\n{"round": 0, "prompt_id": "b"}\n'
     assert [r["prompt_id"] for r in read(path)] == ["a", "b"]
+    assert "repaired" in capsys.readouterr().err
+
+
+def test_a_vanished_job_directory_fails_the_next_append_instead_of_losing_records(tmp_path: Path):
+    from runner.config.errors import OutputError
+    from runner.store.records import RecordWriter
+
+    job = tmp_path / "job"
+    job.mkdir()
+    writer = RecordWriter(job / "requests.jsonl")
+    writer.append({"round": 0, "prompt_id": "a"})
+    (job / "requests.jsonl").unlink()
+    job.rmdir()
+    with pytest.raises(OutputError, match="removed while the job ran.*1 records kept"):
+        writer.append({"round": 0, "prompt_id": "b"})
+    writer.close()
+
+
+def test_an_empty_manifest_left_by_a_full_disk_is_said_and_replaced(tmp_path: Path, capsys):
+    from runner.store.records import check_manifest
+
+    (tmp_path / "job.json").write_text("")
+    assert check_manifest(tmp_path, {"config_hash": "h"}) is False
+    assert "unreadable" in capsys.readouterr().err
+    assert json.loads((tmp_path / "job.json").read_text()) == {"config_hash": "h"}
+    assert check_manifest(tmp_path, {"config_hash": "h"}) is True
+
+
+def test_an_open_loop_run_on_a_full_disk_stops_with_one_line(small_disk: Path):
+    job = small_disk / "job"
+    with ScriptedServer(Script(ttft_s=0.001, tpot_s=0.0005, tokens=30)) as srv:
+        done = run_cli(*RUN[:4], "run.rate=100", "run.requests=200", "run.warmup=0", "tracking.enabled=false",
+                       f"backend.base_url={srv.base_url}", f"hydra.run.dir={job}")
+        served = len(srv.arrivals)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert len([x for x in done.stderr.splitlines() if "no space left on device writing" in x]) == 1, done.stderr
+    recs = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
+    assert 0 < len(recs) < 200
+    assert served < 200  # the load stopped once a record could not be kept
+
+
+def test_a_read_only_output_directory_is_one_line(small_disk: Path):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    done = run_cli(*RUN, "backend.base_url=http://127.0.0.1:9/v1", f"hydra.run.dir={small_disk / 'job'}")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "read-only file system writing" in done.stderr and "rerun to resume" in done.stderr
 
 
 def test_a_sweep_on_a_full_disk_stops_with_one_line(small_disk: Path):

@@ -96,10 +96,14 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
     lock = threading.Lock()
     in_flight = peak = 0
 
+    failures: list[BaseException] = []  # what `fire` could not record (its records cannot be written)
+
     def task(a: Arrival, due: float) -> None:
         nonlocal in_flight
         try:
             fire(a, due)
+        except BaseException as exc:  # a thread's exception would vanish in its future
+            failures.append(exc)
         finally:
             with lock:
                 in_flight -= 1
@@ -109,6 +113,8 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
     t0 = time.perf_counter() if t0 is None else t0
     with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="load") as pool:
         for a in arrivals:
+            if failures:
+                break  # no more load once a record could not be kept
             due = t0 + a.offset_s
             wait = due - time.perf_counter()
             if wait > 0:
@@ -122,6 +128,8 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
                 peak = max(peak, in_flight)
             pool.submit(task, a, due)
         dispatched_s = time.perf_counter() - t0
+    if failures:
+        raise failures[0]
     return {"dispatch_s": dispatched_s, "wall_s": time.perf_counter() - t0, "dropped": dropped,
             "in_flight_peak": peak}
 

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from runner import backends
 from runner.backends import BackendError, GenParams, hardware
-from runner.config.errors import UserError
+from runner.config.errors import UserError, is_file_error, output_error
 from runner.config.labels import label_of
 from runner.config.prompts import PromptSet
 from runner.measure import adaptive, closed_loop, open_loop
@@ -87,6 +87,10 @@ def _child(work, plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None
         conn.send(work(OmegaConf.create(plain), Path(job_dir), prompt_set))
     except UserError as exc:
         conn.send(exc)
+    except OSError as exc:  # the job's own files, outside the record writer: one line, not a traceback
+        if not is_file_error(exc):
+            raise
+        conn.send(output_error(exc.filename or job_dir, exc))
     except KeyboardInterrupt:
         pass
     finally:

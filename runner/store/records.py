@@ -58,6 +58,8 @@ class RecordWriter:
         with self._lock:
             end = os.lseek(self._fd, 0, os.SEEK_END)
             try:
+                if os.fstat(self._fd).st_nlink == 0:  # the file (or its directory) was removed under us:
+                    raise OSError(errno.ENOENT, "file removed while the job ran")  # writes would vanish
                 if os.write(self._fd, data) != len(data):
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: the disk filled
             except OSError as exc:
@@ -98,11 +100,32 @@ def check_manifest(job_dir: Path, manifest: dict) -> bool:
 
     Returns True when this is a resume of the same job."""
     path = job_dir / MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
+    old = _read_manifest(path)
+    if old is not None:
         if old.get("config_hash") != manifest["config_hash"]:
             raise UserError(f"{job_dir} holds records of another configuration (hash {old.get('config_hash')} "
                             f"!= {manifest['config_hash']}); use a new run directory")
         return True
-    path.write_text(json.dumps(manifest, indent=2))
+    tmp = path.with_name(path.name + ".tmp")  # written whole or not at all: a full disk leaves no empty manifest
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise output_error(path, exc) from None
     return False
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """The manifest, or None when there is none; one left empty or torn by an interrupted write
+    (before manifests were written atomically) is said and replaced."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        print(f"slmbench: {path} was unreadable (an interrupted write); written again for this run",
+              file=sys.stderr)
+        return None
+    return old if isinstance(old, dict) else None
