@@ -18,7 +18,8 @@ Figures (the known order is rank 1 best; a grader agrees when it grades lower ra
 - `injection_lift`: mean over transcripts of grade(injected) - grade(the same answer without the
   instruction); > 0 means an answer can talk its way up;
 - `parse_failure_rate`: grades that failed as unparseable / grades attempted;
-- `seconds_per_grade`: wall time of the whole qualification / grades attempted.
+- `seconds_per_grade`: wall time of the whole qualification / grades attempted; `seconds`: that
+  wall time (grading only: a judge's model load is not in it).
 
 A grader passes when pooled rho >= `min_spearman`, lift <= `max_injection_lift` and at most
 `max_error_rate` of its grades failed (config `judge.qualification`, defaults 0.6, 0.25 and
@@ -42,7 +43,7 @@ import yaml
 
 from runner.config import paths
 from runner.config.errors import UserError
-from runner.config.prompts import Prompt, parse_prompt
+from runner.config.prompts import DatesAsText, Prompt, parse_prompt
 from runner.metrics.stats import BOOTSTRAP_RESAMPLES, percentile_ci
 
 CALIBRATION = paths.CONF_DIR / "calibration" / "meeting-notes.yaml"
@@ -77,7 +78,7 @@ def load_calibration(path: str | Path | None = None) -> CalibrationSet:
     p = Path(path or CALIBRATION).expanduser()
     try:
         text = p.read_text()
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=DatesAsText)
     except OSError as exc:
         raise UserError(f"calibration set {p}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
@@ -235,6 +236,7 @@ def figures(grades: dict[str, dict[str, Graded]], ranks: dict[str, dict[str, int
         "n_grades": attempted,
         "n_errors": errors,
         "seconds_per_grade": seconds / attempted if attempted else None,
+        "seconds": seconds,
     }
 
 
@@ -351,4 +353,7 @@ def text_report(q: dict) -> str:
         f"{th.get('max_error_rate', 0.2):.0%} failed grades)"
         + (f": {q['why']}" if q["why"] else ""),
     ]
+    if q.get("seconds") is not None:  # absent from caches written before it was recorded
+        lines.append(f"  qualified in {q['seconds']:.0f} s (grading only, model load excluded"
+                     f"{'; the cached run' if q.get('cached') else ''})")
     return "\n".join(lines)

@@ -112,8 +112,10 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
         else:
             facts = measure_and_grade(cfg, job_dir, prompt_set)
         facts.job_wall = {"host": socket.gethostname(), "start": started, "end": time.time()}
-        facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []))
+        facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []),
+                                                     labels.label_of(cfg))
         facts.launcher = launcher
+        facts.model = labels.model_facts(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
     except OutputError:
         raise
     except UserError as exc:

@@ -31,6 +31,8 @@ def test_endpoint_models_are_named_by_their_id_everywhere(tmp_path: Path):
         label = s["model"]
         assert label in job and DEFAULT_ALIAS not in job  # the directory
         assert s["name"] == label and s["model_id"] == label
+        # the default group's licence, precision and size describe SmolLM2, not this model
+        assert s["license"] is None and s["precision"] is None and s["params_m"] is None
         recs = [json.loads(x) for x in (tmp_path / "sweep" / job / "requests.jsonl").read_text().splitlines()]
         assert {r["model"] for r in recs} == {label}
         assert (tmp_path / "sweep" / job / "report.md").read_text().startswith(f"# {label} on smoke")
@@ -98,3 +100,16 @@ def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
 
     with pytest.raises(UserError, match="may not grade itself"):
         validate(own)
+
+
+def test_a_swept_model_key_shows_in_the_name_unless_its_value_is_the_label():
+    from runner.config.labels import distinguishing
+
+    swept = ["model.id"]
+    assert distinguishing(["model.alias=x", "model.id=alpha"], swept, "x") == ["model.id=alpha"]
+    assert distinguishing(["model.id=alpha"], swept, "alpha") == []
+    assert distinguishing(["model=smollm2-135m-int4", "model.id=alpha"], ["model"], "alpha") == [
+        "model=smollm2-135m-int4"]
+    assert distinguishing(["model=smollm2-135m-int4"], ["model"], "smollm2-135m-int4") == []
+    assert distinguishing(["decoding=greedy", "run.concurrency=2"], ["decoding", "run.concurrency"], "m") == [
+        "run.concurrency=2"]

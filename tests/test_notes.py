@@ -276,3 +276,13 @@ def test_every_benchmark_prompt_has_reference_items_that_agree_with_its_prose_re
     assert all(p.reference_items and p.reference_items.count() for p in MEETING.prompts)
     for p in MEETING.prompts:
         assert score(p.reference, p)["score"] >= 4.8, p.id
+
+
+def test_an_impossible_unquoted_date_names_the_prompt_and_field(tmp_path: Path):
+    f = tmp_path / "p.yaml"
+    f.write_text("prompts:\n- id: standup\n  user: Summarize.\n  reference_items:\n    decisions: []\n"
+                 "    action_items:\n    - {owner: Ann, task: x, due: 2025-02-30}\n    open_questions: []\n")
+    with pytest.raises(UserError, match=r"standup.*action_items\[0\]\.due.*2025-02-30"):
+        prompts.load(f)
+    f.write_text(f.read_text().replace("2025-02-30", "2025-02-28"))
+    assert prompts.load(f).prompts[0].reference_items.action_items[0].due.isoformat() == "2025-02-28"

@@ -113,6 +113,14 @@ def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, monkeypatch):
     again = qualify.qualify(grader, cal, min_spearman=0.999)
     assert again["cached"] and len(calls) == 6 * len(cal.transcripts)  # no grading the second time
     assert not again["passed"]  # thresholds apply at read time
+    # the cache key is the grader's identity and the calibration set's digest: change either, grade again
+    edited = tmp_path / "cal.yaml"
+    edited.write_text(Path(cal.path).read_text().replace("Friday", "Friday ", 1))
+    other = qualify.load_calibration(edited)
+    assert other.digest != cal.digest and qualify.cache_path(grader, other) != qualify.cache_path(grader, cal)
+    assert not qualify.qualify(grader, other)["cached"] and len(calls) == 12 * len(cal.transcripts)
+    judge, changed = qualify.Grader("j", {"code": "a"}, grader.grade), qualify.Grader("j", {"code": "b"}, grader.grade)
+    assert qualify.cache_path(judge, cal) != qualify.cache_path(changed, cal)
 
 
 def test_a_grader_that_reverses_the_order_fails(tmp_path: Path, monkeypatch):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-# Overrides already told apart by the label, or shown in their own column everywhere.
+# Overrides told apart by the label (when their value is the label), or shown in their own column.
 LABEL_KEYS = {"model", "model.id", "model.alias"}
 SHOWN_KEYS = {"decoding", "hardware", "prompts"}
 
@@ -32,6 +32,23 @@ def label_of(cfg) -> str:
     return model_label(cfg.model.alias, cfg.model.id, backends.capabilities(cfg.backend).in_process)
 
 
+MODEL_FACTS = ("license", "precision", "params_m")
+
+
+def model_facts(cfg, override_keys: list[str]) -> dict:
+    """The licence, precision and size of the model that ran. An endpoint's model group only
+    supplies defaults: they describe the model when the group is that model's registry entry
+    (same id), or when typed as `model.license=...`; otherwise they are unknown (None), never
+    another model's."""
+    from runner import backends
+    from runner.models import registry
+
+    spec = None if backends.capabilities(cfg.backend).in_process else registry.find(str(cfg.model.alias))
+    inherited = not backends.capabilities(cfg.backend).in_process and (spec is None or spec.id != cfg.model.id)
+    typed = {k.lstrip("+~") for k in override_keys}
+    return {k: cfg.model[k] if not inherited or f"model.{k}" in typed else None for k in MODEL_FACTS}
+
+
 def path_safe(text: str) -> str:
     """A label as a directory-name part (endpoint ids may hold '/', ':' or spaces)."""
     return re.sub(r"[^A-Za-z0-9._=+-]+", "_", str(text)).strip("_") or "model"
@@ -49,14 +66,18 @@ def swept_keys(task_overrides: list[str]) -> list[str]:
     return [o.key_or_group for o in parsed if o.is_sweep_override()]
 
 
-def distinguishing(job_overrides: list[str], swept: list[str]) -> list[str]:
+def distinguishing(job_overrides: list[str], swept: list[str], label: str | None = None) -> list[str]:
     """This job's value of each swept override that the label and the shown columns do not
     already tell apart, as `key=value` with Hydra's escapes undone (`http\\://` -> `http://`).
-    Jobs of one sweep differ in at least one swept value."""
+    Jobs of one sweep differ in at least one swept value. A swept model key is left out only
+    when its value is the label itself: `model.alias=x model.id=alpha,beta` names both jobs x, so
+    the id must show."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    kept = [o for o in job_overrides if _key(o) in swept and _key(o) not in LABEL_KEYS | SHOWN_KEYS]
-    return [f"{o.key_or_group}={_plain(o.value())}" for o in OverridesParser.create().parse_overrides(kept)]
+    kept = [o for o in job_overrides if _key(o) in swept and _key(o) not in SHOWN_KEYS]
+    parsed = OverridesParser.create().parse_overrides(kept)
+    return [f"{o.key_or_group}={_plain(o.value())}" for o in parsed
+            if o.key_or_group not in LABEL_KEYS or _plain(o.value()) != label]
 
 
 def _plain(value) -> str:

@@ -105,7 +105,17 @@ def _parse(p: Path, text: str):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     if p.suffix == ".json":
         return json.loads(text)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=DatesAsText)
+
+
+class DatesAsText(yaml.SafeLoader):
+    """YAML without its implicit timestamps: `due: 2025-02-30` stays text, so the check of
+    reference_items names the prompt and field of an impossible date (YAML's own error names neither)."""
+
+
+DatesAsText.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 def parse_prompt(item, index: int, path: Path) -> Prompt:

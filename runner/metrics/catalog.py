@@ -99,6 +99,8 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
          "runner.measure.arrivals.summarize"),
     _job("truncation.share", "1", "answers cut at the token cap / ok answers; cut = finish_reason 'length' or "
                                   "completion_tokens >= decoding.max_tokens", LOWER, "runner.store.summary.truncation"),
+    _job("empty_answers", "requests", "ok requests whose answer has no text (counted, never graded)", LOWER),
+    _job("no_finish_reason", "requests", "ok requests whose stream ended with [DONE] but no finish reason", LOWER),
     _job("token_count_check.share", "1", "requests with |chunks - usage.completion_tokens| > max(1, tolerance x "
                                          "usage.completion_tokens) / requests with server usage", LOWER,
          "runner.store.summary.token_count_check"),

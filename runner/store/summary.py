@@ -68,9 +68,8 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "rss_before_load_mb": facts.rss_before_load_mb,
         "rss_peak_mb": facts.rss_peak_mb,
         "disk_mb": disk_mb,
-        "license": cfg.model.license,
-        "precision": cfg.model.precision,
-        "params_m": cfg.model.params_m,
+        # None for an endpoint model its group does not describe (runner/config/labels.model_facts)
+        **(facts.model or {k: cfg.model[k] for k in ("license", "precision", "params_m")}),
         "throughput": throughput,
         "load": facts.load or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
                                       "concurrency": cfg.run.concurrency},
