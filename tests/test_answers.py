@@ -46,6 +46,15 @@ def test_whole_answers_are_not_flagged(tmp_path: Path):
     assert s["token_count_check"]["mismatched"] == 0 and s["token_count_check"]["chunks_per_token"] == 1.0
     report = (tmp_path / "whole" / "report.md").read_text()
     assert "**CUT**" not in report
+    # one cut answer, below the run's warning share: flagged in the report and the decision, no run warning
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv:
+        done = run_cli(*COMMON, f"backend.base_url={srv.base_url}", "decoding.max_tokens=12", "run.warn_truncated_share=1",
+                       f"hydra.run.dir={tmp_path / 'cut'}")
+    s = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert s["truncation"]["cut"] > 0 and not s["truncation"]["warn"] and "cut at max_tokens" not in done.stderr
+    assert "**CUT**" in (tmp_path / "cut" / "report.md").read_text()
+    decision = json.loads((tmp_path / "cut" / "decision.json").read_text())
+    assert any("answers cut at max_tokens=12" in n for n in decision["candidates"][0]["notes"])
     overhead = s["client"]["overhead_s"]  # the endpoint client's own time per request, measured
     assert overhead["n"] == s["n"] and 0 < overhead["p50"] < s["metrics"]["e2e_s"]["p50"]
     assert "client overhead: p50" in report

@@ -38,6 +38,15 @@ def test_an_endpoint_that_reports_nothing_is_recorded_unverified(tmp_path: Path)
     assert code == 0 and s["device"]["ran_on"] is None and not s["device"]["verified"]
     assert s["runtime"]["execution_provider"] == "unverified"
     assert "does not report" in s["device"]["source"]
+    # a GPU asked for and never confirmed is said wherever the figures appear
+    report = (tmp_path / "j" / "report.md").read_text()
+    assert "gpu (asked; ran on: **unverified**" in report and "not measured for endpoints" in report
+    import csv
+
+    with (tmp_path / "j" / "summary.csv").open() as fh:
+        assert next(csv.DictReader(fh))["execution_provider"] == "unverified"
+    decision = json.loads((tmp_path / "j" / "decision.json").read_text())
+    assert any("device unverified" in n for n in decision["candidates"][0]["notes"])
 
 
 def test_in_process_model_records_the_provider_its_folder_runs_on(tmp_path: Path, pack_home):

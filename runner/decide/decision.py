@@ -330,8 +330,12 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
             continue
         if s.get("partial"):
             c["notes"].append(f"partial: {s.get('n')} of {s.get('n_expected')} requests ok")
+        device = s.get("device") or {}
+        if device and not device.get("verified"):
+            c["notes"].append(f"device unverified: {device.get('asked')} was asked for, and the backend reports "
+                              f"no device; its figures may come from another")
         cut = s.get("truncation") or {}
-        if cut.get("warn"):
+        if cut.get("cut"):  # any cut answer is flagged; run.warn_truncated_share only sets when a run warns
             c["notes"].append(f"answers cut at max_tokens={cut['max_tokens']}: {cut['cut']} of {cut['of']} "
                               f"({cut['share']:.0%}); its quality was graded on cut answers")
             c["truncated"] = True

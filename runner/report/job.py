@@ -62,7 +62,7 @@ def write_job_report(job_dir: Path) -> Path:
              f"({_expected_from(s)}; {s['warmup']['requests']} warm-up requests not counted)",
              f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
              f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
-             f"hardware: {cfg['hardware']['name']}; backend: {cfg['backend']['name']}; "
+             f"hardware: {device_text(s)}; backend: {cfg['backend']['name']}; "
              f"load: {load_label(s)}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
              *answers_lines(s), "",
@@ -78,11 +78,11 @@ def write_job_report(job_dir: Path) -> Path:
                   f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
     lines += ["## Per model", ""]
     here = (s["config"]["backend"].get("capabilities") or {}).get("in_process", True)
-    load = fmt(s["load_s"]) if s["load_s"] is not None or here else "not measured for endpoints"
-    per_model = [["load_s", load, *_defined("load_s")],
-                 ["rss_mb", fmt(s["rss_mb"], 1), *_defined("rss_mb")],
-                 ["rss_peak_mb", fmt(s["rss_peak_mb"], 1), *_defined("rss_peak_mb")],
-                 ["disk_mb", fmt(s["disk_mb"], 1), *_defined("disk_mb")]]
+    def measured(key: str, digits: int) -> str:  # an endpoint's process and files are not ours to measure
+        return fmt(s[key], digits) if s[key] is not None or here else "not measured for endpoints"
+
+    per_model = [[k, measured(k, d), *_defined(k)]
+                 for k, d in (("load_s", 3), ("rss_mb", 1), ("rss_peak_mb", 1), ("disk_mb", 1))]
     if s["throughput"]:
         for k in ("output_tps", "requests_per_s"):
             per_model.append([f"throughput.{k}", fmt(s["throughput"][k], 2), *_defined(f"throughput.{k}")])
@@ -111,6 +111,17 @@ def write_job_report(job_dir: Path) -> Path:
     return out
 
 
+def device_text(s: dict) -> str:
+    """The hardware asked for beside the provider that ran the model (runner/backends/hardware.py)."""
+    asked = s["config"]["hardware"]["name"]
+    device = s.get("device")
+    if not device:
+        return asked
+    if device.get("ran_on"):
+        return f"{asked} (ran on {device['ran_on']}, reported by {device.get('source') or 'the backend'})"
+    return f"{asked} (asked; ran on: **unverified**, the backend reports no device)"
+
+
 def truncation_warning(s: dict) -> str | None:
     """One line when a job's answers were cut at the token cap beyond run.warn_truncated_share."""
     t = s.get("truncation") or {}
@@ -125,10 +136,10 @@ def answers_lines(s: dict) -> list[str]:
     out = []
     t = s.get("truncation")
     if t:
-        flag = " **CUT**: quality was graded on cut answers; raise decoding.max_tokens" if t["warn"] else ""
+        flag = " **CUT**: quality was graded on cut answers; raise decoding.max_tokens" if t["cut"] else ""
         out.append(f"- cut at max_tokens={t['max_tokens']}: {t['cut']} of {t['of']} answers ({t['share']:.0%})"
-                   f"{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; warned above "
-                   f"{t['warn_share']:.0%}]")
+                   f"{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; the run warns "
+                   f"above {t['warn_share']:.0%}]")
     if s.get("empty_answers"):
         out.append(f"- **empty answers: {s['empty_answers']} of {s['n']}** (recorded as they are; a judge records "
                    f"'empty answer' for them, never a score)")
@@ -263,7 +274,9 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
         rows.append([name, "yes" if q.get("passed") else "NO", fmt(sp.get("pooled"), 2),
                      f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "n/a", fmt(q.get("adjacent_accuracy"), 2),
                      fmt(q.get("agreeableness"), 2), fmt(q.get("injection_lift"), 2),
-                     fmt(q.get("parse_failure_rate"), 2), fmt(q.get("seconds_per_grade"), 3), q.get("why") or "-"])
+                     fmt(q.get("parse_failure_rate"), 2), fmt(q.get("seconds_per_grade"), 3),
+                     " ".join(fmt(r, 2) for r in (sp.get("per_transcript") or {}).values()) or "n/a",
+                     q.get("why") or "-"])
     th = next(iter(quals.values())).get("thresholds") or {}
     cal = next((q["calibration"] for q in quals.values() if q.get("calibration")), {})
     return ["Grader qualification on answers of known order (" + (f"{cal.get('name')}, {cal.get('transcripts')} "
@@ -271,7 +284,8 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
             f"{th.get('min_spearman', 0.6):g}, injection lift <= {th.get('max_injection_lift', 0.25):+g} and at most "
             f"{th.get('max_error_rate', 0.2):.0%} failed grades):", "",
             tabulate(rows, headers=["grader", "qualified", "Spearman (pooled)", "95% CI", "adjacent-pair acc.",
-                                    "agreeableness", "injection lift", "parse failures", "s/grade", "why not"],
+                                    "agreeableness", "injection lift", "parse failures", "s/grade",
+                                    "Spearman per transcript", "why not"],
                      tablefmt="github", disable_numparse=True), "",
             "Spearman = rank correlation of grade with the known order (1 = perfect); adjacent-pair accuracy = "
             "share of neighbouring answers ordered strictly right; agreeableness = share of the two worst answers "

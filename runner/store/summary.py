@@ -167,6 +167,12 @@ def token_count_check(ok: list[dict]) -> dict | None:
             "chunks_per_token": chunks / usage if usage else None}
 
 
+def _ran_on(s: dict) -> str | None:
+    """The provider that ran the model, or `unverified` when nothing reported it."""
+    device = s.get("device")
+    return None if not device else device.get("ran_on") or "unverified"
+
+
 def _first_error(errors: list[dict]) -> str:
     return errors[0]["error"] if errors else "no successful requests"
 
@@ -219,7 +225,7 @@ def flat_row(s: dict, job: str) -> dict:
         "hardware": s["config"]["hardware"]["name"], "backend": s["config"]["backend"]["name"],
         "status": s["status"], "license": s["license"], "concurrency": s["config"]["run"]["concurrency"],
         "rate": s["config"]["run"].get("rate"), "deterministic": det.get("identical") if det.get("checked") else None,
-        "execution_provider": (s.get("device") or {}).get("ran_on"), "judge": q.get("judge"),
+        "execution_provider": _ran_on(s), "judge": q.get("judge"),
         "quality.source": q.get("source"), "decode_tps.ci95": f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None,
         "quality.ci95": f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}" if overall else None,
         "error": s["error"],
