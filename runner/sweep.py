@@ -16,6 +16,7 @@ from runner.config import labels, launchers, secrets
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.decide.render import write_decision
 from runner.report.sweep import write_sweep_report
+from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
 from runner.track import tracking
 
@@ -78,7 +79,7 @@ class SweepReport(Callback):
             print(f"sweep report: {out}", file=sys.stderr)
         if self.tracker is None:
             return
-        statuses = [json.loads(p.read_text())["status"] for p in sweep_dir.glob(f"*/{SUMMARY}")]
+        statuses = [jobdir.read_summary(j)["status"] for j in jobdir.job_dirs(sweep_dir)]
         try:
             self.tracker.end_parent(self.parent_run_id, sweep_dir, "FINISHED" if "ok" in statuses else "FAILED")
         except Exception as exc:

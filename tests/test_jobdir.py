@@ -50,7 +50,7 @@ def test_grades_are_joined_on_read_and_the_records_stay_as_measured(tmp_path: Pa
     assert jobdir.judges(tmp_path) == ["j1", "j2"]
     assert (tmp_path / jobdir.REQUESTS).read_bytes() == before
     # without a judge named, the one the summary names is joined
-    jobdir.write_summary(tmp_path, {"schema_version": jobdir.SCHEMA_VERSION, "quality": {"judge": "j2"}})
+    jobdir.write_summary(tmp_path, jobdir.Summary(quality={"judge": "j2"}))
     assert jobdir.graded_records(tmp_path)[1]["judge"]["model"] == "j2"
     assert "judge" not in jobdir.ok_records(tmp_path, "j1", graded=False)[0]
 
@@ -59,7 +59,8 @@ def test_a_version_1_folder_reads_with_its_inline_grades(tmp_path: Path):
     inline = {"model": "j1", "scores": {"clarity": 3}, "rationales": {"clarity": "ok"}, "error": None}
     _jsonl(tmp_path / jobdir.REQUESTS, [_record("a", 0, judge=inline, scores={"rouge_l.f1": 0.2})])
     (tmp_path / jobdir.SUMMARY).write_text(json.dumps({"model": "m", "quality": {"judge": "j1"}}))  # no version
-    assert jobdir.read_summary(tmp_path)["model"] == "m"
+    s = jobdir.read_summary(tmp_path)
+    assert s["model"] == "m" and s.model == "m" and s.schema_version == 1 and s.get("load_s") is None
     [r] = jobdir.ok_records(tmp_path)
     assert r["judge"] == inline and r["scores"] == {"rouge_l.f1": 0.2}
 
@@ -70,6 +71,22 @@ def test_a_folder_from_a_newer_version_is_refused_with_its_version(tmp_path: Pat
         jobdir.read_summary(tmp_path)
     with pytest.raises(UserError, match="no summary.json"):
         jobdir.read_summary(tmp_path / "missing")
+
+
+def test_the_summary_is_typed_and_round_trips_its_keys_and_unknown_ones(tmp_path: Path):
+    from dataclasses import fields
+
+    from runner.metrics import catalog
+
+    s = jobdir.Summary(model="m", status="ok", n=3, metrics={"ttft_s": {"p50": 0.1}}, extra={"later_key": 1})
+    jobdir.write_summary(tmp_path, s)
+    back = jobdir.read_summary(tmp_path)
+    assert isinstance(back, jobdir.Summary) and back.to_dict() == s.to_dict()
+    assert back["later_key"] == 1 and back.extra == {"later_key": 1}  # a newer minor key is kept as read
+    assert dict(back)["metrics"] == {"ttft_s": {"p50": 0.1}} and "nope" not in back
+    assert catalog.flatten(back)["ttft_s.p50"] == 0.1  # the one flattener reads it as it reads the JSON
+    typed = {f.name: f.type for f in fields(jobdir.Summary)}
+    assert typed["n"] == "int" and typed["schema_version"] == "int" and typed["metrics"] == "dict"
 
 
 def test_facts_cross_a_process_boundary_and_take_a_kept_window():

@@ -164,7 +164,7 @@ def _job_key(name: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else 0, name)
 
 
-def read_summaries(sweep_dir: Path) -> list[tuple[str, dict]]:
+def read_summaries(sweep_dir: Path) -> list[tuple[str, jobdir.Summary]]:
     files = sorted(sweep_dir.glob(f"*/{SUMMARY}"), key=lambda p: _job_key(p.parent.name))
     if not files and (sweep_dir / SUMMARY).is_file():
         files = [sweep_dir / SUMMARY]  # a single run: a sweep of one candidate
@@ -173,8 +173,8 @@ def read_summaries(sweep_dir: Path) -> list[tuple[str, dict]]:
     out = []
     for f in files:
         try:
-            out.append((f.parent.name, jobdir.check_version(json.loads(f.read_text()), f)))
-        except (OSError, ValueError) as exc:
+            out.append((f.parent.name, jobdir.read_summary(f.parent)))
+        except OSError as exc:
             raise UserError(f"{f}: unreadable summary ({exc})") from None
     return out
 

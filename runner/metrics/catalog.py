@@ -16,6 +16,7 @@ is named by itself for its mean (`quality.overall` = `quality.overall.mean`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,13 +207,13 @@ def _num(v: Any) -> bool:
 
 def _get(node: Any, path: tuple[str, ...]) -> Any:
     for part in path:
-        if not isinstance(node, dict):
+        if not isinstance(node, Mapping):
             return None
         node = node.get(part)
     return node
 
 
-def flatten(summary: dict) -> dict[str, float]:
+def flatten(summary: Mapping) -> dict[str, float]:
     """Every number of a summary.json under its one dotted name (see the module docstring)."""
     out: dict[str, float] = {}
     for key, s in SPECS.items():

@@ -27,7 +27,7 @@ def save(job_dir: Path, name: str, subdir: str | None) -> Path:
     target = Path("outputs") / "baselines" / name / (subdir or "")
     target.mkdir(parents=True, exist_ok=True)
     summary = jobdir.read_summary(job_dir)
-    (target / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (target / SUMMARY).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
     recs = sorted(jobdir.graded_records(job_dir), key=lambda r: (r["round"], r["prompt_id"]))
     with (target / REQUESTS).open("w") as fh:  # a self-contained copy: grades inline
         for r in recs:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from runner.config.errors import UserError
 from runner.store import records
+from runner.store.summary_shape import SCHEMA_VERSION, Summary
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "Summary"]
 
 REQUESTS = records.REQUESTS
 MANIFEST = records.MANIFEST
@@ -154,11 +155,11 @@ def write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
 
 # ---- summary ---------------------------------------------------------------------------------
 
-def write_summary(job_dir: Path, summary: dict) -> None:
-    (job_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+def write_summary(job_dir: Path, summary: Summary) -> None:
+    _replace(job_dir / SUMMARY, json.dumps(summary.to_dict(), indent=2))
 
 
-def read_summary(job_dir: Path) -> dict:
+def read_summary(job_dir: Path) -> Summary:
     """A job's summary.json, checked for a version this code reads."""
     path = job_dir / SUMMARY
     try:
@@ -167,7 +168,9 @@ def read_summary(job_dir: Path) -> dict:
         raise UserError(f"{job_dir}: no {SUMMARY} (an unfinished run?); rerun it into the same dir to finish") from None
     except ValueError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
-    return check_version(s, path)
+    if not isinstance(s, dict):
+        raise UserError(f"{path}: not a job summary (a JSON object)")
+    return Summary.from_dict(check_version(s, path))
 
 
 def check_version(s: dict, where: Path | str) -> dict:

@@ -19,12 +19,13 @@ from runner.metrics import catalog
 from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
+from runner.store.summary_shape import Summary
 
 SUMMARY = jobdir.SUMMARY
 TIMED = ["ttft_s", "e2e_s", "tpot_s", "decode_tps"]
 
 
-def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | None, quality: dict) -> dict:
+def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | None, quality: dict) -> Summary:
     """The job's summary from its records, its facts and its graded quality (judges/quality.py);
     written to summary.json and summary.csv."""
     recs = jobdir.graded_records(job_dir, quality.get("judge"))
@@ -47,7 +48,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
             "output_tps": window["output_tokens"] / window_s,
             "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
         }
-    summary = {
+    summary = Summary.from_dict({
         "schema_version": jobdir.SCHEMA_VERSION,  # the job folder's layout (runner/store/jobdir.py)
         "model": label_of(cfg),  # the model that ran (runner/config/labels.py)
         "name": job_name(label_of(cfg), facts.distinguishing or []),  # unique within its sweep
@@ -109,8 +110,9 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "device": facts.device,
         "environment": environment(),
         "definitions": catalog.definitions(),
-    }
-    summary["quality"] = quality
+        "quality": quality,
+    })
+    assert not summary.extra, f"summary keys missing from runner/store/summary_shape.py: {sorted(summary.extra)}"
     jobdir.write_summary(job_dir, summary)
     write_csv(job_dir / "summary.csv", [flat_row(summary, job_dir.name)])
     return summary
