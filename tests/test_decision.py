@@ -119,6 +119,21 @@ def test_pareto_front_on_a_known_set_with_a_dominated_point_and_ties():
     assert by_job(d)["3_twin"]["on_pareto"] is True
 
 
+def test_an_endpoint_is_compared_on_what_it_measures_and_a_missing_measurable_figure_still_counts():
+    def endpoint(model, e2e):
+        s = summary(model, e2e=e2e, rss=None, disk=None)
+        s["config"]["backend"] = {"capabilities": {"in_process": False}}
+        return s
+
+    jobs = [("0_local", summary("local", e2e=1.0, rss=500, disk=100)),
+            ("1_endpoint", endpoint("remote", 0.5)),  # faster; its memory and disk are not ours to measure
+            ("2_slow_endpoint", endpoint("slow", 2.0)),  # slower than both on the one shared figure
+            ("3_local_no_rss", summary("norss", e2e=0.1, rss=None, disk=100))]  # in process: rss was measurable
+    d = dec.decide(jobs, {})
+    assert d["pareto"] == ["0_local", "1_endpoint"]
+    assert by_job(d)["3_local_no_rss"]["on_pareto"] is False
+
+
 def test_pareto_skips_a_dimension_missing_for_every_job():
     jobs = [("0_a", summary("a", e2e=1.0, rss=500, disk=None)), ("1_b", summary("b", e2e=2.0, rss=400, disk=None)),
             ("2_c", summary("c", e2e=2.0, rss=500, disk=None))]  # dominated by a (and by b)

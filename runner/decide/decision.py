@@ -213,19 +213,29 @@ def _weighted(cands: list[dict], summaries: dict[str, dict], weights: list[tuple
 
 def _pareto(cands: list[dict], summaries: dict[str, dict], dims: list[tuple[Metric, str, str]]) -> tuple[list, list]:
     """Present dimensions (measured for at least one evaluated candidate) and the jobs on the front.
-    A candidate missing a present dimension is not on the front; equal points are all on it."""
+    A candidate missing a present dimension is not on the front, unless the figure is one its
+    backend cannot measure (an endpoint's load time, memory, disk): it is then compared on the
+    figures it has, and dominates only a candidate whose every known figure it also knows (an
+    unknown memory is never better than a measured one). Equal points are all on the front."""
     evaluated = [c for c in cands if c["evaluated"]]
     present = [d for d in dims if any(d[0].value(summaries[c["job"]]) is not None for c in evaluated)]
     if not present:
         return present, []
-    points = {}
+    points: dict[str, list] = {}
     for c in evaluated:
-        vals = [m.value(summaries[c["job"]]) for m, _, _ in present]
-        if all(v is not None for v in vals):
-            points[c["job"]] = [v if goal == "min" else -v for v, (_, _, goal) in zip(vals, present, strict=True)]
+        s = summaries[c["job"]]
+        remote = not ((s.get("config") or {}).get("backend", {}).get("capabilities") or {}).get("in_process", True)
+        vals = [m.value(s) for m, _, _ in present]
+        if all(v is not None or (remote and m.key in ENDPOINT_UNMEASURED)
+               for v, (m, _, _) in zip(vals, present, strict=True)):
+            points[c["job"]] = [None if v is None else v if goal == "min" else -v
+                                for v, (_, _, goal) in zip(vals, present, strict=True)]
 
-    def dominates(a, b):
-        return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+    def dominates(a, b):  # a must know every figure b knows: an unknown figure is never better
+        if any(x is None and y is not None for x, y in zip(a, b, strict=True)):
+            return False
+        shared = [(x, y) for x, y in zip(a, b, strict=True) if y is not None]
+        return bool(shared) and all(x <= y for x, y in shared) and any(x < y for x, y in shared)
 
     front = [job for job, p in points.items() if not any(dominates(q, p) for o, q in points.items() if o != job)]
     return present, front
