@@ -47,8 +47,10 @@ def test_single_run_writes_the_contract(tmp_path, pack_home):
         assert STATS <= set(s["metrics"][name])
         lo, hi = s["metrics"][name]["ci95"]
         assert lo <= s["metrics"][name]["p50"] <= hi
-    # that the peak sampler samples is tested on a known allocation (tests/test_energy_memory.py)
-    assert s["load_s"] > 0 and s["rss_mb"] > 100 and s["rss_peak_mb"] >= s["rss_mb"] * 0.9
+    # that the peak sampler samples is tested on a known allocation (tests/test_energy_memory.py); here,
+    # that the job reports it: generating allocates the KV cache, so the peak exceeds the RSS after load
+    # (a job reporting rss_mb again, or a reading taken before generation, fails this)
+    assert s["load_s"] > 0 and s["rss_mb"] > 100 and s["rss_peak_mb"] > s["rss_mb"] + 1
     assert 200 < s["disk_mb"] < 300 and s["license"] == "Apache-2.0"
     assert s["determinism"] == {"checked": True, "identical": True, "prompts_differing": []}
     assert s["throughput"]["output_tps"] > 0 and s["environment"]["cores"] >= 1

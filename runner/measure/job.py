@@ -167,8 +167,9 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
                     facts.adaptive = adaptive.until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
                                                        req_path, facts)
                 facts.window_s = time.perf_counter() - t0
-            if joules is not None and rapl_joules() is not None:
-                facts.rapl_joules = rapl_joules() - joules
+            after = rapl_joules() if joules is not None else None
+            if after is not None:
+                facts.rapl_joules = after - joules
         facts.rss_peak_mb = sampler.peak_mb if backend.capabilities.in_process else None
     finally:
         progress.close()
