@@ -64,7 +64,7 @@ def check_config(tree, where: str = "") -> None:
     if isinstance(tree, dict):
         for k, v in tree.items():
             key = f"{where}.{k}" if where else str(k)
-            if secret_key(str(k)) and v not in (None, "") and not isinstance(v, (dict, list)):
+            if _holds_secret(k, v):
                 raise UserError(f"refusing {key}=... from a config file: Hydra and MLflow would store the secret "
                                 f"in plain text; {SAFE_WAY}")
             check_config(v, key)
@@ -76,11 +76,15 @@ def check_config(tree, where: str = "") -> None:
                         f"{SAFE_WAY}")
 
 
+def _holds_secret(key, value) -> bool:
+    """A secret-named key with a value that could be one (not a switch such as `auth: false`)."""
+    return secret_key(str(key)) and value not in (None, "") and not isinstance(value, (bool, dict, list))
+
+
 def scrubbed(tree):
     """A copy with each secret-named value and each URL's credentials replaced by ***."""
     if isinstance(tree, dict):
-        return {k: "***" if secret_key(str(k)) and v not in (None, "") and not isinstance(v, (dict, list))
-                else scrubbed(v) for k, v in tree.items()}
+        return {k: "***" if _holds_secret(k, v) else scrubbed(v) for k, v in tree.items()}
     if isinstance(tree, list):
         return [scrubbed(v) for v in tree]
     return redact_url(tree) if isinstance(tree, str) else tree
