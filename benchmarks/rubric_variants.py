@@ -4,7 +4,7 @@ the rationale) and the prompt's `<1-5>` example, tried on the calibration set of
     python benchmarks/rubric_variants.py [JUDGE_ALIAS ...]   (default: smollm2-135m-int8 smollm2-135m-fp32)
 
 Prints, per judge and variant, the qualification figures (judges/qualify.py) and the share of
-aspect scores that were 1. One run, one machine: the figures in the README come from here.
+aspect scores that were 1. One run, one machine; the README keeps three int8 rows of one run and says so.
 """
 
 from __future__ import annotations

@@ -42,11 +42,11 @@ CHAT = [{"role": "system", "content": "You summarize meeting transcripts in thre
                                     "Priya: It waits for 2.5. Summarize this meeting."}]
 
 # A build is suspect below these top-1 agreements, or with any non-finite logit or any
-# tokenizer mismatch. Measured (README, Models): fp32 builds agree 1.000 (max diff <= 0.008),
-# so fp32 must match to float rounding (a 10x wrong rope theta still gave 0.89); int8 gave
-# 0.956; int4 re-quantization honestly costs a lot on these tiny models (0.60 SmolLM2, 0.65
-# Gemma), while a build missing its last 6 of 30 layers gave 0.34 and corrupted weights 0.0.
-# So int4 catches gross breakage only, not a subtle bug hidden under quantization noise.
+# tokenizer mismatch. Measured (README, Models; `slmbench models info ALIAS`): fp32 builds agree
+# 1.000 (max diff <= 0.008), so fp32 must match to float rounding; int8 gave 0.956; int4
+# re-quantization honestly costs a lot on these tiny models (0.60 SmolLM2, 0.65 Gemma). So int4
+# catches gross breakage only (tests/test_fidelity.py: a build with its rotary tables wiped is
+# SUSPECT), not a subtle bug hidden under quantization noise.
 MIN_TOP1 = {"fp32": 0.98, "int8": 0.85, "int4": 0.5}
 DEFAULT_MIN_TOP1 = 0.5  # unknown precision (e.g. an imported folder): the loosest
 
