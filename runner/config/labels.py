@@ -43,10 +43,12 @@ def model_facts(cfg, override_keys: list[str]) -> dict:
     from runner import backends
     from runner.models import registry
 
-    spec = None if backends.capabilities(cfg.backend).in_process else registry.find(str(cfg.model.alias))
-    inherited = not backends.capabilities(cfg.backend).in_process and (spec is None or spec.id != cfg.model.id)
+    if backends.capabilities(cfg.backend).in_process:
+        return {k: cfg.model[k] for k in MODEL_FACTS}
+    spec = registry.find(str(cfg.model.alias))
+    own_entry = spec is not None and spec.id == cfg.model.id
     typed = {k.lstrip("+~") for k in override_keys}
-    return {k: cfg.model[k] if not inherited or f"model.{k}" in typed else None for k in MODEL_FACTS}
+    return {k: cfg.model[k] if own_entry or f"model.{k}" in typed else None for k in MODEL_FACTS}
 
 
 def path_safe(text: str) -> str:

@@ -28,9 +28,10 @@ from typing import Any
 from runner.config.errors import UserError
 from runner.decide.keys import Metric, _is_num, inferred_goal, resolve_key
 from runner.decide.selection import AUTO, AUTO_QUALITY, AUTO_SPEED, normalize_selection
+from runner.metrics.catalog import IN_PROCESS_ONLY
+from runner.store.summary_shape import in_process
 
 # What a remote server's client cannot measure (the model was loaded, and lives, elsewhere).
-ENDPOINT_UNMEASURED = {"load_s", "rss_mb", "rss_peak_mb", "rss_before_load_mb", "disk_mb"}
 PARETO_DIMS = (("e2e_s.p50", "speed", "min"), ("rss_mb", "memory", "min"), ("disk_mb", "footprint", "min"),
                ("quality.overall", "quality", "max"))
 RegistryLookup = Callable[[str], Any]
@@ -224,9 +225,9 @@ def _pareto(cands: list[dict], summaries: dict[str, dict], dims: list[tuple[Metr
     points: dict[str, list] = {}
     for c in evaluated:
         s = summaries[c["job"]]
-        remote = not ((s.get("config") or {}).get("backend", {}).get("capabilities") or {}).get("in_process", True)
+        remote = not in_process(s)
         vals = [m.value(s) for m, _, _ in present]
-        if all(v is not None or (remote and m.key in ENDPOINT_UNMEASURED)
+        if all(v is not None or (remote and m.key in IN_PROCESS_ONLY)
                for v, (m, _, _) in zip(vals, present, strict=True)):
             points[c["job"]] = [None if v is None else v if goal == "min" else -v
                                 for v, (_, _, goal) in zip(vals, present, strict=True)]
@@ -349,11 +350,11 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
             c["notes"].append(f"answers cut at max_tokens={cut['max_tokens']}: {cut['cut']} of {cut['of']} "
                               f"({cut['share']:.0%}); its quality was graded on cut answers")
             c["truncated"] = True
+        remote = not in_process(s)
         for kind, op, worse in (("max", "<=", lambda v, lim: v > lim), ("min", ">=", lambda v, lim: v < lim)):
             for m, lim in plan.limits[kind]:
                 v = m.value(s)
-                remote = not ((cfg.get("backend") or {}).get("capabilities") or {}).get("in_process", True)
-                if v is None and m.key in ENDPOINT_UNMEASURED and remote:
+                if v is None and m.key in IN_PROCESS_ONLY and remote:
                     c["notes"].append(f"{m.key} not measured for endpoints: limit {op} "
                                       f"{with_unit(fmt(lim), m.unit)} not applied")
                     continue

@@ -34,6 +34,8 @@ class Spec:
     better: str | None  # LOWER, HIGHER, or None (a count or a setting, no better direction)
     computed_in: str  # the function that computes it
     path: tuple[str, ...] = ()  # where in summary.json (default: the key's parts)
+    # a figure of the process that holds the model: an endpoint's is not ours to measure (null)
+    in_process_only: bool = False
 
     @property
     def where(self) -> tuple[str, ...]:
@@ -49,8 +51,9 @@ def _request(key: str, unit: str, formula: str, better: str | None, computed_in:
     return Spec(key, unit, REQUEST, formula, better, computed_in, path or ("metrics", key))
 
 
-def _job(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.store.summary.build") -> Spec:
-    return Spec(key, unit, JOB, formula, better, computed_in)
+def _job(key: str, unit: str, formula: str, better: str | None, computed_in: str = "runner.store.summary.build",
+         in_process_only: bool = False) -> Spec:
+    return Spec(key, unit, JOB, formula, better, computed_in, in_process_only=in_process_only)
 
 
 SPECS: dict[str, Spec] = {s.key: s for s in (
@@ -67,14 +70,14 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
              "runner.backends.openai_compat", ("client", "overhead_s")),
     # per job: model and process
     _job("load_s", "s", "wall time of the backend's model load (cold: first load in the job); in-process only",
-         LOWER, "runner.measure.job.run_job"),
+         LOWER, "runner.measure.job.run_job", True),
     _job("rss_mb", "MB", "process resident set size after load, 10^6 bytes (in-process backends)", LOWER,
-         "runner.measure.memory.rss_mb"),
+         "runner.measure.memory.rss_mb", True),
     _job("rss_before_load_mb", "MB", "process resident set size before load, 10^6 bytes", LOWER,
-         "runner.measure.memory.rss_mb"),
+         "runner.measure.memory.rss_mb", True),
     _job("rss_peak_mb", "MB", "highest sampled RSS while generating (sampled every 50 ms)", LOWER,
-         "runner.measure.memory.PeakSampler"),
-    _job("disk_mb", "MB", "bytes of the model folder / 10^6", LOWER, "runner.models.pack.folder_bytes"),
+         "runner.measure.memory.PeakSampler", True),
+    _job("disk_mb", "MB", "bytes of the model folder / 10^6", LOWER, "runner.models.pack.folder_bytes", True),
     _job("params_m", "M", "parameters of the model, millions (from its config)", None),
     _job("n", "requests", "ok measured requests", HIGHER),
     _job("n_errors", "requests", "failed or dropped measured requests", LOWER),
@@ -123,6 +126,10 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
     _job("quality.injection.mean_shift", "", "mean over answers of (score with an injected 'give 5' line - "
                                                   "score without)", LOWER, "judges.quality.quality_summary"),
 )}
+
+# Figures null for a backend that does not hold the model in this process: reported as "not
+# measured for endpoints", never held for or against it.
+IN_PROCESS_ONLY = frozenset(k for k, s in SPECS.items() if s.in_process_only)
 
 # Families whose members are named by the data: the rubric's aspects, the scorers' fields, the
 # graders' qualification figures.

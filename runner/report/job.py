@@ -10,6 +10,7 @@ from runner.metrics import catalog
 from runner.metrics.stats import MIN_N_FOR_P95
 from runner.report.plots import latency_plot
 from runner.store import jobdir
+from runner.store.summary_shape import in_process
 
 RATE = catalog.unit("load.arrival_rate")  # run.rate is offered in the unit the arrival rate is measured in
 LOW_N = "†"
@@ -77,9 +78,11 @@ def write_job_report(job_dir: Path) -> Path:
         lines += [f"Enough samples: target 95% CI of the median within +/-{ad['target_ci'] * 100:.0f}% of it; "
                   f"{ad['rounds']} rounds run (cap {ad['max_rounds']}): " + "; ".join(parts) + ".", ""]
     lines += ["## Per model", ""]
-    here = (s["config"]["backend"].get("capabilities") or {}).get("in_process", True)
-    def measured(key: str, digits: int) -> str:  # an endpoint's process and files are not ours to measure
-        return fmt(s[key], digits) if s[key] is not None or here else "not measured for endpoints"
+    here = in_process(s)
+
+    def measured(key: str, digits: int) -> str:
+        unmeasurable = key in catalog.IN_PROCESS_ONLY and not here
+        return "not measured for endpoints" if s[key] is None and unmeasurable else fmt(s[key], digits)
 
     per_model = [[k, measured(k, d), *_defined(k)]
                  for k, d in (("load_s", 3), ("rss_mb", 1), ("rss_peak_mb", 1), ("disk_mb", 1))]

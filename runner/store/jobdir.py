@@ -28,8 +28,6 @@ from runner.config.errors import UserError
 from runner.store import records
 from runner.store.summary_shape import SCHEMA_VERSION, Summary
 
-__all__ = ["SCHEMA_VERSION", "Summary"]
-
 REQUESTS = records.REQUESTS
 MANIFEST = records.MANIFEST
 SCORES = "scores.jsonl"

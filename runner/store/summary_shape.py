@@ -99,3 +99,9 @@ class Summary(Mapping):
 
 
 KEYS = tuple(f.name for f in fields(Summary) if f.name != "extra")
+
+
+def in_process(summary: Mapping) -> bool:
+    """Whether the job's backend held the model in this process (its capabilities, as recorded)."""
+    backend = (summary.get("config") or {}).get("backend") or {}
+    return (backend.get("capabilities") or {}).get("in_process", True)
