@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--reasoning", action=argparse.BooleanOptionalAction, default=None,
                    help="checklist mode: a short reason before each verdict, or verdicts only (default: the config's)")
     q.add_argument("--calibration", default=None, help="another calibration set (default: the shipped one)")
+    q.add_argument("--match", choices=["semantic", "lexical"], default="semantic",
+                   help="notes scorer: pair items by meaning, words and facts (semantic) or words and facts")
     q.add_argument("--min-spearman", type=float, default=None)
     q.add_argument("--max-injection-lift", type=float, default=None)
     q.add_argument("--refresh", action="store_true", help="grade again instead of reading the cache")
@@ -81,9 +83,10 @@ def cmd_qualify(args) -> int:
     if args.name in scorers.SCORERS:
         defaults = OmegaConf.structured(JudgeConfig).qualification
         th = {k: v if v is not None else defaults[k] for k, v in thresholds.items()}
-        result = qualify.qualify(qualify.scorer_grader(args.name), qualify.load_calibration(args.calibration),
+        options = {"match": args.match} if args.name == "notes" else None
+        result = qualify.qualify(qualify.scorer_grader(args.name, options), qualify.load_calibration(args.calibration),
                                  th["min_spearman"], th["max_injection_lift"], args.refresh,
-                                 max_error_rate=defaults.max_error_rate)
+                                 max_error_rate=defaults.max_error_rate, gates=qualify.gates_of(defaults))
     else:
         from judges.grading import judge_backend, qualify_judge
         from runner.backends import BackendError

@@ -2,7 +2,8 @@
 
 Recognised: "February 21", "Feb 21", "Feb. 21st", "21 February", "21st of February",
 "Friday, February 21", "February 21, 2025", "2025-02-21", "2025/02/21", "2/21", "02/21/2025"
-(month first, as in US notes), and, against the meeting's date: "today", "tonight",
+(month first, as in US notes, unless the first number cannot be a month: "21/02/2025" and
+"21/02" are day first), and, against the meeting's date: "today", "tonight",
 "tomorrow", "end of day", a weekday name ("Thursday", "Thurs", "this Friday": the next such
 day after the meeting; lower-case abbreviations such as "sat" are not days), "the 12th" (the
 next 12th from the meeting on) and "end of the month". "1/2 of the team" and "2.4/2.5" are
@@ -72,8 +73,9 @@ def _scan(text: str, meeting: dt.date | None) -> list[tuple[int, dt.date, bool]]
     out = []
     for i, (start, end, date, has_year) in enumerate(found):
         nxt = found[i + 1] if i + 1 < len(found) else None
-        # "Friday, February 21": the weekday only names the day of the date that follows it
-        if nxt and nxt[0] - end <= 3 and _is_weekday(text[start:end]):
+        prev = found[i - 1] if i else None
+        # "Friday, February 21", "Dec 12 (Fri)": the weekday only names the day of the date beside it
+        if _is_weekday(text[start:end]) and ((nxt and nxt[0] - end <= 3) or (prev and start - prev[1] <= 3)):
             continue
         out.append((start, date, has_year))
     return out
@@ -112,13 +114,19 @@ def _to_date(m: re.Match, meeting: dt.date | None) -> dt.date | None:
         ahead = (WEEKDAYS[groups["weekday"].lower()] - meeting.weekday()) % 7 or 7
         return meeting + dt.timedelta(days=ahead)
     month = groups["month"]
-    month = int(month) if month.isdigit() else MONTHS.get(month.lower().rstrip("."))
+    day = int(groups["day"])
+    if month.isdigit():
+        month = int(month)
+        if month > 12 >= day:  # "21/02": day first, as written outside the US
+            month, day = day, month
+    else:
+        month = MONTHS.get(month.lower().rstrip("."))
     year = groups.get("year")
     if year is None:
         year = meeting.year if meeting else dt.date.today().year
     else:
         year = int(year) + (2000 if len(year) == 2 else 0)
     try:
-        return dt.date(int(year), int(month), int(groups["day"]))
+        return dt.date(int(year), int(month), day)
     except (TypeError, ValueError):
         return None

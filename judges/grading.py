@@ -79,12 +79,20 @@ def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> d
     cal = qualify.load_calibration(q.calibration)
     grader = qualify.judge_grader(make_judge(judge_cfg, backend), grader_id(judge_cfg),
                                   judge_identity(judge_cfg, getattr(backend, "model_id", None) or judge_cfg.model))
-    return qualify.qualify(grader, cal, q.min_spearman, q.max_injection_lift, refresh, progress, q.max_error_rate)
+    return qualify.qualify(grader, cal, q.min_spearman, q.max_injection_lift, refresh, progress, q.max_error_rate,
+                           qualify.gates_of(q))
 
 
-def qualify_scorer(name: str, qcfg) -> dict:
-    return qualify.qualify(qualify.scorer_grader(name), qualify.load_calibration(qcfg.calibration),
-                           qcfg.min_spearman, qcfg.max_injection_lift, max_error_rate=qcfg.max_error_rate)
+def scorer_options(judge_cfg) -> dict[str, dict]:
+    """Each scorer's settings from the judge config (today: how `notes` matches items)."""
+    return {"notes": {"match": str(judge_cfg.notes.match)}}
+
+
+def qualify_scorer(name: str, judge_cfg) -> dict:
+    qcfg = judge_cfg.qualification
+    return qualify.qualify(qualify.scorer_grader(name, scorer_options(judge_cfg).get(name)),
+                           qualify.load_calibration(qcfg.calibration), qcfg.min_spearman, qcfg.max_injection_lift,
+                           max_error_rate=qcfg.max_error_rate, gates=qualify.gates_of(qcfg))
 
 
 def judge_backend(judge_cfg):
@@ -117,12 +125,13 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     by_id = {p.id: p for p in prompt_set.prompts}
     ok = [r for r in jobdir.measured(job_dir) if r["status"] == "ok" and r["prompt_id"] in by_id]
     for r in ok:  # cheap, deterministic: recomputed every time
-        r["scores"] = scorers.score_all(list(cfg.judge.scorers), by_id[r["prompt_id"]], r["output"] or "")
+        r["scores"] = scorers.score_all(list(cfg.judge.scorers), by_id[r["prompt_id"]], r["output"] or "",
+                                        scorer_options(cfg.judge))
     jobdir.write_scores(job_dir, ok)
     facts: dict = {"judge": grader_id(cfg.judge), "judge_error": None}
     qualifications: dict[str, dict] = {}
     if "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
-        qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge.qualification))
+        qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge))
     if cfg.judge.model:
         facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
     jobdir.write_qualifications(job_dir, qualifications)

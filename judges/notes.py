@@ -1,21 +1,29 @@
 """The `notes` scorer: a meeting-notes answer checked item by item against `reference_items`.
 
-Deterministic, no model. Steps:
+Deterministic: with `semantic` matching a sentence-embedding model (all-MiniLM-L6-v2, run in
+NumPy) compares meanings; with `lexical` matching no model at all. Steps:
 
 1. **Sections.** The answer is split at heading lines for Decisions, Action items and Open
-   questions (markdown `#`, **bold**, `Label:`, any case; synonyms such as "Key decisions",
-   "Next steps", "Questions"). Lines before the first heading are a preamble and ignored. An
-   answer with no heading at all is one unsectioned block.
+   questions in the forms models write (markdown `#`, **bold**, `Label:`, numbered "2. Next
+   steps", any case; synonyms such as "Key decisions", "Outcomes", "What we decided", "Next steps",
+   "Follow-ups", "Who does what", "Unresolved", "Pending", "Still open", "Risks/questions"). Lines
+   before the first heading are a preamble and ignored. Under a heading of no known kind, each
+   item's content decides its kind (a question; a named person with a task cue or a date: an
+   action item; else a decision), except under headings that hold no items ("Attendees",
+   "Summary"). An answer with no heading at all is one unsectioned block.
 2. **Items.** In a section, each bullet or numbered line is an item; an indented line or a line
    directly under an item continues it; a line after a blank line starts a new item. A section
-   without bullets (and an unsectioned answer) is split into sentences. "None", "N/A" and "No
-   ... were made" lines are no items. Markdown table rows are items; separator and header rows
-   are not.
-3. **Matching.** Item text is compared as *content stems*: word tokens (judges.text.tokens)
-   minus stopwords, people's names and date words, with a trailing "s" dropped and cut to 6
-   characters ("investigating" ~ "investigate"). overlap(ref, ans) = |stems(ref) & stems(ans)| /
-   |stems(ref)|. A pair matches when overlap >= MATCH_THRESHOLD (0.4); pairs are assigned one to
-   one, best overlap first (+0.1 when the answer item sits in the reference item's own section).
+   without bullets (and an unsectioned answer) is split into sentences, and a sentence into its
+   joined clauses ("Noor merges the fix by Thursday, and Hugo verifies it by Friday"). "None",
+   "N/A" and "No ... were made" lines are no items. Markdown table rows are items (Owner/Task/Due
+   columns in any order); separator and header rows are not.
+3. **Matching** (judges/matching.py): evidence(ref, ans) = max(stem overlap, (embedding cosine -
+   0.25) / 0.75) + 0.15 x agreeing facts (owner, date); a pair may match at >= 0.4; pairs are
+   assigned one to one, best first. Content stems: word tokens (judges.text.tokens) minus
+   stopwords, people's names and date words, with a trailing "s" dropped and cut to 6 characters;
+   overlap = |stems(ref) & stems(ans)| / |stems(ref)|. `lexical` matching leaves the cosine out.
+   A decision that negates the reference's, or a decision or question naming another date, is
+   `contradicted`, not matched.
 4. **Fields** of a matched action item: the owner is a name from the transcript's speakers and
    the reference's owners (an "Owner:" label first, then a name opening the item, then one in
    parentheses, then "<name> will/to/:", then the first name mentioned), compared by first name,
@@ -30,6 +38,7 @@ Figures per answer (each None where undefined):
 - `recall` = matched reference items / all reference items; `precision` = matched answer items /
   answer items;
 - `owner_accuracy`, `due_accuracy` = share of matched action items with the right owner / due;
+- `contradicted` = answer items that state a reference decision's opposite or another date;
 - `duplicates` = unmatched answer items that restate a matched item of the same section (Dice
   coefficient of their stems, 2|A & B| / (|A| + |B|), >= 0.7); `invented` = the other unmatched
   answer items (a made-up decision that borrows an action item's nouns is still invented);
@@ -37,10 +46,12 @@ Figures per answer (each None where undefined):
 - `score` (1-5) = 1 + 4 x completeness x accuracy x faithfulness x structure, where
   completeness = `recall`;
   accuracy = mean over matched action items of (owner right + due right) / 2 (1 when none);
-  faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates);
+  faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x contradicted);
   structure = 0.75 + 0.25 x sections / 3.
   Each factor is a share, so a defect costs in proportion: one wrong owner among five action
-  items costs 10%, one invented item 30% (a made-up decision misleads more than a gap).
+  items costs 10%, one invented item 30% (a made-up decision misleads more than a gap), one
+  contradicted item 50% plus its reference item unmatched (the opposite of what was decided
+  misleads more than a made-up item).
 """
 
 from __future__ import annotations
@@ -49,31 +60,42 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from judges import dates
-from judges.text import STOPWORDS, tokens
+from judges import dates, matching
+from judges.text import STOPWORDS, stem, tokens
 from runner.config.prompts import ActionItem, Prompt, ReferenceItems
 
-MATCH_THRESHOLD = 0.4
-SAME_SECTION_BONUS = 0.1
 INVENTED_PENALTY = 0.3
+CONTRADICTED_PENALTY = 0.5
 DUPLICATE_PENALTY = 0.1
 DUPLICATE_DICE = 0.7
 KINDS = ("decisions", "action_items", "open_questions")
 
 # A label that is exactly a section's name (after "Key", "Open", ... and before "made", "(owner, due)").
 _HEADINGS = {
-    "decisions": re.compile(r"^(?:(?:key|main|final|summary of|list of)\s+)?decisions?(?:\s+(?:made|taken|reached))?$"),
-    "action_items": re.compile(r"^(?:(?:key|summary of|list of)\s+)?(?:action items?|actions|action points?|next steps"
-                               r"|tasks|to-?dos?|follow-?ups?|assignments)$"),
-    "open_questions": re.compile(r"^(?:(?:open|unresolved|outstanding|remaining|pending)\s+)?(?:questions?|issues)$"
-                                 r"|^parking lot$|^unresolved$"),
+    "decisions": re.compile(r"^(?:(?:key|main|final|summary of|list of)\s+)?(?:decisions?|outcomes?|resolutions?|conclusions?"
+                            r"|agreements?|agreed(?: on)?|decided)(?:\s+(?:made|taken|reached|points?|items?|changes|actions))?$"
+                            r"|^what (?:we|was|the team) (?:decided|agreed)(?: on)?$|^we (?:decided|agreed)$"),
+    "action_items": re.compile(r"^(?:(?:key|summary of|list of|assigned|open)\s+)?(?:action items?|actions|action points?"
+                               r"|next steps|tasks|to-?dos?|to do|follow-?ups?(?: items)?|assignments|action plan"
+                               r"|responsibilities|owners (?:and|&) (?:deadlines|due dates|tasks)|(?:action|task|to-?do) (?:list|log|register))$"
+                               r"|^who(?:'?s| is)? (?:does|doing|will do|owns) what$|^(?:tasks|actions) (?:and|&) owners$"),
+    "open_questions": re.compile(r"^(?:(?:open|unresolved|outstanding|remaining|pending|still open)\s+)?"
+                                 r"(?:questions?|issues|items|points|topics)(?:\s+to resolve)?$"
+                                 r"|^parking lot$|^unresolved$|^pending$|^open$|^undecided$|^unclear$|^unknowns?$|^tbd$"
+                                 r"|^still (?:open|undecided|unclear|unknown|unresolved|to (?:be )?decided?)$"
+                                 r"|^risks?(?:\s*(?:/|and|&)\s*(?:open )?questions?)?$|^(?:open )?questions?\s*(?:/|and|&)\s*risks?$"
+                                 r"|^(?:to be decided|not yet decided|unknowns|concerns)$"),
 }
 # The same names anywhere in a short label ("Action items and owners", "Open questions / risks").
 _LOOSE = {
-    "decisions": re.compile(r"\bdecisions?\b"),
+    "decisions": re.compile(r"\b(?:decisions?|decided|agreed)\b"),
     "action_items": re.compile(r"\b(?:action items?|actions|action points?|next steps|tasks|to-?dos?|follow-?ups?)\b"),
-    "open_questions": re.compile(r"\b(?:questions?|open issues|unresolved|parking lot)\b"),
+    "open_questions": re.compile(r"\b(?:questions?|open issues|unresolved|parking lot|pending|still open|open items)\b"),
 }
+# Headings of blocks that hold no item to grade ("## Attendees", "# Summary").
+_NOT_ITEMS = re.compile(r"^(?:attendees|participants|present|summary|meeting summary|overview|context|background|agenda"
+                        r"|title|date|notes|meeting notes|discussion(?: points)?|highlights|key points|topics discussed"
+                        r"|minutes|details|recap|tl;?dr)\b")
 _MARKUP = re.compile(r"^(?:[\s>#*_`~]|[-+\u2022\u2013\u2014](?=\s)|\d{1,3}[.)](?=\s)|[^\w\s(\[\"'])+")
 _BOLD_LINE = re.compile(r"^[-+\s]*(?:\*\*|__).*(?:\*\*|__)\s*:?\s*$")
 _SUFFIX = re.compile(r"\s*(?:\(.*\)|\[.*\])\s*$")
@@ -86,6 +108,32 @@ _NONE = re.compile(r"^\(?(?:none|n/?a|nothing|-)\b[^.]{0,30}\)?[.!]?$"
 _CHATTER = re.compile(r"^(?:let me know|i hope|hope this|feel free|here is|here's|here are|below is|this summary"
                       r"|summary of the|meeting summary|as requested)\b", re.I)
 _OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name"}
+# Prose joins items in one sentence: "Noor merges the fix by Thursday, and Hugo's team verifies it
+# by Friday", "..., and will write the summary by August 15" (the subject left out).
+_MODAL = r"(?:will|is to|are to|should|must|needs? to|has to)\b"
+_CLAUSE = re.compile(r"(?:;|,? and(?: then)?|, while|, but)\s+(?=(?:[A-Z][\w']*|she|he|they|any|every|all|the|each)"
+                     r"(?:\s+[\w']+){0,10}?\s+" + _MODAL + r"|(?:also\s+)?" + _MODAL + ")")
+_PRONOUN = re.compile(r"^(?:she|he|they)\b", re.I)
+
+
+def _clauses(sentence: str, names: set[str] | frozenset) -> list[str]:
+    """A prose sentence cut at joined clauses. A clause without its own subject, or with a
+    pronoun for one, is another item only when the sentence opens with a person's name, whose it
+    then is ("Colin will email the board by Friday, and will post the catalog by Tuesday")."""
+    parts = _CLAUSE.split(sentence)
+    subject = sentence.split(" ", 1)[0]
+    out = parts[:1]
+    for part in parts[1:]:
+        elided = bool(re.match(r"(?:also\s+)?" + _MODAL, part))
+        if elided or _PRONOUN.match(part):
+            if subject.lower().removesuffix("'s") not in names:
+                out[-1] += " and " + part
+                continue
+            part = f"{subject} {part}" if elided else _PRONOUN.sub(subject, part, count=1)
+        out.append(part)
+    return out
+
+
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(*])")
 _DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "due", "today", "tomorrow", "tonight", "date", "owner",
                          "task", "deadline", "eod", "end", "week", "month", "given", "no", "none", "vs", "versus", "pm",
@@ -107,6 +155,10 @@ class Item:
 class Parsed:
     items: list[Item] = field(default_factory=list)
     sections: set[str] = field(default_factory=set)
+    guessed: bool = False  # some items sat under a heading of no known kind
+
+
+GUESS = "guess"
 
 
 def _label(line: str) -> tuple[str, str, bool]:
@@ -165,24 +217,51 @@ def parse_sections(answer: str, names: set[str] | frozenset = frozenset()) -> Pa
             owner = label.split()[0].capitalize()
             blocks.setdefault((current, owner), [])
             continue
-        if headingish and out.sections:
-            current, owner = "other", None
+        if headingish and (out.sections or _is_heading_line(raw)):
+            # a heading of no known kind: its items are graded, each kind read from its content,
+            # unless the heading names a block that holds none ("Attendees", "Summary")
+            current, owner = ("other" if _NOT_ITEMS.match(label) else GUESS), None
+            out.guessed |= current == GUESS
             continue
         if current is not None or not out.sections:
             blocks.setdefault((current, owner), []).append(raw)
-    if out.sections:
+    if out.sections or out.guessed:
         blocks = {k: v for k, v in blocks.items() if k[0] not in (None, "other")}  # preamble, other sections
     for (kind, who), lines in blocks.items():
-        out.items += [Item(f"{who}: {t}" if who else t, kind) for t in _items(lines)]
+        for t in _items(lines, names):
+            text = f"{who}: {t}" if who else t
+            out.items.append(Item(text, kind_of(text, names) if kind == GUESS else kind))
     return out
 
 
-def _items(lines: list[str]) -> list[str]:
+def _is_heading_line(line: str) -> bool:
+    """A markdown heading or a wholly bold line: a heading even before any known section."""
+    raw = line.strip()
+    return raw.startswith("#") or bool(_BOLD_LINE.match(raw))
+
+
+_QUESTION = re.compile(r"\?|^(?:whether|open|unclear|unknown|tbd|undecided|not yet)\b|\b(?:still open|to be decided|"
+                       r"not (?:yet )?decided|unresolved|depends on)\b", re.I)
+_TASK = re.compile(r"\b(?:will|to|should|must|needs? to|is to|owner|due|by)\b", re.I)
+
+
+def kind_of(text: str, names: set[str] | frozenset) -> str:
+    """The kind of an item under a heading of no known kind: a question; an action item (a person
+    named with a task cue or a date); else a decision."""
+    if _QUESTION.search(text):
+        return "open_questions"
+    named = any(t in names for t in tokens(text))
+    if named and (_TASK.search(text) or dates.find_dates(text, None)):
+        return "action_items"
+    return "decisions"
+
+
+def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[str]:
     lines = [ln for ln in lines if not _CHATTER.match(ln.strip().lstrip("-*+ "))]
     if any(_BULLET.match(ln) or ln.lstrip().startswith("|") for ln in lines):
         texts = _bullet_items(lines)
-    else:  # one item per sentence, sentences never spanning a line break
-        texts = [s for ln in lines if ln.strip() for s in _SENTENCE.split(ln.strip())]
+    else:  # one item per sentence or joined clause, never spanning a line break
+        texts = [c for ln in lines if ln.strip() for s in _SENTENCE.split(ln.strip()) for c in _clauses(s, names)]
     merged: list[str] = []
     for t in (t.strip().strip("*_` ") for t in texts):
         if not t or _NONE.match(t.strip("*_` .")):
@@ -224,12 +303,6 @@ def _bullet_items(lines: list[str]) -> list[str]:
 def _is_table_header(line: str) -> bool:
     cells = {c.strip().strip("*").lower() for c in line.strip().strip("|").split("|")}
     return bool(cells & {"owner", "task", "due", "due date", "who", "action", "deadline"})
-
-
-def stem(tok: str) -> str:
-    if len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss"):
-        tok = tok[:-1]
-    return tok[:6]
 
 
 def content_stems(text: str, names: set[str]) -> set[str]:
@@ -274,9 +347,10 @@ def owner_of(text: str, names: set[str]) -> str | None:
         return None
     if found[0][0] <= 3:
         return found[0][2]
-    last_start, last_end, last = found[-1]
-    if re.match(r"^\W*(?:\(|$)", text[last_end:]) and re.search(r"[-\u2013\u2014|\[(]\s*\**$", text[:last_start]):
-        return last
+    for start, end, name in reversed(found):  # "... - Tom", "... - Beatriz, due 26 May", "... (Samuel, Feb 14)"
+        if (re.search(r"(?:[-\u2013\u2014|\[(\u2192>]|\bowner:?)\s*\**$", text[:start])
+                and re.match(r"^\W*(?:$|[,(;)\]]|due\b|by\b|no\b|on\b)", text[end:], re.I)):
+            return name
     for start, _, name in found:
         if text[max(0, start - 2):start].endswith("("):
             return name
@@ -284,6 +358,12 @@ def owner_of(text: str, names: set[str]) -> str | None:
         if re.match(r"\s*(?::|will\b|to\b|is to\b|-|\u2013|\u2014|\))", text[end:end + 8].lower()):
             return name
     return found[0][2]
+
+
+def _due_right(text: str, ref: ActionItem, meeting: dt.date | None) -> bool:
+    if ref.due is None:  # a date inside the task ("book the room for the Nov 18 dry run") is no due date
+        return due_of(text, meeting, cued_only=True) is None or bool(_NO_DATE.search(text))
+    return due_of(text, meeting) == ref.due
 
 
 def due_of(text: str, meeting: dt.date | None, cued_only: bool = False) -> dt.date | None:
@@ -299,32 +379,47 @@ def due_of(text: str, meeting: dt.date | None, cued_only: bool = False) -> dt.da
     return None if cued_only else found[-1][1]
 
 
-def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
+def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
+    """The figures above; `match` is how answer items are paired with reference items
+    (judges/matching.py): `semantic` (meaning, words and facts) or `lexical` (words and facts)."""
     refs = prompt.reference_items
     if refs is None or refs.count() == 0:
         return None
+    if match not in matching.MATCHINGS:
+        raise ValueError(f"notes matching must be one of {matching.MATCHINGS}, not {match!r}")
     names = candidate_names(prompt, refs)
     meeting = dates.meeting_date(prompt.user_text())
     parsed = parse_sections(answer, names)
     ref_items: list[tuple[str, str | ActionItem]] = [("decisions", d) for d in refs.decisions]
     ref_items += [("action_items", a) for a in refs.action_items]
     ref_items += [("open_questions", q) for q in refs.open_questions]
-    ref_stems = [content_stems(r.task if isinstance(r, ActionItem) else r, names) for _, r in ref_items]
+    ref_texts = [r.task if isinstance(r, ActionItem) else r for _, r in ref_items]
+    ref_stems = [content_stems(t, names) for t in ref_texts]
     ans_stems = [content_stems(it.text, names) for it in parsed.items]
+    cos = None
+    if match == "semantic" and parsed.items:
+        from judges import embedding
 
-    pairs = []
-    for i, (kind, _) in enumerate(ref_items):
-        for j, item in enumerate(parsed.items):
-            ov = overlap(ref_stems[i], ans_stems[j])
-            if ov >= MATCH_THRESHOLD:
-                pairs.append((ov + (SAME_SECTION_BONUS if item.section == kind else 0.0), i, j))
-    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-    ref_to_ans: dict[int, int] = {}
-    ans_to_ref: dict[int, int] = {}
-    for _, i, j in pairs:
-        if i not in ref_to_ans and j not in ans_to_ref:
-            ref_to_ans[i], ans_to_ref[j] = j, i
-    unmatched = [j for j in range(len(parsed.items)) if j not in ans_to_ref]
+        sims = embedding.cosine(ref_texts, [it.text for it in parsed.items])
+        cos = lambda i, j: float(sims[i, j])  # noqa: E731
+    ref_dates = [{d for _, d in dates.find_dates(t, meeting)} for t in ref_texts]
+    ans_dates = [{d for _, d in dates.find_dates(it.text, meeting)} for it in parsed.items]
+
+    def facts(i: int, j: int) -> tuple[int, bool]:
+        kind, ref = ref_items[i]
+        text = parsed.items[j].text
+        if isinstance(ref, ActionItem):
+            return int(owner_of(text, names) == ref.owner.split()[0].lower()) + int(_due_right(text, ref, meeting)), False
+        agree = int(bool(ref_dates[i] & ans_dates[j]))
+        contra = bool(ref_dates[i] and ans_dates[j] and not agree)
+        if kind == "decisions" and matching.contradicts(ref_texts[i], text):
+            contra = True
+        return agree, contra
+
+    found = matching.assign(len(ref_items), len(parsed.items), lambda i, j: overlap(ref_stems[i], ans_stems[j]), cos,
+                            facts, lambda i, j: parsed.items[j].section == ref_items[i][0])
+    ref_to_ans, ans_to_ref = found.ref_to_ans, found.ans_to_ref
+    unmatched = [j for j in range(len(parsed.items)) if j not in ans_to_ref and j not in found.contradicted]
     duplicates = sum(1 for j in unmatched if any(
         parsed.items[k].section == parsed.items[j].section and dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE
         for k in ans_to_ref))
@@ -335,10 +430,7 @@ def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
         if i in ref_to_ans and isinstance(ref, ActionItem):
             text = parsed.items[ref_to_ans[i]].text
             owners.append(owner_of(text, names) == ref.owner.split()[0].lower())
-            if ref.due is None:  # a date inside the task ("book the room for the Nov 18 dry run") is no due date
-                dues.append(due_of(text, meeting, cued_only=True) is None or bool(_NO_DATE.search(text)))
-            else:
-                dues.append(due_of(text, meeting) == ref.due)
+            dues.append(_due_right(text, ref, meeting))
 
     out: dict[str, float | None] = {}
     for kind in KINDS:
@@ -350,7 +442,9 @@ def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
     n_ref = len(ref_items)
     completeness = len(ref_to_ans) / n_ref
     accuracy = (sum(owners) + sum(dues)) / (2 * len(owners)) if owners else 1.0
-    faithfulness = max(0.0, 1 - INVENTED_PENALTY * invented - DUPLICATE_PENALTY * duplicates)
+    contradicted = len(found.contradicted)
+    faithfulness = max(0.0, 1 - INVENTED_PENALTY * invented - DUPLICATE_PENALTY * duplicates
+                       - CONTRADICTED_PENALTY * contradicted)
     structure = 0.75 + 0.25 * len(parsed.sections) / 3
     out.update({
         "recall": completeness,
@@ -359,6 +453,7 @@ def score(prompt: Prompt, answer: str) -> dict[str, float | None] | None:
         "due_accuracy": sum(dues) / len(dues) if dues else None,
         "invented": float(invented),
         "duplicates": float(duplicates),
+        "contradicted": float(contradicted),
         "sections": float(len(parsed.sections)),
         "score": 1 + 4 * completeness * accuracy * faithfulness * structure,
     })

@@ -4,7 +4,11 @@ known order (the calibration set, conf/calibration/) and must show that it order
 The calibration set holds transcripts that are not in the benchmark, each with six answers:
 rank 1 reference-quality; 2 one owner swapped; 3 an item dropped and a date wrong; 4 a decision
 invented and an owner swapped; 5 items shuffled into one paragraph with half missing; and answer
-4 again with an instruction to the grader appended (kind `injected`).
+4 again with an instruction to the grader appended (kind `injected`). A transcript may also
+carry (the shipped set does) three correct answers in other words and layouts (`reworded_table`,
+`reworded_bold`, `reworded_prose`) and two wrong answers in the reference's words
+(`rotated_facts`: every owner and due date moved to another item; `decision_inverted`: a
+decision turned into its opposite).
 
 Figures (the known order is rank 1 best; a grader agrees when it grades lower ranks higher):
 - `spearman.per_transcript`: Spearman's rho between grade and -rank over one transcript's five
@@ -18,12 +22,21 @@ Figures (the known order is rank 1 best; a grader agrees when it grades lower ra
 - `injection_lift`: mean over transcripts of grade(injected) - grade(the same answer without the
   instruction); > 0 means an answer can talk its way up;
 - `parse_failure_rate`: grades that failed as unparseable / grades attempted;
+- `reworded_gap`: grade(reference) - mean grade of the reworded answers, per transcript and
+  pooled (the mean over transcripts); > 0 means the grader prefers the reference's words;
+- `reworded_above_one_defect`: whether every reworded answer is graded strictly above every
+  one-defect answer (owner swapped) of its transcript (per transcript and all);
+- `words_not_facts`: whether every rotated/inverted answer is graded strictly below the
+  invented-decision answer of its transcript (per transcript and all);
 - `seconds_per_grade`: wall time of the whole qualification / grades attempted; `seconds`: that
   wall time (grading only: a judge's model load is not in it).
 
 A grader passes when pooled rho >= `min_spearman`, lift <= `max_injection_lift` and at most
 `max_error_rate` of its grades failed (config `judge.qualification`, defaults 0.6, 0.25 and
-0.2: a grader that orders the answers it could parse, but fails on the rest, is not qualified). Results are cached under
+0.2: a grader that orders the answers it could parse, but fails on the rest, is not qualified),
+and, on a set with reworded answers, pooled `reworded_gap` <= `max_reworded_gap` (0.5), every
+reworded answer above every one-defect answer and every rotated/inverted answer below the
+invented-decision answer (`reworded_above_one_defect`, `words_not_facts`: true). Results are cached under
 SLMBENCH_HOME/qualification by grader identity and calibration-set digest.
 """
 
@@ -50,7 +63,13 @@ CALIBRATION = paths.CONF_DIR / "calibration" / "meeting-notes.yaml"
 KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",
          "paragraph_half_missing")
 INJECTED = "injected"
-VERSION = 1  # bump when a grader's prompt or these figures change: old cache entries no longer apply
+# Correct answers in other words and layouts, and wrong answers in the reference's words: what
+# real models write, and what a grader that counts words instead of facts gets backwards.
+REWORDED = ("reworded_table", "reworded_bold", "reworded_prose")
+WORDS_NOT_FACTS = ("rotated_facts", "decision_inverted")
+ONE_DEFECT = ("owner_swapped",)
+INVENTED = "invented_and_owner_swapped"
+VERSION = 2  # bump when a grader's prompt or these figures change: old cache entries no longer apply
 
 
 @dataclass(frozen=True)
@@ -98,9 +117,14 @@ def load_calibration(path: str | Path | None = None) -> CalibrationSet:
                 raise UserError(f"{where}: each answer needs rank (int), kind and text")
             answers.append(Answer(a["rank"], str(a.get("kind")), a["text"].strip()))
         kinds = [a.kind for a in answers]
-        if sorted(k for k in kinds if k != INJECTED) != sorted(KINDS) or kinds.count(INJECTED) != 1:
+        extra = sorted(k for k in kinds if k in REWORDED + WORDS_NOT_FACTS)
+        core = [k for k in kinds if k not in REWORDED + WORDS_NOT_FACTS]
+        if sorted(k for k in core if k != INJECTED) != sorted(KINDS) or core.count(INJECTED) != 1:
             raise UserError(f"{where}: answers must be one each of {', '.join(KINDS)} and {INJECTED} (got "
                             f"{', '.join(kinds)})")
+        if extra and extra != sorted(REWORDED + WORDS_NOT_FACTS):
+            raise UserError(f"{where}: the answers in other words come as a set: one each of "
+                            f"{', '.join(REWORDED + WORDS_NOT_FACTS)} (got {', '.join(extra)})")
         ranks = {a.kind: a.rank for a in answers}
         if [ranks[k] for k in KINDS] != [1, 2, 3, 4, 5]:
             raise UserError(f"{where}: ranks must be 1-5 in the order {', '.join(KINDS)}")
@@ -135,7 +159,7 @@ SCORER_FIGURES = {"notes": ("score", lambda v: v), "rouge_l": ("f1", lambda v: 1
                   "keyword_coverage": ("coverage", lambda v: 1 + 4 * v)}
 
 
-def scorer_grader(name: str) -> Grader:
+def scorer_grader(name: str, options: dict | None = None) -> Grader:
     from judges import scorers
 
     if name not in SCORER_FIGURES:
@@ -144,14 +168,22 @@ def scorer_grader(name: str) -> Grader:
     fn = scorers.SCORERS[name]
     field, to_scale = SCORER_FIGURES[name]
 
+    options = dict(options or {})
+
     def grade(prompt: Prompt, answer: str) -> Graded:
-        result = fn(prompt, answer) or {}
+        result = fn(prompt, answer, **options) or {}
         value = result.get(field)
         return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
 
-    from judges import dates, notes
+    from judges import dates, matching, notes
 
-    return Grader(name, {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates)}, grade)
+    identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching), **options}
+    if options.get("match") == "semantic":
+        from runner.models import embedder
+
+        identity["embedder"] = embedder.MINILM.weights_sha256[:16]
+    label = f"{name} ({options['match']} matching)" if "match" in options else name
+    return Grader(label, identity, grade)
 
 
 def judge_grader(judge, name: str, identity: dict) -> Grader:
@@ -226,7 +258,7 @@ def figures(grades: dict[str, dict[str, Graded]], ranks: dict[str, dict[str, int
             lifts.append(ok[INJECTED] - ok[base])
     pooled_pairs = [p for ps in pairs_by_t.values() for p in ps]
     pooled = spearman([p[0] for p in pooled_pairs], [p[1] for p in pooled_pairs])
-    return {
+    return {**_words_figures(grades),
         "spearman": {"pooled": pooled, "ci95": _cluster_ci(list(pairs_by_t.values()), seed),
                      "per_transcript": per},
         "adjacent_accuracy": sum(adjacent) / len(adjacent) if adjacent else None,
@@ -238,6 +270,31 @@ def figures(grades: dict[str, dict[str, Graded]], ranks: dict[str, dict[str, int
         "seconds_per_grade": seconds / attempted if attempted else None,
         "seconds": seconds,
     }
+
+
+def _words_figures(grades: dict[str, dict[str, Graded]]) -> dict:
+    """reworded_gap, reworded_above_one_defect and words_not_facts (see the module docstring);
+    transcripts without reworded answers are left out, and a set with none gives None."""
+    gap: dict[str, float | None] = {}
+    above: dict[str, bool | None] = {}
+    below: dict[str, bool | None] = {}
+    for t, by_kind in grades.items():
+        ok = {k: g.overall for k, g in by_kind.items() if g.overall is not None}
+        if not any(k in by_kind for k in REWORDED + WORDS_NOT_FACTS):
+            continue
+        reworded = [ok.get(k) for k in REWORDED]
+        complete = all(v is not None for v in reworded)  # an ungraded answer proves nothing either way
+        gap[t] = ok["reference"] - sum(reworded) / len(reworded) if complete and "reference" in ok else None
+        defects = [ok.get(k) for k in ONE_DEFECT]
+        above[t] = (min(reworded) > max(defects)) if complete and None not in defects else False
+        wrong = [ok.get(k) for k in WORDS_NOT_FACTS]
+        below[t] = (max(wrong) < ok[INVENTED]) if None not in wrong and INVENTED in ok else False
+    if not gap:
+        return {"reworded_gap": None, "reworded_above_one_defect": None, "words_not_facts": None}
+    gaps = [g for g in gap.values() if g is not None]
+    return {"reworded_gap": {"pooled": sum(gaps) / len(gaps) if gaps else None, "per_transcript": gap},
+            "reworded_above_one_defect": {"all": all(above.values()), "per_transcript": above},
+            "words_not_facts": {"all": all(below.values()), "per_transcript": below}}
 
 
 def _cluster_ci(clusters: list[list[tuple[float, float]]], seed: int) -> list[float] | None:
@@ -254,9 +311,23 @@ def _cluster_ci(clusters: list[list[tuple[float, float]]], seed: int) -> list[fl
     return percentile_ci(np.asarray(rhos), 0.95)
 
 
-def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error_rate: float = 0.2) -> dict:
-    """passed, and why not: pooled rho >= min_spearman, injection lift <= max_injection_lift and
-    failed grades / grades <= max_error_rate."""
+@dataclass(frozen=True)
+class Gates:
+    """What a set with reworded answers also asks (config judge.qualification)."""
+
+    max_reworded_gap: float = 0.5
+    reworded_above_one_defect: bool = True
+    words_not_facts: bool = True
+
+
+def gates_of(qcfg) -> Gates:
+    return Gates(float(qcfg.max_reworded_gap), bool(qcfg.reworded_above_one_defect), bool(qcfg.words_not_facts))
+
+
+def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error_rate: float = 0.2,
+            gates: Gates = Gates()) -> dict:
+    """passed, and why not: pooled rho >= min_spearman, injection lift <= max_injection_lift,
+    failed grades / grades <= max_error_rate, and the gates on reworded answers."""
     pooled = fig["spearman"]["pooled"]
     lift = fig["injection_lift"]
     why = []
@@ -271,9 +342,23 @@ def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error
     errors = (fig.get("n_errors") or 0) / fig["n_grades"] if fig.get("n_grades") else 0.0
     if errors > max_error_rate:
         why.append(f"{fig['n_errors']} of {fig['n_grades']} grades failed ({errors:.0%} > {max_error_rate:.0%})")
+    gap = (fig.get("reworded_gap") or {}).get("pooled") if fig.get("reworded_gap") else None
+    if fig.get("reworded_gap") is not None:
+        if gap is None or gap > gates.max_reworded_gap:
+            why.append(f"reworded gap {fmt_figure(gap, '+.2f')} > {gates.max_reworded_gap:+g} (correct answers in "
+                       f"other words graded below the reference)")
+        if gates.reworded_above_one_defect and not fig["reworded_above_one_defect"]["all"]:
+            bad = [t for t, v in fig["reworded_above_one_defect"]["per_transcript"].items() if not v]
+            why.append(f"a reworded correct answer is not above the one-defect answer ({', '.join(bad)})")
+        if gates.words_not_facts and not fig["words_not_facts"]["all"]:
+            bad = [t for t, v in fig["words_not_facts"]["per_transcript"].items() if not v]
+            why.append(f"a rotated/inverted answer in the reference's words is not below the invented-decision "
+                       f"answer ({', '.join(bad)})")
     return {"passed": not why, "why": "; ".join(why) or None,
             "thresholds": {"min_spearman": min_spearman, "max_injection_lift": max_injection_lift,
-                           "max_error_rate": max_error_rate}}
+                           "max_error_rate": max_error_rate, "max_reworded_gap": gates.max_reworded_gap,
+                           "reworded_above_one_defect": gates.reworded_above_one_defect,
+                           "words_not_facts": gates.words_not_facts}}
 
 
 # ---------------------------------------------------------------------------- running, caching
@@ -286,7 +371,8 @@ def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
 
 
 def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0.6, max_injection_lift: float = 0.25,
-            refresh: bool = False, progress: Callable[[str], None] | None = None, max_error_rate: float = 0.2) -> dict:
+            refresh: bool = False, progress: Callable[[str], None] | None = None, max_error_rate: float = 0.2,
+            gates: Gates = Gates()) -> dict:
     """Grade the calibration set (or reuse the cached grades) and return the figures with the
     verdict against the given thresholds."""
     path = cache_path(grader, calibration)
@@ -322,11 +408,25 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
         cached["cached"] = False
     else:
         cached["cached"] = True
-    return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate)}
+    return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate, gates)}
 
 
 def fmt_figure(v, fmt: str) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _words_lines(q: dict) -> list[str]:
+    if not q.get("reworded_gap"):
+        return ["  reworded answers         none in this set (no reworded_gap / words_not_facts)"]
+    gap, above, below = q["reworded_gap"], q["reworded_above_one_defect"], q["words_not_facts"]
+    per = ", ".join(f"{t} {fmt_figure(v, '+.2f')}" for t, v in gap["per_transcript"].items())
+    return [f"  reworded gap, pooled     {fmt_figure(gap['pooled'], '+.2f')}  (reference minus mean of 3 correct "
+            f"answers in other words; per transcript {per})",
+            f"  reworded > one-defect    {'yes' if above['all'] else 'NO'}  (every reworded answer above the "
+            f"owner-swapped one; fails: {', '.join(t for t, v in above['per_transcript'].items() if not v) or 'none'})",
+            f"  words not facts          {'yes' if below['all'] else 'NO'}  (rotated owners/dates and an inverted "
+            f"decision below the invented-decision answer; fails: "
+            f"{', '.join(t for t, v in below['per_transcript'].items() if not v) or 'none'})"]
 
 
 def text_report(q: dict) -> str:
@@ -347,10 +447,13 @@ def text_report(q: dict) -> str:
         f"  injection lift           {fmt_figure(q['injection_lift'], '+.2f')}  (instructed minus plain answer, 1-5 scale)",
         f"  parse-failure rate       {fmt_figure(q['parse_failure_rate'], '.2f')}  ({q['n_errors']} of {q['n_grades']} "
         f"grades failed)",
+        *_words_lines(q),
         f"  seconds per grade        {fmt_figure(q['seconds_per_grade'], '.3f')}",
         f"  verdict: {'QUALIFIED' if q['passed'] else 'NOT QUALIFIED'} (needs pooled Spearman >= "
-        f"{th['min_spearman']:g}, injection lift <= {th['max_injection_lift']:+g} and at most "
-        f"{th.get('max_error_rate', 0.2):.0%} failed grades)"
+        f"{th['min_spearman']:g}, injection lift <= {th['max_injection_lift']:+g}, at most "
+        f"{th.get('max_error_rate', 0.2):.0%} failed grades"
+        + (f", reworded gap <= {th['max_reworded_gap']:+g}, reworded answers above one-defect ones and "
+           f"rotated/inverted ones below the invented-decision one" if q.get("reworded_gap") else "") + ")"
         + (f": {q['why']}" if q["why"] else ""),
     ]
     if q.get("seconds") is not None:  # absent from caches written before it was recorded

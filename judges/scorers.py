@@ -70,12 +70,14 @@ def resolve(names: Iterable[str]) -> dict[str, Scorer]:
     return {n: SCORERS[n] for n in names}
 
 
-def score_all(names: Iterable[str], prompt: Prompt, answer: str) -> dict[str, float]:
-    """Run the named scorers; fields flattened as "<scorer>.<field>". Scorers that return
-    None (not applicable) contribute no fields. Unknown names raise UserError."""
+def score_all(names: Iterable[str], prompt: Prompt, answer: str,
+              options: dict[str, dict] | None = None) -> dict[str, float]:
+    """Run the named scorers (each with its `options[name]` settings, e.g. {"notes": {"match":
+    "lexical"}}); fields flattened as "<scorer>.<field>". Scorers that return None (not
+    applicable) contribute no fields. Unknown names raise UserError."""
     out: dict[str, float] = {}
     for name, fn in resolve(names).items():
-        result = fn(prompt, answer or "")
+        result = fn(prompt, answer or "", **(options or {}).get(name, {}))
         if result is None:
             continue
         for key, value in result.items():
@@ -270,12 +272,13 @@ from judges import notes as _notes  # noqa: E402
 
 
 @scorer("notes")
-def notes(prompt: Prompt, answer: str) -> dict[str, float] | None:
+def notes(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
     """Meeting notes checked item by item against `prompt.reference_items` (judges/notes.py
     gives every step): per-section recall and precision, owner and due-date accuracy over
-    matched action items, invented and duplicated items, sections present, and
+    matched action items, invented, duplicated and contradicted items, sections present, and
     score = 1 + 4 x completeness x accuracy x faithfulness x structure (completeness = recall;
     accuracy = mean (owner right + due right) / 2 over matched action items; faithfulness =
-    max(0, 1 - 0.25 x invented - 0.1 x duplicates); structure = 0.75 + 0.25 x sections / 3).
-    None without reference_items."""
-    return _notes.score(prompt, answer)
+    max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x contradicted); structure = 0.75 +
+    0.25 x sections / 3). Items are paired by `match` (judges/matching.py): semantic (meaning,
+    words, facts) or lexical (words, facts). None without reference_items."""
+    return _notes.score(prompt, answer, match)

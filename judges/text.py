@@ -30,3 +30,11 @@ until up upon us use used using very via was wasnt we well were what whatever wh
 whereas whether which while who whom whose why will with within without wont would wouldnt yes
 yet you your youre yours yourself yourselves
 """.split())
+
+
+def stem(tok: str) -> str:
+    """A crude stem: a plural "s" dropped, then the first 6 characters ("investigating" ~
+    "investigate"), enough to compare meeting-note items word by word."""
+    if len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss"):
+        tok = tok[:-1]
+    return tok[:6]

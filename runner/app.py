@@ -19,7 +19,7 @@ from runner.config.errors import OutputError, SweepAborted, UserError, is_file_e
 from runner.config.resolvers import register_resolvers
 from runner.measure.job import run_isolated, run_job
 from runner.metrics import catalog
-from runner.models import pack
+from runner.models import embedder, pack
 from runner.outcomes import BROKEN_OUTPUT, OUTCOMES, STRICT, exit_code
 from runner.report import job as report
 from runner.store import jobdir, summary
@@ -102,6 +102,9 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
         from judges.qualify import load_calibration
 
         load_calibration(cfg.judge.qualification.calibration)  # a bad calibration set fails before any run
+        if (cfg.judge.notes.match == "semantic" and "notes" in cfg.judge.scorers
+                and any(p.reference_items for p in prompt_set.prompts)):
+            embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
         unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
         if cfg.judge.model and modes.get(cfg.judge.mode).needs_reference_items and unreferenced:
             raise UserError(f"judge.mode={cfg.judge.mode} asks questions built from each prompt's reference_items, but "

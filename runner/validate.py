@@ -6,12 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from judges import modes, scorers
+from judges.matching import MATCHINGS
 from runner import backends
 from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 from runner.config import secrets
 from runner.config.errors import UserError
 from runner.config.labels import label_of
+from runner.config.prompts import acceptance
+from runner.decide.keys import resolve_key
 from runner.models import registry
+
+PENALTIES = ("repetition_penalty", "frequency_penalty", "presence_penalty")
+PENALTY_MAX = 2.0  # ORT GenAI and vLLM accept more; past 2 a small model stops forming words
 
 
 def validate(cfg: Any) -> None:
@@ -21,7 +27,14 @@ def validate(cfg: Any) -> None:
 
     checks = [
         (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
-        (cfg.decoding.max_tokens >= 1, "decoding.max_tokens", "must be >= 1"),
+        (cfg.decoding.max_tokens is None or cfg.decoding.max_tokens >= 1, "decoding.max_tokens",
+         "must be >= 1 (or null: derived from the prompt set's reference answers)"),
+        (cfg.decoding.repetition_penalty is None or 0 < cfg.decoding.repetition_penalty <= PENALTY_MAX,
+         "decoding.repetition_penalty", f"must be in (0, {PENALTY_MAX}] (1.0 = off, > 1 penalizes repeats)"),
+        (cfg.decoding.frequency_penalty is None or -2 <= cfg.decoding.frequency_penalty <= 2,
+         "decoding.frequency_penalty", "must be in [-2, 2] (0 = off)"),
+        (cfg.decoding.presence_penalty is None or -2 <= cfg.decoding.presence_penalty <= 2,
+         "decoding.presence_penalty", "must be in [-2, 2] (0 = off)"),
         (cfg.decoding.top_p is None or 0 < cfg.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
         (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
         (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
@@ -58,6 +71,9 @@ def validate(cfg: Any) -> None:
          DEVICE_OF[short_name(cfg.hardware.execution_provider)] or short_name(cfg.hardware.execution_provider)
          == "openvino", "hardware.execution_provider", f"does not run on hardware.device={cfg.hardware.device}"),
     ]
+    checks += [(cfg.decoding[k] is None or k in caps.penalties, f"decoding.{k}",
+                f"is not sent by backend={cfg.backend.name} (it sends: {', '.join(caps.penalties) or 'no penalty'})")
+               for k in PENALTIES]
     judge = cfg.judge
     checks += [
         (not judge_caps.needs_base_url or bool(judge.base_url), "judge.base_url",
@@ -67,10 +83,15 @@ def validate(cfg: Any) -> None:
         (judge.injection_probe >= 0, "judge.injection_probe", "must be >= 0"),
         (judge.mode in modes.MODES, "judge.mode", f"is not a judge mode (known: {', '.join(sorted(modes.MODES))})"),
         (-1 <= judge.qualification.min_spearman <= 1, "judge.qualification.min_spearman", "must be in [-1, 1]"),
+        (judge.notes.match in MATCHINGS, "judge.notes.match", f"must be one of {', '.join(MATCHINGS)}"),
     ]
     for ok, key, why in checks:
         if not ok:
             raise UserError(f"{key}={_get(cfg, key)!r} {why}")
+    bars = acceptance(cfg.prompts.get("acceptance"), "prompts.acceptance") or {}
+    for kind, limits in bars.items():  # a bar naming no metric is refused now, not after the sweep
+        for key in limits:
+            resolve_key(key, [], f"prompts.acceptance.{kind}.{key}")
     secrets.check_urls({k: _get(cfg, k) for k in ("backend.base_url", "judge.base_url", "tracking.uri")})
     scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error
     if judge.model and judge_caps.in_process:

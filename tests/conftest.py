@@ -54,6 +54,7 @@ def fresh_home(tmp_path: Path, pack_home: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     (home / "weights").symlink_to(pack_home / "weights")
+    (home / "scorers").symlink_to(pack_home / "scorers")  # the notes scorer's verified embedding model
     return home
 
 

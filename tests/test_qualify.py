@@ -84,7 +84,8 @@ def test_verdict_thresholds():
     f = {"spearman": {"pooled": 0.59}, "injection_lift": 0.0}
     assert not verdict(f, 0.6, 0.25)["passed"] and "0.59 < 0.6" in verdict(f, 0.6, 0.25)["why"]
     assert verdict(f, 0.5, 0.25) == {"passed": True, "why": None, "thresholds": {
-        "min_spearman": 0.5, "max_injection_lift": 0.25, "max_error_rate": 0.2}}
+        "min_spearman": 0.5, "max_injection_lift": 0.25, "max_error_rate": 0.2, "max_reworded_gap": 0.5,
+        "reworded_above_one_defect": True, "words_not_facts": True}}
     assert not verdict({"spearman": {"pooled": None}, "injection_lift": 0.0}, 0.6, 0.25)["passed"]
 
 
@@ -99,36 +100,38 @@ def test_the_shipped_calibration_set():
         assert t.prompt.reference_items.count() >= 6
 
 
-def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("SLMBENCH_HOME", str(tmp_path))
+def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, fresh_home: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(fresh_home))
     calls = []
     grader = qualify.scorer_grader("notes")
     inner = grader.grade
     grader.grade = lambda p, a: calls.append(1) or inner(p, a)
     cal = qualify.load_calibration()
     first = qualify.qualify(grader, cal)
-    assert first["passed"] and not first["cached"] and len(calls) == 6 * len(cal.transcripts)
+    n = sum(len(t.answers) for t in cal.transcripts)
+    assert first["passed"] and not first["cached"] and len(calls) == n
     assert first["spearman"]["pooled"] >= 0.8 and first["adjacent_accuracy"] >= 0.75
     assert first["injection_lift"] <= 0
     again = qualify.qualify(grader, cal, min_spearman=0.999)
-    assert again["cached"] and len(calls) == 6 * len(cal.transcripts)  # no grading the second time
+    assert again["cached"] and len(calls) == n  # no grading the second time
     assert not again["passed"]  # thresholds apply at read time
     # the cache key is the grader's identity and the calibration set's digest: change either, grade again
     edited = tmp_path / "cal.yaml"
     edited.write_text(Path(cal.path).read_text().replace("Friday", "Friday ", 1))
     other = qualify.load_calibration(edited)
     assert other.digest != cal.digest and qualify.cache_path(grader, other) != qualify.cache_path(grader, cal)
-    assert not qualify.qualify(grader, other)["cached"] and len(calls) == 12 * len(cal.transcripts)
+    assert not qualify.qualify(grader, other)["cached"] and len(calls) == 2 * n
     judge, changed = qualify.Grader("j", {"code": "a"}, grader.grade), qualify.Grader("j", {"code": "b"}, grader.grade)
     assert qualify.cache_path(judge, cal) != qualify.cache_path(changed, cal)
 
 
-def test_a_grader_that_reverses_the_order_fails(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("SLMBENCH_HOME", str(tmp_path))
+def test_a_grader_that_reverses_the_order_fails(fresh_home: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(fresh_home))
     notes_grader = qualify.scorer_grader("notes")
     flipped = qualify.Grader("flipped", {"x": 1}, lambda p, a: Graded(6 - notes_grader.grade(p, a).overall))
     q = qualify.qualify(flipped, qualify.load_calibration())
     assert not q["passed"] and q["spearman"]["pooled"] < 0 and q["injection_lift"] > 0
+    assert not q["reworded_above_one_defect"]["all"] and not q["words_not_facts"]["all"]  # reversed on these too
 
 
 def test_malformed_calibration_sets(tmp_path: Path):
@@ -142,12 +145,13 @@ def test_malformed_calibration_sets(tmp_path: Path):
         qualify.load_calibration(tmp_path / "missing.yaml")
 
 
-def test_cli_qualifies_scorers(tmp_path: Path):
-    env = {"SLMBENCH_HOME": str(tmp_path)}
+def test_cli_qualifies_scorers(fresh_home: Path):
+    env = {"SLMBENCH_HOME": str(fresh_home)}
     done = run_cli("judge", "qualify", "notes", env=env)
     assert done.returncode == 0, done.stderr
-    for figure in ("Spearman, pooled", "adjacent-pair accuracy", "agreeableness", "injection lift",
-                   "parse-failure rate", "seconds per grade", "QUALIFIED"):
+    for figure in ("grader notes (semantic matching)", "Spearman, pooled", "adjacent-pair accuracy", "agreeableness",
+                   "injection lift", "parse-failure rate", "reworded gap, pooled", "words not facts",
+                   "seconds per grade", "QUALIFIED"):
         assert figure in done.stdout
     js = run_cli("judge", "qualify", "rouge_l", "--json", "--min-spearman", "0.99", env=env)
     assert js.returncode == 1  # not qualified under a stricter bar

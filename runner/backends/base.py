@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
-OnDelta = Callable[[str], None]
+# Called with each content chunk as it arrives; a true return asks the backend to stop generating
+# (the loop stop, runner/metrics/degenerate.py): the Completion then says `stopped`.
+OnDelta = Callable[[str], bool | None]
 
 
 @dataclass
@@ -24,6 +26,10 @@ class GenParams:
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
+    # Penalties on repeated tokens (decoding.*; None: the runtime's default, nothing is sent).
+    repetition_penalty: float | None = None  # multiplicative, 1.0 = off (vLLM, llama.cpp, ORT GenAI)
+    frequency_penalty: float | None = None  # additive, OpenAI semantics (endpoints)
+    presence_penalty: float | None = None  # additive, OpenAI semantics (endpoints)
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Completion:
     tokens_estimated: bool = False  # True when the server gave no usage and we counted chunks
     finish_reason: str | None = None
     client_overhead_s: float | None = None  # the client's own processing time inside the timed window
+    stopped: bool = False  # on_delta asked to stop: the answer ended there, not on its own or at the cap
 
     @property
     def text(self) -> str:
@@ -58,6 +65,9 @@ class Capabilities:
     logprobs: bool = False  # token log-probabilities are available
     parallel_safe: bool = True  # several jobs may run at once (False: they would share this machine's cores)
     needs_base_url: bool = False  # the backend's `base_url` must be set
+    # The decoding penalties it sends to the runtime (decoding.repetition_penalty, frequency_penalty,
+    # presence_penalty); one it does not name is refused at config time rather than silently dropped.
+    penalties: tuple[str, ...] = ()
 
 
 class Backend(ABC):
@@ -87,6 +97,11 @@ class Backend(ABC):
         """One whole reply, untimed (used by judges). Backends that can constrain output to
         `json_schema` override this; the default ignores the schema."""
         return self.chat(messages, params).text
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        """Each text's length in the model's tokens, or None when this backend cannot tell (the cap
+        derived from reference answers is then estimated, runner/measure/cap.py)."""
+        return None
 
     def unload(self) -> None:  # noqa: B027 - optional for remote backends
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams, Message, OnDelta
 from runner.models import catalog
@@ -15,6 +16,9 @@ _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
 class FoundryBackend(Backend):
     name = "foundry"
     # In process: load, RSS and disk are ours; jobs on one machine would share its cores.
+    # No penalty: the runtime refuses a nonzero frequency/presence penalty ("ORT repetition_penalty has
+    # different semantics"), and ignores `repetition_penalty` passed as an additional option (SDK 2.2.1:
+    # identical greedy text at 1.3, and -1 accepted), so any of them is refused at config time.
     capabilities = Capabilities(in_process=True, structured_output=True, parallel_safe=False)
 
     def __init__(self, model_id: str, timeout_s: float = 120.0, spec=None):
@@ -85,24 +89,33 @@ class FoundryBackend(Backend):
             timer = threading.Timer(self.timeout_s, request.cancel)
             timer.start()  # before t_sent: starting a thread costs ~0.5 ms, which is not the model's
             deltas: list[tuple[float, str]] = []
+            stopped = False
+            usage = finish = None
             t_sent = time.perf_counter()
             try:
                 with session.process_streaming_request(request) as stream:
                     for item in stream:
                         if isinstance(item, TextItem) and item.text:
                             deltas.append((time.perf_counter(), item.text))
-                            if on_delta is not None:
-                                on_delta(item.text)
-                    t_end = time.perf_counter()
-                    with stream.final_response as final:
-                        usage = final.get_usage()
-                        finish = _FINISH.get(int(final.finish_reason), str(final.finish_reason))
+                            if on_delta is not None and on_delta(item.text):
+                                stopped = True  # leaving the loop cancels the request (the SDK joins its worker)
+                                break
+                    if stopped:  # the answer ended at its last chunk; the cancellation is not the model's time
+                        t_end = deltas[-1][0]
+                    else:
+                        t_end = time.perf_counter()
+                        with stream.final_response as final:
+                            usage = final.get_usage()
+                            finish = _FINISH.get(int(final.finish_reason), str(final.finish_reason))
             except Exception as exc:
                 if time.perf_counter() - t_sent >= self.timeout_s:
                     raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}") from None
                 raise BackendError(f"generation failed: {exc}") from None
             finally:
                 timer.cancel()
+        if usage is None:  # a stopped stream has no final response: one chunk is one token, flagged
+            return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas, completion_tokens=len(deltas),
+                              tokens_estimated=True, stopped=True)
         return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas,
                           prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                           finish_reason=finish)
@@ -129,6 +142,28 @@ class FoundryBackend(Backend):
         except Exception as exc:
             raise BackendError(f"generation failed: {exc}") from None
         return reply["choices"][0]["message"].get("content") or ""
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        """With the model folder's own tokenizer.json (the `tokenizers` package, installed with the
+        `import` extra); None when either is missing."""
+        try:
+            from tokenizers import Tokenizer
+
+            path = self._folder()
+            tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json")) if path else None
+        except Exception:  # no package, no folder, no or an unreadable tokenizer.json: estimate instead
+            return None
+        if tokenizer is None:
+            return None
+        return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def _folder(self) -> str | None:
+        if self.spec is not None and self.spec.source.kind != "remote":
+            from runner.models import pack
+
+            return str(pack.model_folder(self.spec))
+        model = self._model or catalog.find(self.model_id)
+        return model.get_path() if model is not None else None
 
     def execution_provider(self) -> tuple[str | None, str]:
         """Foundry Local's model info when it names a provider; otherwise (a registered model, whose

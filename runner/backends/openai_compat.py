@@ -13,7 +13,10 @@ from runner.backends.base import Backend, BackendError, Capabilities, Completion
 class OpenAIBackend(Backend):
     name = "openai"
     # The model runs on the server: several jobs may run at once (the load is there).
-    capabilities = Capabilities(needs_base_url=True, structured_output=True)
+    # frequency/presence penalties are OpenAI's; repetition_penalty is the field vLLM and llama.cpp's
+    # server read beside them (a server that does not know it ignores it).
+    capabilities = Capabilities(needs_base_url=True, structured_output=True,
+                                penalties=("frequency_penalty", "presence_penalty", "repetition_penalty"))
 
     @classmethod
     def from_config(cls, backend_cfg, model) -> OpenAIBackend:
@@ -70,7 +73,8 @@ class OpenAIBackend(Backend):
         body = {"model": self.model_id, "messages": messages, "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": params.max_tokens,
                 "temperature": params.temperature}
-        for key, value in (("top_p", params.top_p), ("seed", params.seed), ("top_k", params.top_k)):
+        for key, value in (("top_p", params.top_p), ("seed", params.seed), ("top_k", params.top_k),
+                           *penalties(params)):
             if value is not None:
                 body[key] = value
         request = self._http.build_request("POST", self._chat_url, content=json.dumps(body).encode(),
@@ -91,7 +95,10 @@ class OpenAIBackend(Backend):
                 if now - t_sent > self.timeout_s:  # the client's timeout bounds each read, not the request
                     raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
                 stream.overhead_s += time.perf_counter() - now
-            t_end = time.perf_counter()
+                if stream.stopped:  # closing the response (below) ends the server's generation
+                    break
+            # a stopped answer ended at its last chunk's arrival
+            t_end = stream.deltas[-1][0] if stream.stopped else time.perf_counter()
         except BackendError:
             raise
         except self._httpx.TimeoutException:
@@ -104,9 +111,10 @@ class OpenAIBackend(Backend):
         finally:
             if response is not None:
                 response.close()
-        if not stream.done and stream.finish is None:
+        if not stream.done and stream.finish is None and not stream.stopped:
             raise BackendError(f"stream ended early after {len(stream.deltas)} chunks (no finish reason, no [DONE])")
-        c = Completion(t_sent, t_end, stream.deltas, finish_reason=stream.finish, client_overhead_s=stream.overhead_s)
+        c = Completion(t_sent, t_end, stream.deltas, finish_reason=stream.finish, client_overhead_s=stream.overhead_s,
+                       stopped=stream.stopped)
         if stream.usage is None:
             # No usage from the server: one chunk ~ one token is an estimate, flagged as such.
             c.completion_tokens, c.tokens_estimated = len(stream.deltas), True
@@ -124,6 +132,7 @@ class OpenAIBackend(Backend):
                 "temperature": params.temperature}
         if params.seed is not None:
             body["seed"] = params.seed
+        body.update((k, v) for k, v in penalties(params) if v is not None)
         if json_schema is not None:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "grade", "schema": json_schema, "strict": True}}
@@ -177,6 +186,7 @@ class _Stream:
         self.finish: str | None = None
         self.usage: dict | None = None
         self.done = False
+        self.stopped = False  # on_delta asked to stop: the rest of the stream is not read
         self.overhead_s = 0.0
         self._buf = b""
 
@@ -189,6 +199,8 @@ class _Stream:
             line, self._buf = self._buf[:cut].strip(), self._buf[cut + 1:]
             if line.startswith(b"data:"):
                 self._event(line[5:].strip(), now)
+            if self.stopped:
+                return
 
     def _event(self, payload: bytes, now: float) -> None:
         if payload == b"[DONE]":
@@ -212,10 +224,16 @@ class _Stream:
             # Role-only and empty chunks are not tokens: they must not start TTFT.
             if text:
                 self.deltas.append((now, text))
-                if self.on_delta is not None:
-                    self.on_delta(text)
+                if self.on_delta is not None and self.on_delta(text):
+                    self.stopped = True
+                    return
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
+
+
+def penalties(params: GenParams) -> tuple[tuple[str, float | None], ...]:
+    return (("frequency_penalty", params.frequency_penalty), ("presence_penalty", params.presence_penalty),
+            ("repetition_penalty", params.repetition_penalty))
 
 
 def _snippet(data: bytes, limit: int = 120) -> str:

@@ -207,3 +207,47 @@ def _iso_date(value, where: str) -> dt.date | None:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise UserError(f"{where}: {value!r} is not an ISO date (YYYY-MM-DD) or null") from None
+
+
+ACCEPTANCE_KEYS = ("min", "max")
+
+
+def acceptance(raw, where: str = "prompts.acceptance") -> dict[str, dict[str, float]] | None:
+    """A prompt set's `acceptance` block, {min: {KEY: number}, max: {KEY: number}} over selection
+    metric keys (nested or dotted: `quality: {overall: 3.5}` is `quality.overall: 3.5`), as flat
+    mappings; None when not declared (null or {}). UserError naming the offending part when malformed."""
+    if hasattr(raw, "items") and not isinstance(raw, dict):  # a DictConfig
+        from omegaconf import OmegaConf
+
+        raw = OmegaConf.to_container(raw, resolve=True)
+    if raw is None or raw == {}:
+        return None
+    expected = "{min: {METRIC: number}, max: {METRIC: number}}, e.g. {min: {quality.overall: 3.5}}"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} must be a mapping {expected}, got {raw!r}")
+    unknown = sorted(str(k) for k in raw if k not in ACCEPTANCE_KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} (expected {expected})")
+    out: dict[str, dict[str, float]] = {}
+    for kind in ACCEPTANCE_KEYS:
+        bars: dict[str, float] = {}
+        _flat_bars(raw.get(kind), f"{where}.{kind}", "", bars, expected)
+        out[kind] = bars
+    if not out["min"] and not out["max"]:
+        raise UserError(f"{where} declares no bar (expected {expected}; leave it out for the default)")
+    return out
+
+
+def _flat_bars(node, where: str, prefix: str, out: dict, expected: str) -> None:
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise UserError(f"{where} must map metric keys to numbers ({expected}), got {node!r}")
+    for k, v in node.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            _flat_bars(v, where, key, out, expected)
+        elif isinstance(v, int | float) and not isinstance(v, bool) and v == v and abs(v) != float("inf"):
+            out[key] = float(v)
+        else:
+            raise UserError(f"{where}.{key}={v!r}: must be a number")

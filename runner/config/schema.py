@@ -50,6 +50,10 @@ class PromptsConfig:
     name: str = MISSING
     path: str = MISSING  # YAML/JSONL prompt set, or the workshop's JSON list of strings
     limit: int | None = None  # use only the first N prompts
+    # What "fit for the task" means for this set: {min: {KEY: v}, max: {KEY: v}} over selection metric
+    # keys (conf/selection/default.yaml); empty: the selection's stated default (acceptance_default).
+    # (A mapping, never null: OmegaConf cannot merge a command-line mapping into a null node.)
+    acceptance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,7 +71,19 @@ class DecodingConfig:
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = 42
-    max_tokens: int = 256
+    # The token cap. None: derived from the prompt set's reference answers (runner/measure/cap.py:
+    # the longest reference in the model's tokens x 1.5, rounded up to 32; 256 without references).
+    max_tokens: int | None = None
+    # Penalties on repeated tokens; None sends nothing (the runtime's default). Which a backend sends
+    # is its declared capability (`Capabilities.penalties`): endpoints frequency_penalty and
+    # presence_penalty (-2..2, 0 = off) and repetition_penalty ((0, 2], 1.0 = off; vLLM, llama.cpp);
+    # Foundry Local in process none (its SDK refuses or ignores them: runner/backends/foundry.py).
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    # Stop an answer once its streamed text ends in a loop (runner/metrics/degenerate.py), instead of
+    # letting it run to the cap; the record says `stopped_loop`.
+    loop_stop: bool = True
 
 
 @dataclass
@@ -91,6 +107,20 @@ class QualificationConfig:
     max_injection_lift: float = 0.25  # on the 1-5 scale
     max_error_rate: float = 0.2  # share of calibration grades that failed (unparseable, backend errors)
     calibration: str | None = None  # None: conf/calibration/meeting-notes.yaml
+    # On a set with correct answers in other words (judges/qualify.py): reference minus their mean
+    # grade at most this, each above every one-defect answer, wrong answers in the reference's
+    # words below the invented-decision one.
+    max_reworded_gap: float = 0.5
+    reworded_above_one_defect: bool = True
+    words_not_facts: bool = True
+
+
+@dataclass
+class NotesConfig:
+    """The `notes` scorer (judges/notes.py): how answer items are paired with reference items.
+    semantic: sentence-embedding meaning, content words and facts; lexical: words and facts."""
+
+    match: str = "semantic"
 
 
 @dataclass
@@ -118,6 +148,7 @@ class JudgeConfig:
     scorers: list[str] = field(default_factory=lambda: ["notes", "rouge_l", "keyword_coverage", "length",
                                                          "format", "refusal"])
     qualification: QualificationConfig = field(default_factory=QualificationConfig)
+    notes: NotesConfig = field(default_factory=NotesConfig)
 
 
 @dataclass
@@ -180,6 +211,11 @@ class SelectionConfig:
     weights: dict[str, Any] = field(default_factory=dict)  # weights over normalized metrics
     # Quality from a grader that failed qualification is not used unless this is set.
     trust_unqualified: bool = False
+    # Fit for the task (runner/decide/fitness.py): true = each job's prompt-set bars (prompts.acceptance)
+    # or acceptance_default; a mapping {min: ..., max: ...} = these bars for every job; false = no verdict.
+    acceptance: Any = True
+    acceptance_default: dict[str, Any] = field(default_factory=lambda: {
+        "min": {"quality.overall": 3.0}, "max": {"degenerate.share": 0.2}})
 
 
 @dataclass

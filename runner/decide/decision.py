@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.config.errors import UserError
+from runner.decide import fitness
 from runner.decide.keys import Metric, _is_num, inferred_goal, resolve_key
 from runner.decide.selection import AUTO, AUTO_QUALITY, AUTO_SPEED, normalize_selection
 from runner.metrics.catalog import IN_PROCESS_ONLY
@@ -264,18 +265,21 @@ def objective_text(decision: dict) -> str:
     return o["metric"]
 
 
-def _sentence(decision: dict, cands: list[dict], labels: dict[str, str], plan: _Plan) -> str:
+def _sentence(decision: dict, cands: list[dict], labels: dict[str, str], plan: _Plan, by_job: dict[str, dict]) -> str:
     failed = [c for c in cands if not c["evaluated"]]
     tail = (f" {len(failed)} failed job{'s were' if len(failed) > 1 else ' was'} not evaluated "
             f"({', '.join(c['job'] for c in failed)})." if failed else "")
     cut = [labels[c["job"]] for c in cands if c["evaluated"] and c.get("truncated")]
     if cut:
-        tail += (f" Answers were cut at max_tokens for {', '.join(cut)}: quality was graded on cut answers "
-                 f"(raise decoding.max_tokens).")
+        tail += (f" Answers were cut at max_tokens while still answering for {', '.join(cut)}: quality was graded "
+                 f"on cut answers (raise decoding.max_tokens).")
     if not any(c["evaluated"] for c in cands):
         first = failed[0]["reasons"][0] if failed else "no jobs"
         who = f"all {len(cands)} jobs" if len(cands) > 1 else "the only job"
         return f"Nothing could be decided: {who} failed ({first})."
+    if decision["fit"] is False:
+        ranked = sorted((c for c in cands if c["rank"] is not None), key=lambda c: c["rank"])
+        return fitness.none_fit_sentence(cands, by_job, labels, fmt, ranked, objective_text(decision)) + tail
     rec = decision["recommended"]
     any_limit = bool(decision["limits"]["max"] or decision["limits"]["min"] or decision["limits"]["licenses"]
                      or decision["limits"]["commercial"])
@@ -294,8 +298,14 @@ def _sentence(decision: dict, cands: list[dict], labels: dict[str, str], plan: _
         return f"No candidate meets every limit: {parts}. Nothing to ship until a limit is relaxed.{tail}"
     unit = "" if plan.kind == "weights" else plan.objective.unit
     value = with_unit(fmt(rec["objective_value"]), unit)
-    head = f"Ship {labels[rec['job']]} as the default: " + ("it meets every limit and " if any_limit
-                                                            else "with no limits set, it ")
+    best = next(c for c in cands if c["job"] == rec["job"])
+    if best["fit"]:
+        fit = fitness.fit_clause(best, by_job, fmt, with_unit)
+        head = f"Ship {labels[rec['job']]} as the default: {fit}, " + ("meets every limit and " if any_limit
+                                                                       else "and, with no limits set, ")
+    else:
+        head = f"Ship {labels[rec['job']]} as the default: " + ("it meets every limit and " if any_limit
+                                                                else "with no limits set, it ")
     body = f"scores {value} on {objective_text(decision)}"
     ru = decision["runner_up"]
     if ru is None:
@@ -304,6 +314,9 @@ def _sentence(decision: dict, cands: list[dict], labels: dict[str, str], plan: _
     noise = {"clear": "clear margin",
              "too close to call": "too close to call: their 95% CIs overlap",
              None: "noise unknown: no CI for this metric"}[decision["margin_vs_noise"]]
+    second = next(c for c in cands if c["job"] == ru["job"])
+    if second["fit"] is False:
+        noise += f"; {labels[ru['job']]} is {fitness.unfit_note(second)}"
     margin = with_unit(fmt(decision["margin"]), unit)
     return f"{head}{body}, {margin} {direction} {labels[ru['job']]} ({noise}).{tail}"
 
@@ -346,10 +359,14 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
             c["notes"].append(f"device unverified: {device.get('asked')} was asked for, and the backend reports "
                               f"no device; its figures may come from another")
         cut = s.get("truncation") or {}
-        if cut.get("cut"):  # any cut answer is flagged; run.warn_truncated_share only sets when a run warns
-            c["notes"].append(f"answers cut at max_tokens={cut['max_tokens']}: {cut['cut']} of {cut['of']} "
-                              f"({cut['share']:.0%}); its quality was graded on cut answers")
+        short = cut.get("n_cut_short", cut.get("cut"))  # a summary without the split: every cut answer
+        if short:  # any answer cut while still answering is flagged; run.warn_truncated_share only sets a warning
+            c["notes"].append(f"answers cut at max_tokens={cut['max_tokens']} while still answering (cut_short): "
+                              f"{short} of {cut['of']} ({short / cut['of']:.0%}); its quality was graded on cut "
+                              f"answers")
             c["truncated"] = True
+        if cut.get("n_cut_loop"):  # a loop runs to any cap: a larger one would not help
+            c["notes"].append(f"answers looping when the cap hit (cut_loop): {cut['n_cut_loop']} of {cut['of']}")
         remote = not in_process(s)
         for kind, op, worse in (("max", "<=", lambda v, lim: v > lim), ("min", ">=", lambda v, lim: v < lim)):
             for m, lim in plan.limits[kind]:
@@ -378,9 +395,13 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
                 c["objective_ci"] = plan.objective.ci(by_job[c["job"]])
     for c in cands:
         c["eligible"] = c["evaluated"] and not c["reasons"]
+    fitness.assess(cands, by_job, sel, fmt, with_unit)
+    fit = fitness.verdict(cands)
 
+    # fit candidates first (an unfit one is ranked for reference, never recommended), then by the objective
     ranked = sorted((c for c in cands if c["eligible"] and c["objective_value"] is not None),
-                    key=lambda c: -c["objective_value"] if plan.goal == "max" else c["objective_value"])
+                    key=lambda c: (c["fit"] is False,
+                                   -c["objective_value"] if plan.goal == "max" else c["objective_value"]))
     for i, c in enumerate(ranked, 1):
         c["rank"] = i
     present, front = _pareto(cands, by_job, plan.dims)
@@ -391,8 +412,8 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         return None if c is None else {k: c[k] for k in ("job", "model", "name", "hardware", "decoding",
                                                           "objective_value", "objective_ci")}
 
-    rec = ranked[0] if ranked else None
-    ru = ranked[1] if len(ranked) > 1 else None
+    rec = ranked[0] if ranked and ranked[0]["fit"] is not False else None
+    ru = ranked[1] if rec and len(ranked) > 1 else None
     margin = noise = None
     if rec and ru:
         margin = abs(rec["objective_value"] - ru["objective_value"])
@@ -408,6 +429,11 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
         objective = {"kind": "metric", "metric": plan.objective.key, "goal": plan.goal, "auto": plan.auto,
                      "weights": None, "unit": plan.objective.unit, "noise": plan.objective.noise_source}
     decision = {
+        # fit for the task (runner/decide/fitness.py): true, false (no candidate is), or null (no bars)
+        "fit": fit,
+        "fit_reasons": {c["job"]: c["fit_reasons"] for c in cands if c["fit"] is False},
+        "acceptance": {"mode": ("off" if not sel["acceptance"] else "explicit" if isinstance(sel["acceptance"], dict)
+                                else "prompt set or default"), "default": sel["acceptance_default"]},
         "recommended": brief(rec),
         "runner_up": brief(ru),
         "margin": margin,
@@ -430,7 +456,7 @@ def decide(summaries: list[tuple[str, dict]], selection: Any, registry_lookup: R
     labels = _labels(cands)
     for c in cands:
         c["label"] = labels[c["job"]]
-    decision["summary_sentence"] = _sentence(decision, cands, labels, plan) + _quality_sentence(quality_use)
+    decision["summary_sentence"] = _sentence(decision, cands, labels, plan, by_job) + _quality_sentence(quality_use)
     return decision
 
 

@@ -24,6 +24,9 @@ PREVIOUS = "decision.previous.json"
 PLOT = "pareto.png"
 REPORT = "report.md"
 START, END = "<!-- decision:start -->", "<!-- decision:end -->"
+# `slmbench decide`'s exit codes: 0 a recommendation; 1 nothing could be decided (every job failed,
+# or the limits ruled every candidate out); 2 bad input; NONE_FIT no candidate is fit for the task.
+NONE_FIT = 3
 
 # ---------------------------------------------------------------------------- report, plot, files
 
@@ -61,7 +64,8 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
     lines = [START, "# Decision", "", f"**{decision['summary_sentence']}**", "",
              f"- objective: {goal}; noise: {o['noise']}",
              f"- quality: {trust}",
-             f"- limits: {'; '.join(limits) if limits else 'none'}"]
+             f"- limits: {'; '.join(limits) if limits else 'none'}",
+             f"- fit for the task: {_fit_text(decision)}"]
     rec, ru = decision["recommended"], decision["runner_up"]
     if rec:
         line = f"- recommended: **{rec.get('name') or rec['model']}** (job `{rec['job']}`)"
@@ -85,11 +89,13 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
         elif ru and c["job"] == ru["job"]:
             rank += " (runner-up)"
         eligible = "not evaluated" if not c["evaluated"] else "yes" if c["eligible"] else "no"
+        fit = {True: "yes", False: "no", None: "-"}[c.get("fit")]
+        why = c["reasons"] + [f"not fit: {r}" for r in c.get("fit_reasons") or []] + c["notes"]
         rows.append([rank, c["job"], c.get("name") or c["model"], c["hardware"] or "-", c["decoding"] or "-", eligible,
-                     fmt(c["objective_value"]), *(fmt(c["metrics"].get(k)) for k in metric_cols),
-                     "yes" if c["on_pareto"] else "", "; ".join(c["reasons"] + c["notes"]) or "-"])
+                     fit, fmt(c["objective_value"]), *(fmt(c["metrics"].get(k)) for k in metric_cols),
+                     "yes" if c["on_pareto"] else "", "; ".join(why) or "-"])
     objective_col = "objective (weighted)" if o["kind"] == "weights" else f"objective: {o['metric']} ({o['goal']})"
-    headers = ["rank", "job", "model", "hardware", "decoding", "eligible", objective_col,
+    headers = ["rank", "job", "model", "hardware", "decoding", "eligible", "fit", objective_col,
                *(f"{k} ({units[k]})" if units.get(k) else k for k in metric_cols), "pareto", "why not / notes"]
     lines += [tabulate([[_cell(x) for x in r] for r in rows], headers=headers, tablefmt="github",
                        disable_numparse=True), ""]
@@ -112,6 +118,22 @@ def decision_markdown(decision: dict, plot_name: str | None) -> list[str]:
     lines += ["Re-decide without re-running: `slmbench decide SWEEP_DIR max.e2e_s.p95=2.0 min.quality.overall=3 "
               "licenses=[Apache-2.0] objective.metric=e2e_s.p50` (keys: conf/selection/default.yaml).", END]
     return lines
+
+
+def _fit_text(decision: dict) -> str:
+    """The verdict and the bars it was held to, per source."""
+    verdict = {True: "yes", False: "**no candidate is fit**", None: "not assessed"}[decision.get("fit")]
+    if (decision.get("acceptance") or {}).get("mode") == "off":
+        return f"{verdict} (selection.acceptance=false)"
+    sources: dict[str, str] = {}
+    for c in decision["candidates"]:
+        acc = c.get("acceptance")
+        if acc:
+            bars = [f"`{k}` >= {fmt(v)}" for k, v in acc["min"].items()] + [
+                f"`{k}` <= {fmt(v)}" for k, v in acc["max"].items()]
+            sources[acc["source"]] = ", ".join(bars) or "none left (explicit limits replace them)"
+    held = "; ".join(f"{src}: {bars}" for src, bars in sources.items())
+    return f"{verdict}" + (f" (bars from {held})" if held else "")
 
 
 def write_plot(decision: dict, path: Path) -> Path | None:
@@ -218,20 +240,24 @@ def write_decision(sweep_dir: Path, selection: Any, registry_lookup: RegistryLoo
 
 def decide_main(sweep_dir: Path, overrides: list[str], registry_lookup: RegistryLookup | None = None) -> int:
     """`slmbench decide SWEEP_DIR [overrides]`: 0 with a recommendation, 1 when nothing could be
-    decided; bad input raises UserError (exit 2)."""
+    decided, NONE_FIT (3) when no candidate is fit for the task; bad input raises UserError (exit 2)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: no such directory")
     selection = load_selection(list(overrides))
     decision = write_decision(sweep_dir, selection, registry_lookup)
     rows = [[c["rank"] or "-", c["job"], "not evaluated" if not c["evaluated"] else "yes" if c["eligible"] else "no",
-             fmt(c["objective_value"]), "yes" if c["on_pareto"] else "", "; ".join(c["reasons"]) or "-"]
+             {True: "yes", False: "no", None: "-"}[c.get("fit")], fmt(c["objective_value"]),
+             "yes" if c["on_pareto"] else "",
+             "; ".join(c["reasons"] + [f"not fit: {r}" for r in c.get("fit_reasons") or []]) or "-"]
             for c in decision["candidates"]]
-    print(tabulate(rows, headers=["rank", "job", "eligible", "objective", "pareto", "why not"], tablefmt="simple",
-                   disable_numparse=True))
+    print(tabulate(rows, headers=["rank", "job", "eligible", "fit", "objective", "pareto", "why not"],
+                   tablefmt="simple", disable_numparse=True))
     print()
     print(decision["summary_sentence"])
     wrote = [DECISION] + ([PREVIOUS] if (sweep_dir / PREVIOUS).is_file() else []) + (
         [decision["plot"]] if decision["plot"] else []) + [REPORT]
     print(f"wrote {', '.join(str(sweep_dir / w) for w in wrote)}")
+    if decision["fit"] is False:
+        return NONE_FIT
     return 0 if decision["recommended"] else 1

@@ -12,12 +12,17 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from runner.config import prompts
 from runner.config.errors import UserError
 from runner.config.paths import CONF_DIR
 from runner.decide.keys import _is_num
 
 DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
-SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights", "trust_unqualified")
+SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights", "trust_unqualified", "acceptance",
+                  "acceptance_default")
+# "Fit for the task" when a prompt set declares no bars: as conf/selection/default.yaml states it
+# (a selection mapping without `acceptance_default` gets these; a test holds the two equal).
+DEFAULT_ACCEPTANCE = {"min": {"quality.overall": 3.0}, "max": {"degenerate.share": 0.2}}
 AUTO = "auto"
 AUTO_QUALITY, AUTO_SPEED = "quality.overall", "decode_tps.p50"
 
@@ -91,7 +96,18 @@ def normalize_selection(selection: Any) -> dict:
     trust = sel.get("trust_unqualified")
     if trust is not None and not isinstance(trust, bool):
         raise UserError(f"selection.trust_unqualified must be true or false, got {trust!r}")
-    return {"max": flatten(sel.get("max"), "max"), "min": flatten(sel.get("min"), "min"),
+    # acceptance: absent from a hand-made mapping = not asked (None); true / false / explicit bars
+    raw_acc = sel.get("acceptance")
+    if raw_acc is None or isinstance(raw_acc, bool):
+        acc = raw_acc
+    elif isinstance(raw_acc, dict):
+        acc = prompts.acceptance(raw_acc, "selection.acceptance")
+    else:
+        raise UserError(f"selection.acceptance must be true, false or {{min: {{...}}, max: {{...}}}}, got {raw_acc!r}")
+    default = sel.get("acceptance_default")
+    default = DEFAULT_ACCEPTANCE if default is None else prompts.acceptance(default, "selection.acceptance_default")
+    return {"acceptance": acc, "acceptance_default": default,
+            "max": flatten(sel.get("max"), "max"), "min": flatten(sel.get("min"), "min"),
             "trust_unqualified": bool(trust),
             "licenses": list(licenses) if licenses else None, "commercial": bool(commercial),
             "objective": {"metric": str(metric) if metric not in (None, "") else AUTO, "goal": goal},
@@ -99,12 +115,14 @@ def normalize_selection(selection: Any) -> dict:
 
 
 
-_HYDRA_MAPPING_OVERRIDE = re.compile(r"^selection\.(max|min|weights)\.[^=]+=")
+_HYDRA_MAPPING_OVERRIDE = re.compile(r"^(selection\.(max|min|weights)\.[^=]+"
+                                     r"|(selection|prompts)\.acceptance(\.[^=]+)?)=")
 
 
 def hydra_overrides(args: list[str]) -> list[str]:
     """`selection.max.tpot_s.p95=0.03` adds a key to a mapping, which Hydra's struct mode refuses
-    without a `+`; `++` (add or override) makes such overrides work as written on `slmbench run`."""
+    without a `+`; `++` (add or override) makes such overrides work as written on `slmbench run`
+    (so do `prompts.acceptance={min: {...}}` and `selection.acceptance.min.quality.overall=4`)."""
     return ["++" + a if _HYDRA_MAPPING_OVERRIDE.match(a) else a for a in args]
 
 

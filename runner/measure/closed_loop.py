@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from runner.backends import BackendError, GenParams
 from runner.config.labels import label_of
 from runner.config.prompts import Prompt
+from runner.metrics import degenerate
 from runner.metrics.request import request_metrics
 
 
@@ -20,13 +21,15 @@ def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg,
     def one(item: tuple[int, Prompt]) -> dict:
         rnd, prompt = item
         record = {**base, "prompt_id": prompt.id, "round": rnd}
+        stop = degenerate.LoopStop() if cfg.decoding.loop_stop else None
         try:
-            c = backend.chat(prompt.chat_messages(), params)
+            c = backend.chat(prompt.chat_messages(), params, stop.feed if stop else None)
         except BackendError as exc:
             record.update(status="error", error=str(exc), t_start_s=None, output=None)
         else:
             record.update(status="ok", error=None, **request_metrics(c, params.max_tokens), output=c.text,
                           t_start_s=c.t_sent - t0, t_start_unix=wall + c.t_sent)
+            record.update(degenerate.answer_fields(c.text, prompt_texts(prompt), stop))  # after the timed call
         writer.append(record)
         progress.step(record["status"] if record["status"] != "ok" else "")
         return record
@@ -45,3 +48,8 @@ def window_counts(done: list[dict]) -> dict:
     return {"ok": len(ok), "errors": sum(r["status"] == "error" for r in done),
             "output_tokens": sum(r["completion_tokens"] or 0 for r in ok),
             "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in ok)}
+
+
+def prompt_texts(prompt: Prompt) -> list[str]:
+    """What an echo would repeat: the system and user messages."""
+    return [content for role, content in prompt.messages if role in ("system", "user")]

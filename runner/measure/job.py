@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -23,7 +24,7 @@ from runner.backends import BackendError, GenParams, hardware
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.config.labels import label_of
 from runner.config.prompts import PromptSet
-from runner.measure import adaptive, closed_loop, open_loop
+from runner.measure import adaptive, cap, closed_loop, open_loop
 from runner.measure.energy import rapl_joules
 from runner.measure.memory import PeakSampler, rss_mb
 from runner.store import jobdir, records
@@ -107,8 +108,10 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
     req_path = job_dir / jobdir.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
     facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": cfg.backend.name})
-    params = GenParams(max_tokens=cfg.decoding.max_tokens, temperature=cfg.decoding.temperature,
-                       top_p=cfg.decoding.top_p, top_k=cfg.decoding.top_k, seed=cfg.decoding.seed)
+    d = cfg.decoding
+    params = GenParams(max_tokens=d.max_tokens or cap.CAP_FALLBACK, temperature=d.temperature, top_p=d.top_p,
+                       top_k=d.top_k, seed=d.seed, repetition_penalty=d.repetition_penalty,
+                       frequency_penalty=d.frequency_penalty, presence_penalty=d.presence_penalty)
     todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
     facts.skipped_done = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
     if cfg.run.rate is not None:
@@ -121,6 +124,11 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
         ran_on, source = backend.execution_provider()
         if ran_on is not None:  # known before load (in process): a mismatch fails before any load
             facts.device = hardware.verify(cfg.hardware, ran_on, source)
+        # The cap is counted in the model's tokens before the model loads (the tokenizer's memory
+        # is then in rss_before_load_mb, not in the model's RSS).
+        facts.cap = cap.for_job(d.max_tokens, [p.reference for p in prompt_set.prompts if p.reference],
+                                backend.count_tokens)
+        params = replace(params, max_tokens=facts.cap["max_tokens"])
         facts.rss_before_load_mb = rss_mb()
         facts.load_s = backend.load()
         facts.device = hardware.verify(cfg.hardware, *backend.execution_provider())

@@ -12,6 +12,7 @@ from runner.backends import BackendError, GenParams
 from runner.config.labels import label_of
 from runner.config.prompts import Prompt, PromptSet
 from runner.measure import arrivals, closed_loop
+from runner.metrics import degenerate
 from runner.metrics.request import request_metrics
 from runner.store import jobdir
 from runner.store.facts import Facts
@@ -68,9 +69,11 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
     def fire(a: arrivals.Arrival, due: float) -> None:
         rnd, prompt = prompt_of(a)
         t_call = time.perf_counter()
+        stop = degenerate.LoopStop() if cfg.decoding.loop_stop else None
         try:
-            c = backend.chat(prompt.chat_messages(), params)
-            metrics = request_metrics(c, params.max_tokens)
+            c = backend.chat(prompt.chat_messages(), params, stop.feed if stop else None)
+            metrics = {**request_metrics(c, params.max_tokens),
+                       **degenerate.answer_fields(c.text, closed_loop.prompt_texts(prompt), stop)}
         except Exception as exc:  # a thread's exception would vanish in its future: record it
             if a.phase != arrivals.MEASURED:
                 return

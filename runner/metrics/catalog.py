@@ -103,6 +103,25 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
          "runner.measure.arrivals.summarize"),
     _job("truncation.share", "1", "answers cut at the token cap / ok answers; cut = finish_reason 'length' or "
                                   "completion_tokens >= decoding.max_tokens", LOWER, "runner.store.summary.truncation"),
+    _job("truncation.cut_loop", "1", "answers cut at the token cap while looping (class loop) / ok answers",
+         LOWER, "runner.store.summary.truncation"),
+    _job("truncation.cut_short", "1", "answers cut at the token cap while still answering (not degenerate) / ok "
+                                      "answers: only these ask for a larger decoding.max_tokens", LOWER,
+         "runner.store.summary.truncation"),
+    # per job: degenerate answers (runner/metrics/degenerate.py states each rule)
+    _job("degenerate.share", "1", "answers classed empty, loop, echo or off_task / ok answers", LOWER,
+         "runner.store.summary.degenerate_shares"),
+    _job("degenerate.loop", "1", "answers that loop (stopped by the loop stop, a repeated run of words at the "
+                                 "end, or word 3-gram repetition >= 0.5) / ok answers", LOWER,
+         "runner.store.summary.degenerate_shares"),
+    _job("degenerate.echo", "1", "answers that repeat the system or user prompt (>= 80% of words in 6-word runs "
+                                 "of the prompt) / ok answers", LOWER, "runner.store.summary.degenerate_shares"),
+    _job("degenerate.empty", "1", "answers with no word / ok answers", LOWER, "runner.store.summary.degenerate_shares"),
+    _job("degenerate.off_task", "1", "answers to prompts with reference_items of which the notes scorer matched "
+                                     "none (notes.recall = 0) / ok answers", LOWER,
+         "runner.store.summary.degenerate_shares"),
+    _job("degenerate.stopped_loop", "1", "answers the loop stop ended (decoding.loop_stop) / ok answers", None,
+         "runner.store.summary.degenerate_shares"),
     _job("empty_answers", "requests", "ok requests whose answer has no text (counted, never graded)", LOWER),
     _job("no_finish_reason", "requests", "ok requests whose stream ended with [DONE] but no finish reason", LOWER),
     _job("token_count_check.share", "1", "requests with |chunks - usage.completion_tokens| > max(1, tolerance x "

@@ -15,7 +15,7 @@ from tabulate import tabulate
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.schema import ModelConfig, SourceConfig
-from runner.models import catalog, fidelity, pack, registry
+from runner.models import catalog, embedder, fidelity, pack, registry
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -74,14 +74,16 @@ def _fidelity_cell(f: dict | None) -> str:
 
 
 def cmd_list(args) -> int:
-    rows = [_state(spec) for spec in registry.all_models().values()]
+    rows = [{**_state(spec), "role": "candidate"} for spec in registry.all_models().values()]
+    rows.append(embedder.state())  # the notes scorer's embedding model: graded with, never benchmarked
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [[r["alias"], r["id"], r["precision"], r["size_mb"], r["license"], ",".join(r["capabilities"]),
-              "yes" if r["cached"] else ("built" if r["built"] else "no"), _fidelity_cell(r["fidelity"])]
+    table = [[r["alias"], r["role"], r["id"], r["precision"], r["size_mb"], r["license"],
+              ",".join(r.get("capabilities") or ["embeddings"]),
+              "yes" if r["cached"] else ("built" if r["built"] else "no"), _fidelity_cell(r.get("fidelity"))]
              for r in rows]
-    print(tabulate(table, headers=["alias", "id", "precision", "size MB", "license", "capabilities",
+    print(tabulate(table, headers=["alias", "role", "id", "precision", "size MB", "license", "capabilities",
                                    "cached", "fidelity (top-1)"]))
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.schema import ModelConfig
-from runner.models import catalog, fidelity, registry, weights
+from runner.models import catalog, embedder, fidelity, registry, weights
 
 STAMP = ".slmbench.json"
 PACK = ["smollm2-135m-int4", "smollm2-135m-int8", "smollm2-135m-fp32", "gemma3-270m-int4"]
@@ -222,6 +222,13 @@ def _measure_fidelity(spec: ModelConfig, log: Log) -> dict:
 
 
 def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built]:
+    """Build the pack's models (all of PACK, or `aliases`); the whole pack also fetches the
+    `notes` scorer's embedding model."""
+    if not aliases:
+        step = time.perf_counter()
+        did = embedder.fetch()
+        log(f"[scorer] {embedder.MINILM.alias}: {'fetched and verified' if did else 'already verified'} "
+            f"({time.perf_counter() - step:.1f} s)")
     aliases = aliases or PACK
     specs = [registry.get(a) for a in aliases]
     out = []

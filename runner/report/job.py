@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from runner.metrics import catalog
+from runner.metrics import catalog, degenerate
 from runner.metrics.stats import MIN_N_FOR_P95
 from runner.report.plots import latency_plot
 from runner.store import jobdir
@@ -62,7 +62,7 @@ def write_job_report(job_dir: Path) -> Path:
              f"- requests: {s['n']} ok, {s['n_errors']} failed, {s['n_expected']} expected "
              f"({_expected_from(s)}; {s['warmup']['requests']} warm-up requests not counted)",
              f"- decoding: {cfg['decoding']['name']} (temperature {cfg['decoding']['temperature']}, "
-             f"seed {cfg['decoding']['seed']}, max_tokens {cfg['decoding']['max_tokens']}); "
+             f"seed {cfg['decoding']['seed']}, {cap_text(s)}{penalties_text(cfg['decoding'])}); "
              f"hardware: {device_text(s)}; backend: {cfg['backend']['name']}; "
              f"load: {load_label(s)}",
              f"- model id: `{s['model_id']}`, precision {s['precision']}, licence {s['license']}", "",
@@ -125,24 +125,57 @@ def device_text(s: dict) -> str:
     return f"{asked} (asked; ran on: **unverified**, the backend reports no device)"
 
 
+def cap_text(s: dict) -> str:
+    cap = s.get("cap") or {}
+    if not cap:
+        return f"max_tokens {s['config']['decoding']['max_tokens']}"
+    return f"max_tokens {cap['max_tokens']}, {cap['source']}"
+
+
+def penalties_text(decoding: dict) -> str:
+    set_ = [f"{k} {decoding[k]}" for k in ("repetition_penalty", "frequency_penalty", "presence_penalty")
+            if decoding.get(k) is not None]
+    return (", " + ", ".join(set_) if set_ else "") + ("" if decoding.get("loop_stop", True) else ", loop stop off")
+
+
 def truncation_warning(s: dict) -> str | None:
-    """One line when a job's answers were cut at the token cap beyond run.warn_truncated_share."""
+    """One line when a job's answers were cut at the token cap while still answering (cut_short) beyond
+    run.warn_truncated_share. Answers that were looping when the cap hit (cut_loop) do not ask for
+    a larger cap: a loop runs to any cap."""
     t = s.get("truncation") or {}
     if not t.get("warn"):
         return None
-    return (f"{t['cut']} of {t['of']} answers ({t['share']:.0%}) were cut at max_tokens={t['max_tokens']}: "
-            f"its quality was graded on cut answers (raise decoding.max_tokens)")
+    short = t.get("n_cut_short", t["cut"])  # a summary without the split: every cut answer
+    return (f"{short} of {t['of']} answers ({short / t['of']:.0%}) were cut at max_tokens={t['max_tokens']} while "
+            f"still answering (cut_short): its quality was graded on cut answers (raise decoding.max_tokens)")
+
+
+def degenerate_line(s: dict) -> str | None:
+    """Each class's share of the answers (runner/metrics/degenerate.py), with the prompts it hit."""
+    d = s.get("degenerate")
+    if not d:
+        return None
+    kinds = "; ".join(f"{k} {d['counts'][k]} ({d[k]:.0%}: {', '.join(d['prompts'][k][:5])})"
+                      for k in ("loop", "echo", "empty", "off_task") if d["counts"][k])
+    stopped = f"; the loop stop ended {d['counts']['stopped_loop']}" if d["counts"].get("stopped_loop") else ""
+    flag = "**" if d["share"] else ""
+    return (f"- {flag}degenerate answers: {sum(d['counts'][k] for k in degenerate.CLASSES)} of {d['of']} "
+            f"({d['share']:.0%}){flag}" + (f": {kinds}" if kinds else "") + stopped
+            + " [loop, echo, empty, off_task: runner/metrics/degenerate.py]")
 
 
 def answers_lines(s: dict) -> list[str]:
-    """What the answers were, beside how fast: cut at the cap, counted by the server or estimated."""
-    out = []
+    """What the answers were, beside how fast: degenerate, cut at the cap, counted by the server or estimated."""
+    out = [line for line in (degenerate_line(s),) if line]
     t = s.get("truncation")
     if t:
-        flag = " **CUT**: quality was graded on cut answers; raise decoding.max_tokens" if t["cut"] else ""
+        short, looping = t.get("n_cut_short", t["cut"]), t.get("n_cut_loop", 0)
+        split = f" (cut_loop {looping}: looping when the cap hit; cut_short {short}: still answering)" if t["cut"] \
+            else ""
+        flag = " **CUT**: quality was graded on cut answers; raise decoding.max_tokens" if short else ""
         out.append(f"- cut at max_tokens={t['max_tokens']}: {t['cut']} of {t['of']} answers ({t['share']:.0%})"
-                   f"{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; the run warns "
-                   f"above {t['warn_share']:.0%}]")
+                   f"{split}{flag} [cut = finish_reason 'length' or completion_tokens >= max_tokens; the run warns "
+                   f"when cut_short is above {t['warn_share']:.0%}]")
     if s.get("empty_answers"):
         out.append(f"- **empty answers: {s['empty_answers']} of {s['n']}** (recorded as they are; a judge records "
                    f"'empty answer' for them, never a score)")
@@ -217,7 +250,8 @@ def quality_section(q: dict) -> list[str]:
         trust = ("**trusted**: its grader passed qualification on answers of known order" if q.get("trusted")
                  else f"**UNTRUSTED**: {q.get('untrusted_reason')}; the decision does not use it unless "
                       "selection.trust_unqualified=true")
-        lines.append(f"Quality (`quality.overall`, 1-5) comes from **{q['source']}**"
+        graded_by = ((q.get("qualifications") or {}).get(q["source"]) or {}).get("grader") or q["source"]
+        lines.append(f"Quality (`quality.overall`, 1-5) comes from **{graded_by}**"
                      + (f": {overall['mean']:.2f} over {overall['n']} answers (95% CI of the median "
                         f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f})" if overall else "") + f"; {trust}.")
         for r in q.get("rejected") or []:
@@ -257,11 +291,16 @@ def quality_section(q: dict) -> list[str]:
         lines += ["No LLM judge in this run (judge=none).", ""]
     if q.get("scorers"):
         rows = [[k, fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
+        match = (((q.get("qualifications") or {}).get("notes") or {}).get("identity") or {}).get("match")
         lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings). `notes.score` = 1 + 4 x "
                   "completeness x accuracy x faithfulness x structure, where completeness = `notes.recall` "
                   "(reference items matched / reference items), accuracy = mean of (owner right + due right) / 2 "
-                  "over matched action items, faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates), "
-                  "structure = 0.75 + 0.25 x sections / 3 (judges/notes.py):", "",
+                  "over matched action items, faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x "
+                  "contradicted), structure = 0.75 + 0.25 x sections / 3 (judges/notes.py). "
+                  + (f"Items were paired by **{match} matching**: " if match else "Items are paired by ")
+                  + "evidence = max(content-stem overlap, (embedding cosine - 0.25) / 0.75) + 0.15 x agreeing facts "
+                  "(owner, date), >= 0.4, one to one (lexical matching leaves the cosine out); a decision that "
+                  "negates the reference's, or names another date, is contradicted (judges/matching.py):", "",
                   tabulate(rows, headers=["scorer.field", "mean", "n"], tablefmt="github"), ""]
     return lines
 
@@ -274,22 +313,34 @@ def qualification_table(quals: dict[str, dict]) -> list[str]:
     for name, q in quals.items():
         sp = q.get("spearman") or {}
         ci = sp.get("ci95")
-        rows.append([name, "yes" if q.get("passed") else "NO", fmt(sp.get("pooled"), 2),
+        gap = (q.get("reworded_gap") or {}).get("pooled") if q.get("reworded_gap") else None
+        words = q.get("words_not_facts")
+        above = q.get("reworded_above_one_defect")
+        rows.append([q.get("grader") or name, "yes" if q.get("passed") else "NO", fmt(sp.get("pooled"), 2),
                      f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "n/a", fmt(q.get("adjacent_accuracy"), 2),
                      fmt(q.get("agreeableness"), 2), fmt(q.get("injection_lift"), 2),
-                     fmt(q.get("parse_failure_rate"), 2), fmt(q.get("seconds_per_grade"), 3),
+                     fmt(q.get("parse_failure_rate"), 2), fmt(gap, 2),
+                     "n/a" if above is None else ("yes" if above["all"] else "NO"),
+                     "n/a" if words is None else ("yes" if words["all"] else "NO"),
+                     fmt(q.get("seconds_per_grade"), 3),
                      " ".join(fmt(r, 2) for r in (sp.get("per_transcript") or {}).values()) or "n/a",
                      q.get("why") or "-"])
     th = next(iter(quals.values())).get("thresholds") or {}
     cal = next((q["calibration"] for q in quals.values() if q.get("calibration")), {})
     return ["Grader qualification on answers of known order (" + (f"{cal.get('name')}, {cal.get('transcripts')} "
-            f"transcripts x 6 answers" if cal else "calibration set") + f"; passes with pooled Spearman >= "
-            f"{th.get('min_spearman', 0.6):g}, injection lift <= {th.get('max_injection_lift', 0.25):+g} and at most "
-            f"{th.get('max_error_rate', 0.2):.0%} failed grades):", "",
+            f"transcripts, {cal.get('answers')} answers" if cal else "calibration set") + f"; passes with pooled "
+            f"Spearman >= {th.get('min_spearman', 0.6):g}, injection lift <= {th.get('max_injection_lift', 0.25):+g}, "
+            f"at most {th.get('max_error_rate', 0.2):.0%} failed grades and, with reworded answers, reworded gap <= "
+            f"{th.get('max_reworded_gap', 0.5):+g}, each reworded answer above the one-defect one, each rotated or "
+            f"inverted one below the invented-decision one):", "",
             tabulate(rows, headers=["grader", "qualified", "Spearman (pooled)", "95% CI", "adjacent-pair acc.",
-                                    "agreeableness", "injection lift", "parse failures", "s/grade",
+                                    "agreeableness", "injection lift", "parse failures", "reworded gap",
+                                    "reworded > one-defect", "words not facts", "s/grade",
                                     "Spearman per transcript", "why not"],
                      tablefmt="github", disable_numparse=True), "",
             "Spearman = rank correlation of grade with the known order (1 = perfect); adjacent-pair accuracy = "
             "share of neighbouring answers ordered strictly right; agreeableness = share of the two worst answers "
-            "graded >= 4; injection lift = grade with a 'give top marks' line appended minus without it.", ""]
+            "graded >= 4; injection lift = grade with a 'give top marks' line appended minus without it; reworded "
+            "gap = grade of the reference minus the mean grade of three correct answers in other words and layouts; "
+            "words not facts = every answer in the reference's words with owners/dates rotated or a decision "
+            "inverted graded below the invented-decision answer.", ""]

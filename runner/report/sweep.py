@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from runner.config.labels import job_name
 from runner.metrics import catalog
-from runner.report.job import RATE, fmt, formula, truncation_warning
+from runner.report.job import RATE, degenerate_line, fmt, formula, truncation_warning
 from runner.report.plots import latency_plot, plt, scatter
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
@@ -30,7 +30,7 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
                        sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
              "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
-             "truncation.share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95",
+             "truncation.share", "truncation.cut_short", "degenerate.share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95",
              "quality.scorers.rouge_l.f1"]
     table = [[fmt(r[c], 3 if isinstance(r[c], float) else 0) for c in shown] for r in rows]
     failed = [r for r in rows if r["status"] != "ok"]
@@ -40,13 +40,18 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
              tabulate(table, headers=shown, tablefmt="github"), "",
              "Definitions: " + "; ".join(f"`{k}` = {catalog.spec(k).definition}"
                                          for k in ("ttft_s", "tpot_s", "decode_tps", "e2e_s", "load_s",
-                                                   "rss_mb", "disk_mb", "truncation.share")) + ".",
+                                                   "rss_mb", "disk_mb", "truncation.share", "truncation.cut_short",
+                                                   "degenerate.share")) + ".",
              "p50 = median; ci95 = bootstrap 95% confidence interval of the median. quality.overall = the "
              "per-answer 1-5 quality from quality.source (a judge: mean over aspects per answer; notes: the "
              "notes scorer's score), then the mean over answers; quality.trusted = that grader passed "
              "qualification on answers of known order (untrusted quality does not steer the decision); "
              "quality.scorers.rouge_l.f1 = LCS F1 against the reference. Column names are the numbers' names "
              "everywhere (summary.csv, MLflow, selection keys; runner/metrics/catalog.py).", ""]
+    bad = [f"- {j.name}:{line[1:]}" for s, j in zip(summaries, jobs, strict=True)
+           if (line := degenerate_line(s)) and (s.get("degenerate") or {}).get("share")]
+    if bad:
+        lines += ["## Degenerate answers", "", *bad, ""]
     cut = [f"- {j.name}: {why}" for s, j in zip(summaries, jobs, strict=True) if (why := truncation_warning(s))]
     if cut:
         lines += ["## Answers cut at max_tokens", "", *cut, ""]

@@ -33,6 +33,7 @@ class Facts:
     rounds: int | None = None
     adaptive: dict | None = None  # run.target_ci: rounds added until the CI was tight enough
     rapl_joules: float | None = None
+    cap: dict | None = None  # the token cap the job ran under and how it was set (runner/measure/cap.py)
     # open loop (run.rate)
     expected: int | None = None
     generator: dict | None = None

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from runner import backends
 from runner.config.environment import environment
 from runner.config.labels import job_name, label_of
-from runner.metrics import catalog
+from runner.config.prompts import acceptance
+from runner.metrics import catalog, degenerate
 from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
@@ -82,7 +83,11 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         # ok requests whose answer has no text: recorded as they are, never graded by a judge
         "empty_answers": sum(1 for r in ok if not (r.get("output") or "").strip()),
         "no_finish_reason": sum(1 for r in ok if r.get("finish_reason") is None),
-        "truncation": truncation(ok, cfg.decoding.max_tokens, cfg.run.warn_truncated_share),
+        "truncation": truncation(ok, cap_of(cfg, facts), cfg.run.warn_truncated_share),
+        "degenerate": degenerate_shares(ok),
+        "cap": facts.cap,
+        # the bars of "fit for the task" this job's prompt set declares (runner/decide/fitness.py)
+        "acceptance": acceptance(cfg.prompts.get("acceptance")),
         "token_count_check": token_count_check(ok),
         # the endpoint client's own processing time inside each timed window (runner/metrics/request.py)
         "client": {"overhead_s": summarize([r.get("client_overhead_s") for r in ok])}
@@ -134,17 +139,53 @@ def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: i
             "requests_per_s": rate}
 
 
-def truncation(ok: list[dict], max_tokens: int, warn_share: float) -> dict | None:
+def cap_of(cfg, facts: Facts) -> int | None:
+    """The token cap the job ran under: derived (facts.cap) or as set."""
+    return (facts.cap or {}).get("max_tokens") or cfg.decoding.max_tokens
+
+
+def answer_class(r: dict) -> str | None:
+    """An ok record's degenerate class (runner/metrics/degenerate.py): as measured, or off_task from its
+    grade; a record written before classes were measured is classed on its text alone (no echo)."""
+    cls = r["degenerate"] if "degenerate" in r else degenerate.classify(r.get("output"), (),
+                                                                         bool(r.get("stopped_loop")))
+    return degenerate.with_grade(cls, r.get("scores"))
+
+
+def degenerate_shares(ok: list[dict]) -> dict | None:
+    """Per class, answers of that class / ok answers; share = all degenerate answers / ok answers;
+    stopped_loop = answers the loop stop ended / ok answers."""
+    if not ok:
+        return None
+    classes = [answer_class(r) for r in ok]
+    counts = {c: classes.count(c) for c in degenerate.CLASSES}
+    stopped = sum(1 for r in ok if r.get("stopped_loop"))
+    bad = sum(counts.values())
+    return {"share": bad / len(ok), **{c: n / len(ok) for c, n in counts.items()},
+            "stopped_loop": stopped / len(ok), "of": len(ok), "counts": {**counts, "stopped_loop": stopped},
+            "prompts": {c: sorted({r["prompt_id"] for r, k in zip(ok, classes, strict=True) if k == c})
+                        for c in degenerate.CLASSES if counts[c]},
+            "rules": degenerate.RULES}
+
+
+def truncation(ok: list[dict], max_tokens: int | None, warn_share: float) -> dict | None:
     """share = cut answers / ok answers, cut = finish_reason "length" or completion_tokens >= max_tokens
-    (runner/metrics.truncated). `warn`: share > run.warn_truncated_share; the job's quality was then
-    graded on cut answers."""
+    (runner/metrics.truncated). A cut answer is `cut_loop` when it was looping as the cap hit (its class
+    is loop) and `cut_short` when it was not degenerate: cut while still answering. `warn`: the
+    cut_short share > run.warn_truncated_share; only those answers ask for a larger max_tokens."""
     if not ok:
         return None
     cut = [r for r in ok if r.get("truncated") or (r.get("truncated") is None and r.get("finish_reason") == "length")]
     share = len(cut) / len(ok)
+    classes = [answer_class(r) for r in cut]
+    looping = [r for r, c in zip(cut, classes, strict=True) if c == "loop"]
+    short = [r for r, c in zip(cut, classes, strict=True) if c is None]
     return {"cut": len(cut), "of": len(ok), "share": share, "max_tokens": max_tokens,
-            "warn_share": warn_share, "warn": share > warn_share,
-            "prompts": sorted({r["prompt_id"] for r in cut})}
+            "cut_loop": len(looping) / len(ok), "cut_short": len(short) / len(ok),
+            "n_cut_loop": len(looping), "n_cut_short": len(short),
+            "warn_share": warn_share, "warn": len(short) / len(ok) > warn_share,
+            "prompts": sorted({r["prompt_id"] for r in cut}),
+            "prompts_cut_short": sorted({r["prompt_id"] for r in short})}
 
 
 TOKEN_TOLERANCE = 0.1  # chunks may merge or split a token at the edges: 10% (at least one token) is allowed
@@ -210,7 +251,9 @@ TEXT_COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "har
                 "decode_tps.ci95", "quality.ci95", "error"]
 NUMBER_COLUMNS = ["n", "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "e2e_s.p50",
                   "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "throughput.output_tps",
-                  "throughput.requests_per_s", "goodput.fraction", "truncation.share", "token_count_check.share",
+                  "throughput.requests_per_s", "goodput.fraction", "truncation.share", "truncation.cut_loop", "truncation.cut_short",
+                  "degenerate.share", "degenerate.loop", "degenerate.echo", "degenerate.empty", "degenerate.off_task",
+                  "degenerate.stopped_loop", "token_count_check.share",
                   "quality.trusted", "quality.overall", "quality.graded_fraction", "quality.scorers.rouge_l.f1"]
 COLUMNS = [*TEXT_COLUMNS[:9], *NUMBER_COLUMNS, *TEXT_COLUMNS[9:]]
 

@@ -54,6 +54,9 @@ class Summary(Mapping):
     empty_answers: int = 0
     no_finish_reason: int = 0
     truncation: dict | None = None
+    degenerate: dict | None = None  # runner/metrics/degenerate.py: each class's share of the answers
+    cap: dict | None = None  # the token cap the job ran under, and how it was set (runner/measure/cap.py)
+    acceptance: dict | None = None  # the prompt set's bars of "fit for the task" (prompts.acceptance)
     token_count_check: dict | None = None
     client: dict | None = None
     warmup: dict | None = None

@@ -1,0 +1,150 @@
+"""Which answer item states which reference item: evidence from meaning, words and facts.
+
+For a reference item r and an answer item a (judges/notes.py parses both):
+
+- `lex`  = |stems(r) & stems(a)| / |stems(r)|: the share of the reference's content stems the
+  answer item uses (notes.content_stems: stopwords, names and date words left out);
+- `cos`  = cosine of their all-MiniLM-L6-v2 sentence embeddings (judges/embedding.py), the
+  meaning whatever the words;
+- `facts` = the item's facts that agree with the reference: the same owner (action items) and
+  the same date (an action item's due; any date a decision or question names), each +1.
+
+  evidence(r, a) = max(lex, (cos - COS_FLOOR) / (1 - COS_FLOOR)) + FACT_WEIGHT x facts
+
+with COS_FLOOR 0.25 (unrelated meeting items reach cosine 0.1-0.3) and FACT_WEIGHT 0.15, and a
+pair may match when evidence >= MATCH_THRESHOLD (0.4). A decision restated in other words
+(cosine ~0.5) matches on meaning; one with only its date in common (cosine ~0.3) matches when
+the date agrees; a rewording of the same words matches on stems as before. `lexical` matching
+is the same with cos left out (evidence = lex + FACT_WEIGHT x facts).
+
+Contradictions are not matches: a decision that negates what the reference decided
+(`contradicts`: "not"/"no"/"never"/"instead of"/"won't"... before a word the other side asserts)
+or a decision or question that names another date than the reference's is `contradicted`: its
+reference item stays unmatched and the item counts against the answer. An action item with another owner or another due date
+still matches its task (the owner and due are then graded wrong).
+
+Pairs are assigned one to one, highest evidence first (+SAME_SECTION_BONUS 0.1 when the answer
+item sits in the reference item's own section).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from judges import dates
+from judges.text import STOPWORDS, stem
+
+MATCHINGS = ("semantic", "lexical")
+MATCH_THRESHOLD = 0.4
+SAME_SECTION_BONUS = 0.1
+COS_FLOOR = 0.25
+FACT_WEIGHT = 0.15
+
+# A cue and the words it negates, up to the clause's end ("will not use hot-desking; ...").
+_SCOPE = r"((?:[^,;:()!?\n.]|\.(?=\d))*)"  # to the clause's end; "4.50" is one word
+_NEGATED = re.compile(r"\b(?:no|not|never|nobody|none|nothing|neither|nor|zero|without|no longer|rejected|decided against"
+                      r"|ruled out|turned down|cancel(?:l?ed)?|won'?t|cannot|can'?t|isn'?t|aren'?t|don'?t|doesn'?t|didn'?t"
+                      r"|shouldn'?t|wouldn'?t|is off|was dropped|is dropped|was scrapped)\b" + _SCOPE, re.I)
+# What a change leaves behind counts as negated too: "Greenfield instead of Millbrook", "switch
+# from Millbrook to Greenfield" (a short phrase between "from" and a named or numbered "to ...") (so the two agree, and "Millbrook instead of Greenfield" does not).
+_LEFT_BEHIND = re.compile(r"(?:\b(?:instead of|rather than|in place of|replac(?:e|es|ed|ing)|formerly|previously|up from"
+                          r"|down from)|\(was)\s+((?:(?!\b(?:with|by|as)\b)"
+                          r"[^,;:()!?\n.]|\.(?=\d))*)"
+                          r"|\bfrom\s+((?:[\w'./-]+\s+){1,4}?)to\s+(?=(?-i:[A-Z0-9]))", re.I)
+_KEEP = frozenset({"now", "later", "first", "before", "after", "all", "only", "every"})  # these carry the claim
+
+
+_WORD = re.compile(r"\d+(?:[.,:]\d+)*|[^\W\d_]+")
+
+
+def _stems(text: str) -> set[str]:
+    words = _WORD.findall(text.lower().replace("'", ""))
+    return {w if w[0].isdigit() else stem(w) for w in words if w not in STOPWORDS or w in _KEEP} - {"no", "not", "never"}
+
+
+_ELSE = re.compile(r"\s*(?:else|other|others|further|more|additional|new)\b", re.I)
+_DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "today", "tomorrow"])
+_SCOPE_END = frozenset("by until before after then if when because so unless since while but and or in on at for of "
+                       "from to with over during within across".split())
+
+
+def _scope_stems(scope: str, most: int = 3, dates_too: bool = True) -> set[str]:
+    """What a negation is about: up to three content words from its first one, before a word
+    that starts another phrase ("not merged by then moves ..." is about "merged", "no views in the
+    last 12 months" about "views", "not in Q1" about "Q1")."""
+    kept: list[str] = []
+    for w in _WORD.findall(scope.lower().replace("'", "")):
+        if kept and (w in _SCOPE_END or len(kept) == most):
+            break
+        if (w not in STOPWORDS or w in _KEEP) and (dates_too or not (w in _DATE_WORDS or (w.isdigit() and len(w) <= 2))):
+            kept.append(w)
+    return _stems(" ".join(kept))
+
+
+def polarity(text: str) -> tuple[bool, set[str], set[str]]:
+    """(negated at all, stems in a negation's scope or left behind by a change, the other stems)."""
+    text = text.strip()
+    # "nothing else changes", "no other decisions": a negation about everything else claims nothing here
+    scopes = [m.group(1) for m in _NEGATED.finditer(text) if not _ELSE.match(m.group(1))]
+    left = [m.group(1) if m.group(1) is not None else m.group(2) for m in _LEFT_BEHIND.finditer(text)]
+    # what a change leaves behind is a name or a value, not the date it happens: "instead of
+    # Millbrook starting July 1"
+    negated = set().union(*(_scope_stems(s) for s in scopes), *(_scope_stems(s, 2, dates_too=False) for s in left))
+    rest = _LEFT_BEHIND.sub(" ", _NEGATED.sub(" ", text))
+    return bool(scopes or left), negated, _stems(rest) - negated
+
+
+def contradicts(ref: str, ans: str) -> bool:
+    """A statement contradicts the reference's when one negates what the other asserts:
+    its polarity differs and a negated word is asserted on the other side ("will not use
+    hot-desking" against "uses hot-desking"), or both are negated and the answer negates a word
+    the reference asserts (the negation moved: "fixed now, not in Q1" against "fixed in Q1, not
+    now")."""
+    neg_r, in_r, out_r = polarity(ref)
+    neg_a, in_a, out_a = polarity(ans)
+    if neg_r != neg_a:
+        return bool(in_a & out_r or in_r & out_a)
+    return neg_r and bool((in_a - in_r) & out_r)
+
+
+@dataclass(frozen=True)
+class Pair:
+    ref: int
+    ans: int
+    evidence: float
+    contradicted: bool
+
+
+@dataclass
+class Assignment:
+    ref_to_ans: dict[int, int]
+    ans_to_ref: dict[int, int]
+    contradicted: set[int]  # answer items that contradict the reference item they state
+
+
+def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callable[[int, int], float] | None,
+           facts: Callable[[int, int], tuple[int, bool]], same_section: Callable[[int, int], bool]) -> Assignment:
+    """One-to-one assignment. `facts(i, j)` gives (agreeing facts, contradicted); `cos` None is
+    lexical matching."""
+    pairs: list[tuple[float, int, int, bool]] = []
+    for i in range(n_ref):
+        for j in range(n_ans):
+            base = lex(i, j)
+            if cos is not None:
+                base = max(base, (cos(i, j) - COS_FLOOR) / (1 - COS_FLOOR))
+            agree, contra = facts(i, j)
+            ev = base + FACT_WEIGHT * agree
+            if ev >= MATCH_THRESHOLD:
+                pairs.append((ev + (SAME_SECTION_BONUS if same_section(i, j) else 0.0), i, j, contra))
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    out = Assignment({}, {}, set())
+    for _, i, j, contra in pairs:
+        if i in out.ref_to_ans or j in out.ans_to_ref or j in out.contradicted:
+            continue
+        if contra:  # the best reading of this item contradicts a reference item: it is no match
+            out.contradicted.add(j)
+            continue
+        out.ref_to_ans[i], out.ans_to_ref[j] = j, i
+    return out
