@@ -22,7 +22,8 @@ tokens; reused while its stamp matches), (c) the pack's built folder (int4 for G
    then encode) gives the same prompt ids, and how many BOS tokens they hold.
 
 Run (from the project root, pack built): SLMBENCH_HOME=~/.cache/slmbench .venv/bin/python
-benchmarks/conversion.py [ALIAS]. Cost for Gemma on 2 cores (shared with a test run): ~7 min
+benchmarks/conversion.py [ALIAS] [--prompts N] [--new-tokens N] (fewer prompts or tokens: a cheaper
+run whose figures are not the ones above). Cost for Gemma on 2 cores (shared with a test run): ~7 min
 wall, 400 s CPU: the fp32 build ~15 s the first time (1.1 GB on disk, kept), the two fidelity
 children ~1 min, the 30 generations ~5.5 min (transformers the slowest); ~4.5 GB peak RSS.
 """
@@ -94,7 +95,8 @@ def until_stop(ids: list[int], stops: list[int]) -> list[int]:
     return ids[:cut[0]] if cut else ids
 
 
-def greedy_reference(reference: Path, prompt_ids: list[list[int]], stops: list[int]) -> list[list[int]]:
+def greedy_reference(reference: Path, prompt_ids: list[list[int]], stops: list[int],
+                     new_tokens: int = NEW_TOKENS) -> list[list[int]]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -103,14 +105,14 @@ def greedy_reference(reference: Path, prompt_ids: list[list[int]], stops: list[i
     for ids in prompt_ids:
         with torch.no_grad():
             seq = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                 max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=stops,
+                                 max_new_tokens=new_tokens, do_sample=False, eos_token_id=stops,
                                  pad_token_id=0)
         answers.append(until_stop(seq[0, len(ids):].tolist(), stops))
     return answers
 
 
 def greedy_onnx(onnx_dir: Path, prompt_ids: list[list[int]], chats: list[list[dict]],
-                stops: list[int]) -> tuple[list[list[int]], int]:
+                stops: list[int], new_tokens: int = NEW_TOKENS) -> tuple[list[list[int]], int]:
     """Greedy answers of a built folder, and on how many prompts its own tokenizer (chat template,
     then encode) gives the ids the reference's gives."""
     import numpy as np
@@ -123,7 +125,7 @@ def greedy_onnx(onnx_dir: Path, prompt_ids: list[list[int]], chats: list[list[di
         own = tok.encode(tok.apply_chat_template(json.dumps(chat), add_generation_prompt=True))
         same_ids += [int(i) for i in own] == ids
         params = og.GeneratorParams(model)
-        params.set_search_options(max_length=len(ids) + NEW_TOKENS, do_sample=False)
+        params.set_search_options(max_length=len(ids) + new_tokens, do_sample=False)
         gen = og.Generator(model, params)
         gen.append_tokens(np.array(ids, dtype=np.int32))
         while not gen.is_done():
@@ -160,7 +162,13 @@ def classify(answer: str, system: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("alias", nargs="?", default="gemma3-270m-int4")
+    p.add_argument("--prompts", type=int, default=None, metavar="N",
+                   help="greedy answers to the first N meeting-notes prompts only (default: all ten)")
+    p.add_argument("--new-tokens", type=int, default=NEW_TOKENS, metavar="N",
+                   help="at most N new tokens per greedy answer (default: %(default)s)")
     a = p.parse_args()
+    if (a.prompts is not None and a.prompts < 1) or a.new_tokens < 1:
+        p.error("--prompts and --new-tokens must be >= 1")
     t0 = time.perf_counter()
     spec = registry.get(a.alias)
     built = pack.model_folder(spec)
@@ -178,18 +186,18 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    items = prompts.load(MEETING_NOTES).prompts
+    items = prompts.load(MEETING_NOTES).prompts[:a.prompts]
     chats = [pr.chat_messages() for pr in items]
     systems = ["\n".join(c for r, c in pr.messages if r == "system") for pr in items]
     tok = AutoTokenizer.from_pretrained(reference)
     ids = prompt_token_ids(tok, chats)
     stops = stop_ids_of(built)
-    ref = greedy_reference(reference, ids, stops)
-    same32, ids32 = greedy_onnx(fp32, ids, chats, stops)
-    quant, ids_q = greedy_onnx(built, ids, chats, stops)
+    ref = greedy_reference(reference, ids, stops, a.new_tokens)
+    same32, ids32 = greedy_onnx(fp32, ids, chats, stops, a.new_tokens)
+    quant, ids_q = greedy_onnx(built, ids, chats, stops, a.new_tokens)
     t_gen = time.perf_counter()
 
-    print(f"\n2) greedy, <= {NEW_TOKENS} new tokens, stop ids {stops}, {len(items)} meeting-notes prompts; "
+    print(f"\n2) greedy, <= {a.new_tokens} new tokens, stop ids {stops}, {len(items)} meeting-notes prompts; "
           f"(a) float32 HF in transformers, (b) fp32 ONNX, (c) {spec.precision} pack build")
     print("| prompt | (b) == (a) | (c) leaves (a) at token | (a) tokens | (a) system overlap | (a) is | (a) starts |")
     print("|---|---|---|---|---|---|---|")

@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     print(table(results))
     print()
     print(FORMULAS.format(n=MEASURED, mt=MAX_TOKENS))
+    if failed := [r["alias"] for r in results if r.get("error")]:
+        sys.exit(f"not measured: {', '.join(failed)} (the error column says why)")
 
 
 if __name__ == "__main__":

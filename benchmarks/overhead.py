@@ -9,28 +9,34 @@ a) Runner vs bare SDK, same model (default smollm2-135m-int4), same requests (sm
    - bare SDK: ChatSession per request, set_options(SearchOptions(temperature=0,
      max_output_tokens=64, seed=42)), set_streaming(True), process_streaming_request,
      iterate the TextItems, read usage;
-   - runner: `runner.measure.job._measure` itself for one request: FoundryBackend.chat +
-     request_metrics + RecordWriter.append to a temporary requests.jsonl.
+   - runner: the closed loop itself (`runner.measure.closed_loop.measure`, concurrency 1) for one
+     request, with the config `slmbench run model=ALIAS` composes: FoundryBackend.chat +
+     request_metrics + RecordWriter.append to a temporary requests.jsonl. The loop stop
+     (decoding.loop_stop) is off: it would end looping answers before the cap the bare loop runs to.
    Reported: median ms per prompt and path (the two prompts' outputs differ in length, so one
    median over the mix is meaningless), ratio runner/bare of one pass = sum of the per-prompt
    medians (goal <= 1.02), and the median paired ratio and difference (same prompt, adjacent
    blocks), ms.
 b) Timing accuracy against tests/scripted_server.py (true TTFT 0.1 s, TPOT 0.01 s, 30 tokens,
-   so true e2e = 0.1 + 29 x 0.01 = 0.39 s), ~20 requests via OpenAIBackend: median measured
+   so true e2e = 0.1 + 29 x 0.01 = 0.39 s), 20 requests (`--scripted`) via OpenAIBackend: median measured
    ttft_s / tpot_s / e2e_s and median (measured - true), ms. True offsets count from the
    request's arrival at the server; the client clock starts before sending, so the send time
    (arrival - t_sent, also shown) is part of the error. e2e_s ends at the stream's last byte
    (after the usage chunk and [DONE]), so the time of the last content chunk is shown too.
 c) Pure bookkeeping per request (no model): request_metrics on a synthetic 64-token Completion,
-   the record built as _measure builds it, RecordWriter.append (json + write + flush), and the
-   per-request timeout timer FoundryBackend starts; microseconds per request, 10,000 iterations.
+   the record built as the closed loop builds it, RecordWriter.append (json + write + flush), and the
+   per-request timeout timer FoundryBackend starts; microseconds per request, 10,000 iterations
+   (`--iterations`).
 
 Run: SLMBENCH_HOME=... .venv/bin/python benchmarks/overhead.py [--model ALIAS] [-n N]
+Smallest run (a check that the script works, not a figure): -n 2 --scripted 2 --iterations 10
+
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import statistics
@@ -88,14 +94,37 @@ def runner_request(backend, prompt, ctx: SimpleNamespace) -> float:
     return wall
 
 
-def runner_context(alias: str, model_id: str, writer) -> SimpleNamespace:
-    """What `closed_loop.measure` reads: the decoding params, a minimal cfg, the writer, a silent progress."""
+def job_config(alias: str):
+    """The job's config as `slmbench run model=ALIAS` composes it (Hydra, the typed schema, the
+    user's conf dir), with this script's decoding and one request in flight: what the closed loop
+    reads, whatever it reads."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.config import paths, schema
+    from runner.config.resolvers import register_resolvers
+
+    schema.register()
+    register_resolvers()
+    overrides = [f"model={alias}", f"decoding.max_tokens={MAX_TOKENS}", "decoding.temperature=0",
+                 f"decoding.seed={SEED}", "run.concurrency=1", "run.progress=false",
+                 f"hydra.searchpath=[file://{paths.user_conf_dir()}]"]
+    # The bare loop runs every answer to the cap; a loop stop would end some of the runner's
+    # answers early, and the two paths would do different work.
+    if "loop_stop" in {f.name for f in dataclasses.fields(schema.DecodingConfig)}:
+        overrides.append("decoding.loop_stop=false")
+    with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
+        return compose("config", overrides)
+
+
+def runner_context(cfg, writer) -> SimpleNamespace:
+    """What `closed_loop.measure` takes besides the backend and the requests: the decoding params
+    (every `GenParams` field from the config's `decoding`), the config, the writer, a silent progress."""
     from runner.backends import GenParams
+    from runner.config.labels import label_of
     from runner.measure.job import Progress
 
-    cfg = SimpleNamespace(model=SimpleNamespace(alias=alias, id=model_id), run=SimpleNamespace(concurrency=1))
-    params = GenParams(max_tokens=MAX_TOKENS, temperature=0.0, seed=SEED)
-    return SimpleNamespace(params=params, cfg=cfg, writer=writer, progress=Progress(alias, 0, False),
+    params = GenParams(**{f.name: cfg.decoding[f.name] for f in dataclasses.fields(GenParams) if f.name in cfg.decoding})
+    return SimpleNamespace(params=params, cfg=cfg, writer=writer, progress=Progress(label_of(cfg), 0, False),
                            t0=time.perf_counter(), round=0)
 
 
@@ -144,7 +173,7 @@ def runner_vs_bare(alias: str, n: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             req_path = Path(tmp) / "requests.jsonl"
             writer = RecordWriter(req_path)
-            ctx = runner_context(alias, spec.id, writer)
+            ctx = runner_context(job_config(alias), writer)
             interleaved(model, backend, prompt_set, ctx, 1)  # warm-up: one pass per path
             req_path.write_text("")  # drop the warm-up records
             got = interleaved(model, backend, prompt_set, ctx, -(-n // len(prompt_set.prompts)))
@@ -266,9 +295,10 @@ def bookkeeping(iterations: int) -> list[tuple[str, float]]:
     c = synthetic_completion()
     base = {"model": "synthetic", "model_id": "synthetic:1"}
 
-    def record() -> dict:  # as _measure builds it
+    def record() -> dict:  # as closed_loop.measure builds it
         return {**base, "prompt_id": "p", "round": 0, "status": "ok", "error": None,
-                **request_metrics(c), "output": c.text, "t_start_s": c.t_sent}
+                **request_metrics(c, MAX_TOKENS), "output": c.text, "t_start_s": c.t_sent,
+                "t_start_unix": c.t_sent}
 
     def timer() -> None:  # FoundryBackend.chat's per-request timeout
         t = threading.Timer(120.0, lambda: None)
@@ -293,16 +323,28 @@ def report_c(rows: list[tuple[str, float]], iterations: int) -> str:
     return f"c) bookkeeping per request, synthetic 64-token Completion, {iterations} iterations\n{table}"
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     from runner.models import pack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=pack.PACK[0], help="alias for a) (default: %(default)s)")
-    parser.add_argument("-n", type=int, default=20, help="requests per path in a), rounded up to whole passes over the prompts (default: %(default)s)")
+    parser.add_argument("-n", type=positive, default=20, help="requests per path in a), rounded up to whole passes "
+                        "over the prompts (default: %(default)s)")
+    parser.add_argument("--scripted", type=positive, default=SCRIPTED_REQUESTS, metavar="N",
+                        help="requests to the scripted server in b) (default: %(default)s)")
+    parser.add_argument("--iterations", type=positive, default=BOOKKEEPING_ITERATIONS, metavar="N",
+                        help="iterations per step in c) (default: %(default)s)")
     args = parser.parse_args(argv)
     print(report_a(runner_vs_bare(args.model, args.n)), end="\n\n", flush=True)
-    print(report_b(scripted_accuracy(SCRIPTED_REQUESTS)), end="\n\n", flush=True)
-    print(report_c(bookkeeping(BOOKKEEPING_ITERATIONS), BOOKKEEPING_ITERATIONS))
+    print(report_b(scripted_accuracy(args.scripted)), end="\n\n", flush=True)
+    print(report_c(bookkeeping(args.iterations), args.iterations))
 
 
 if __name__ == "__main__":

@@ -2,35 +2,55 @@
 the rationale) and the prompt's `<1-5>` example, tried on the calibration set of known order.
 
     python benchmarks/rubric_variants.py [JUDGE_ALIAS ...]   (default: smollm2-135m-int8 smollm2-135m-fp32)
+    python benchmarks/rubric_variants.py MODEL_ID --base-url URL   (a judge served by an OpenAI-compatible endpoint)
+    python benchmarks/rubric_variants.py smollm2-135m-int4 --variants 1 --transcripts 1   (the smallest run)
 
 Prints, per judge and variant, the qualification figures (judges/qualify.py) and the share of
-aspect scores that were 1. One run, one machine; the README keeps three int8 rows of one run and says so.
+aspect scores that were 1. One run, one machine; docs/quality.md keeps three int8 rows of one run and says so.
+`--transcripts N` grades the first N calibration transcripts only (6 answers each): its figures are not
+comparable with a whole set's, it exists so that the script can be run cheaply.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import dataclasses
 import time
 from collections import Counter
 
-from judges import qualify
-from judges.grading import judge_backend
-from judges.rubric import RubricJudge
-from runner.config.schema import JudgeConfig
-
+DEFAULT_JUDGES = ["smollm2-135m-int8", "smollm2-135m-fp32"]
 VARIANTS = {"score first, <1-5> example (before)": (False, True),
             "rationale first, <1-5> example": (True, True),
             "score first, no example": (False, False),
             "rationale first, no example": (True, False)}
 
 
-def main(aliases: list[str]) -> None:
+def calibration(transcripts: int | None):
+    """The shipped calibration set, or its first `transcripts` transcripts (under their own digest,
+    so a cut set never stands in for the whole one in the qualification cache)."""
+    from judges import qualify
+
     cal = qualify.load_calibration()
+    if transcripts is None or transcripts >= len(cal.transcripts):
+        return cal
+    return dataclasses.replace(cal, transcripts=cal.transcripts[:transcripts],
+                               digest=f"{cal.digest}[:{transcripts}]")
+
+
+def run(aliases: list[str], variants: int, transcripts: int | None, base_url: str | None = None,
+        api_key_env: str | None = None) -> None:
+    from judges import qualify
+    from judges.grading import judge_backend
+    from judges.rubric import RubricJudge
+    from runner.config.schema import JudgeConfig
+
+    cal = calibration(transcripts)
     for alias in aliases:
-        backend = judge_backend(JudgeConfig(name=alias, model=alias))
+        endpoint = {"backend": "openai", "base_url": base_url, "api_key_env": api_key_env} if base_url else {}
+        backend = judge_backend(JudgeConfig(name=alias, model=alias, **endpoint))
         backend.load()
         try:
-            for label, (rationale_first, example) in VARIANTS.items():
+            for label, (rationale_first, example) in list(VARIANTS.items())[:variants]:
                 judge = RubricJudge(backend, alias, rationale_first=rationale_first, score_example=example)
                 scores: Counter = Counter()
 
@@ -52,5 +72,26 @@ def main(aliases: list[str]) -> None:
             backend.unload()
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("aliases", nargs="*", metavar="JUDGE_ALIAS",
+                        help=f"pack models to try as rubric judges, in process (default: {' '.join(DEFAULT_JUDGES)}); "
+                        "with --base-url, the ids of models that endpoint serves")
+    parser.add_argument("--variants", type=int, choices=range(1, len(VARIANTS) + 1), default=len(VARIANTS),
+                        metavar="N", help=f"the first N of the {len(VARIANTS)} variants (default: all)")
+    parser.add_argument("--transcripts", type=int, default=None, metavar="N",
+                        help="grade only the first N calibration transcripts (default: all)")
+    parser.add_argument("--base-url", metavar="URL", help="grade on this OpenAI-compatible endpoint (e.g. "
+                        "http://127.0.0.1:8000/v1) instead of in process")
+    parser.add_argument("--api-key-env", metavar="VAR", help="with --base-url: the environment variable holding "
+                        "the endpoint's API key")
+    args = parser.parse_args(argv)
+    if args.transcripts is not None and args.transcripts < 1:
+        parser.error("--transcripts must be >= 1")
+    if args.base_url and not args.aliases:
+        parser.error("--base-url needs the ids of the models to try (JUDGE_ALIAS ...)")
+    run(args.aliases or DEFAULT_JUDGES, args.variants, args.transcripts, args.base_url, args.api_key_env)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["smollm2-135m-int8", "smollm2-135m-fp32"])
+    main()

@@ -1,4 +1,4 @@
-"""Take the README's MLflow UI pictures headless: `make screenshot`.
+"""Take the MLflow UI pictures of README.md and docs/tracking.md headless: `make screenshot`.
 
     docs/screenshot.py TRACKING_URI OUT_DIR [EXPERIMENT]
 
@@ -13,7 +13,7 @@ starts `slmbench ui` on a free 127.0.0.1 port over the store, and drives Debian'
 (installed by the make target) headless over the DevTools protocol on a pipe (no extra package):
 it waits for what each picture must show instead of sleeping a fixed time. The fresh browser
 profile is given what a person's browser keeps after their first clicks (the Assistant panel
-closed, *Model training* chosen in the sidebar), so the pictures show what the README describes."""
+closed, *Model training* chosen in the sidebar), so the pictures show what docs/tracking.md describes."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WIDTH, HEIGHT = 1900, 950
+PICTURES = ("mlflow-runs.png", "mlflow-charts.png", "mlflow-trace.png")
+MIN_PNG_BYTES = 20_000
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--remote-debugging-pipe", f"--window-size={WIDTH},{HEIGHT}"]
@@ -194,8 +196,7 @@ def main(uri: str, out: Path, experiment: str = "slmbench") -> None:
             browser.wait_for(_text("quality.overall", "ttft_s.p95") + " && " + plots, "the preset charts")
             browser.shot(out / "mlflow-charts.png")
             if trace is None:
-                print("no trace in the experiment: mlflow-trace.png not taken", file=sys.stderr)
-                return
+                sys.exit("no trace in the experiment: mlflow-trace.png cannot be taken")
             tid = trace.info.trace_id
             # the graders' assessments first (the pane lists them first; the scorers' follow, below the fold)
             graded = [a for a in trace.info.assessments if a.source.source_type in ("HUMAN", "LLM_JUDGE")]
@@ -216,6 +217,18 @@ def main(uri: str, out: Path, experiment: str = "slmbench") -> None:
             browser.close()
         ui.terminate()
         ui.wait(timeout=30)
+    check_pictures(out)
+
+
+def check_pictures(out: Path) -> None:
+    """Each picture is a PNG of a rendered page, not a blank frame (a blank 1900x950 frame is a
+    few kB; each page here is over 20 kB). Was tests/test_mlflow_sweep.py's browser check, which
+    skipped wherever chromium was missing: it is `make screenshot`'s now."""
+    for name in PICTURES:
+        png = (out / name).read_bytes() if (out / name).is_file() else b""
+        if not png.startswith(b"\x89PNG") or len(png) <= MIN_PNG_BYTES:
+            sys.exit(f"{out / name}: not a rendered page ({len(png)} bytes)")
+    print(f"{', '.join(PICTURES)} taken into {out}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def qualify_judge(judge_cfg, backend, refresh: bool = False, progress=None) -> d
 
 def scorer_options(judge_cfg) -> dict[str, dict]:
     """Each scorer's settings from the judge config (today: how `notes` matches items)."""
-    return {"notes": {"match": str(judge_cfg.notes.match)}}
+    match = {"match": str(judge_cfg.notes.match)}
+    return {"notes": match, "reference_coverage": match}
 
 
 def qualify_scorer(name: str, judge_cfg) -> dict:
@@ -132,6 +133,9 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     qualifications: dict[str, dict] = {}
     if "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
         qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge))
+    if "reference_coverage" in scorers.resolve(list(cfg.judge.scorers)) and any(
+            p.reference and not p.reference_items for p in prompt_set.prompts):
+        qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", cfg.judge))
     if cfg.judge.model:
         facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
     jobdir.write_qualifications(job_dir, qualifications)

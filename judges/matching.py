@@ -29,6 +29,7 @@ item sits in the reference item's own section).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ MATCH_THRESHOLD = 0.4
 SAME_SECTION_BONUS = 0.1
 COS_FLOOR = 0.25
 FACT_WEIGHT = 0.15
+MAX_FACTS = 2  # owner and date
 
 # A cue and the words it negates, up to the clause's end ("will not use hot-desking; ...").
 _SCOPE = r"((?:[^,;:()!?\n.]|\.(?=\d))*)"  # to the clause's end; "4.50" is one word
@@ -83,6 +85,7 @@ def _scope_stems(scope: str, most: int = 3, dates_too: bool = True) -> set[str]:
     return _stems(" ".join(kept))
 
 
+@functools.lru_cache(maxsize=4096)
 def polarity(text: str) -> tuple[bool, set[str], set[str]]:
     """(negated at all, stems in a negation's scope or left behind by a change, the other stems)."""
     text = text.strip()
@@ -134,6 +137,8 @@ def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callab
             base = lex(i, j)
             if cos is not None:
                 base = max(base, (cos(i, j) - COS_FLOOR) / (1 - COS_FLOOR))
+            if base + FACT_WEIGHT * MAX_FACTS < MATCH_THRESHOLD:
+                continue  # no agreeing fact could make this pair a match
             agree, contra = facts(i, j)
             ev = base + FACT_WEIGHT * agree
             if ev >= MATCH_THRESHOLD:

@@ -405,11 +405,15 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     ref_dates = [{d for _, d in dates.find_dates(t, meeting)} for t in ref_texts]
     ans_dates = [{d for _, d in dates.find_dates(it.text, meeting)} for it in parsed.items]
 
+    owners_of = [owner_of(it.text, names) for it in parsed.items]
+    dues_right: dict[tuple[int, int], bool] = {}
+
     def facts(i: int, j: int) -> tuple[int, bool]:
         kind, ref = ref_items[i]
         text = parsed.items[j].text
         if isinstance(ref, ActionItem):
-            return int(owner_of(text, names) == ref.owner.split()[0].lower()) + int(_due_right(text, ref, meeting)), False
+            dues_right[i, j] = _due_right(text, ref, meeting)
+            return int(owners_of[j] == ref.owner.split()[0].lower()) + int(dues_right[i, j]), False
         agree = int(bool(ref_dates[i] & ans_dates[j]))
         contra = bool(ref_dates[i] and ans_dates[j] and not agree)
         if kind == "decisions" and matching.contradicts(ref_texts[i], text):
@@ -428,9 +432,8 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     owners, dues = [], []
     for i, (_, ref) in enumerate(ref_items):
         if i in ref_to_ans and isinstance(ref, ActionItem):
-            text = parsed.items[ref_to_ans[i]].text
-            owners.append(owner_of(text, names) == ref.owner.split()[0].lower())
-            dues.append(_due_right(text, ref, meeting))
+            owners.append(owners_of[ref_to_ans[i]] == ref.owner.split()[0].lower())
+            dues.append(dues_right[i, ref_to_ans[i]])
 
     out: dict[str, float | None] = {}
     for kind in KINDS:

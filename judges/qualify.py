@@ -48,7 +48,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +154,10 @@ class Grader:
     grade: Callable[[Prompt, str], Graded]
 
 
+WITHHOLDS_ITEMS = {"reference_coverage"}  # graded on the calibration set with its reference_items withheld
 # A scorer qualifies through one figure on its own scale, mapped onto 1-5.
-SCORER_FIGURES = {"notes": ("score", lambda v: v), "rouge_l": ("f1", lambda v: 1 + 4 * v),
+SCORER_FIGURES = {"notes": ("score", lambda v: v), "reference_coverage": ("score", lambda v: v),
+                  "rouge_l": ("f1", lambda v: 1 + 4 * v),
                   "keyword_coverage": ("coverage", lambda v: 1 + 4 * v)}
 
 
@@ -170,14 +172,19 @@ def scorer_grader(name: str, options: dict | None = None) -> Grader:
 
     options = dict(options or {})
 
+    withhold = name in WITHHOLDS_ITEMS
+
     def grade(prompt: Prompt, answer: str) -> Graded:
+        if withhold:  # qualified as a user's own set would be graded: from the reference text alone
+            prompt = replace(prompt, reference_items=None)
         result = fn(prompt, answer, **options) or {}
         value = result.get(field)
         return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
 
-    from judges import dates, matching, notes
+    from judges import coverage, dates, matching, notes
 
-    identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching), **options}
+    identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching, coverage),
+                **options}
     if options.get("match") == "semantic":
         from runner.models import embedder
 

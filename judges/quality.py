@@ -4,7 +4,8 @@ per-answer score stands for the job's quality.
 
 `quality.overall` is the per-answer overall quality (1-5) the decision uses, from the grader
 named by `quality.source`: the judge when it qualified; else the `notes` scorer when the prompts
-carry reference_items and it qualified; else the judge or `notes`, unqualified. `quality.trusted`
+carry reference_items and it qualified; else `reference_coverage` (prompts with only a reference
+text) when it qualified; else the first of these that graded, unqualified. `quality.trusted`
 says whether the source passed qualification, `quality.qualification` holds its figures and
 `quality.qualifications` every grader's that was qualified for this job (judges/qualify.py).
 The judge's own overall is `quality.judge_overall`."""
@@ -49,12 +50,14 @@ def quality_summary(job_dir: Path, ok: list[dict], judge_name: str | None, judge
         })
     notes_overall = summarize([r["scores"]["notes.score"] for r in ok
                                if (r.get("scores") or {}).get("notes.score") is not None])
-    out.update(choose_source(judge_name, judge_overall, notes_overall, quals))
+    coverage_overall = summarize([r["scores"]["reference_coverage.score"] for r in ok
+                                  if (r.get("scores") or {}).get("reference_coverage.score") is not None])
+    out.update(choose_source(judge_name, judge_overall, notes_overall, quals, coverage_overall))
     return out
 
 
 def choose_source(judge_name: str | None, judge_overall: dict | None, notes_overall: dict | None,
-                  quals: dict[str, dict]) -> dict:
+                  quals: dict[str, dict], coverage_overall: dict | None = None) -> dict:
     """Which grader's per-answer score is `quality.overall`, and whether it is trusted."""
     def passed(name):
         return bool((quals.get(name) or {}).get("passed"))
@@ -64,6 +67,8 @@ def choose_source(judge_name: str | None, judge_overall: dict | None, notes_over
         candidates.append((judge_name, judge_overall))
     if notes_overall:
         candidates.append(("notes", notes_overall))
+    if coverage_overall:
+        candidates.append(("reference_coverage", coverage_overall))
     source, overall = next(((n, o) for n, o in candidates if passed(n)), candidates[0] if candidates else (None, None))
     q = quals.get(source) if source else None
     why = None

@@ -282,3 +282,19 @@ def notes(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     0.25 x sections / 3). Items are paired by `match` (judges/matching.py): semantic (meaning,
     words, facts) or lexical (words, facts). None without reference_items."""
     return _notes.score(prompt, answer, match)
+
+
+from judges import coverage as _coverage  # noqa: E402
+
+
+@scorer("reference_coverage")
+def reference_coverage(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
+    """A prompt with a `reference` text but no reference_items, graded by meaning
+    (judges/coverage.py): coverage = (reference statements stated + 0.5 x stated with a fact
+    changed) / reference statements; unsupported = answer statements neither stating one nor
+    supported by the prompt's text / answer statements; score = 1 + 4 x coverage x max(0, 1 - 0.3
+    x unsupported statements). None without a reference, and where reference_items exist (the
+    `notes` scorer grades those)."""
+    if prompt.reference_items is not None and prompt.reference_items.count():
+        return None
+    return _coverage.score(prompt, answer, match)

@@ -102,8 +102,9 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
         from judges.qualify import load_calibration
 
         load_calibration(cfg.judge.qualification.calibration)  # a bad calibration set fails before any run
-        if (cfg.judge.notes.match == "semantic" and "notes" in cfg.judge.scorers
-                and any(p.reference_items for p in prompt_set.prompts)):
+        if cfg.judge.notes.match == "semantic" and (
+                ("notes" in cfg.judge.scorers and any(p.reference_items for p in prompt_set.prompts))
+                or ("reference_coverage" in cfg.judge.scorers and any(p.reference for p in prompt_set.prompts))):
             embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
         unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
         if cfg.judge.model and modes.get(cfg.judge.mode).needs_reference_items and unreferenced:

@@ -58,6 +58,16 @@ def fresh_home(tmp_path: Path, pack_home: Path) -> Path:
     return home
 
 
+def home_with_scorers(home: Path) -> Path:
+    """An SLMBENCH_HOME of its own that shares the default cache's verified scorer models."""
+    from runner.models import embedder
+
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "scorers").exists():
+        (home / "scorers").symlink_to(embedder.require().parent)
+    return home
+
+
 def copy_hf(pack_home: Path, home: Path) -> None:
     """Share the dequantized float32 folders, so only the ONNX build step runs."""
     shutil.copytree(pack_home / "hf", home / "hf", symlinks=True)
@@ -66,13 +76,16 @@ def copy_hf(pack_home: Path, home: Path) -> None:
 @pytest.fixture(scope="session")
 def short_calibration(tmp_path_factory) -> str:
     """`judge.qualification.calibration=...` holding one transcript of the shipped set: tests about
-    other judge behaviour still qualify their judge for real, on 6 answers instead of 30."""
+    other judge behaviour still qualify their judge for real, on 6 answers instead of 55."""
     import yaml
 
-    from judges.qualify import CALIBRATION
+    from judges import qualify
 
-    data = yaml.safe_load(CALIBRATION.read_text())
+    data = yaml.safe_load(qualify.CALIBRATION.read_text())
     data["transcripts"] = data["transcripts"][:1]
+    # the six answers of known order only: the answers in other words have tests of their own
+    keep = {*qualify.KINDS, qualify.INJECTED}
+    data["transcripts"][0]["answers"] = [a for a in data["transcripts"][0]["answers"] if a["kind"] in keep]
     path = tmp_path_factory.mktemp("calibration") / "one-transcript.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return f"judge.qualification.calibration={path}"

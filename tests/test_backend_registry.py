@@ -1,5 +1,5 @@
 """Backends by registry: a backend written in a file outside the package and named by a YAML in the
-user's conf dir runs a job (the README's recipe, as written), and no code outside runner/backends/
+user's conf dir runs a job (docs/backends.md's recipe, as written), and no code outside runner/backends/
 asks a backend its name."""
 
 from __future__ import annotations

@@ -162,7 +162,9 @@ def test_judge_endpoint_down_is_recorded_per_record(tmp_path):
     assert len(recs) == 2 and all(r["judge"]["scores"] == {} and "judge unavailable" in r["judge"]["error"]
                                   for r in recs)
     q = json.loads((tmp_path / "summary.json").read_text())["quality"]
-    assert q["n_graded"] == 0 and q["n_judge_errors"] == 2 and q["overall"] is None
+    assert q["n_graded"] == 0 and q["n_judge_errors"] == 2 and q["judge_overall"] is None
+    # the judge graded nothing: quality falls back to the reference text's coverage, said untrusted
+    assert q["source"] == "reference_coverage" and not q["trusted"] and "reference_coverage" in q["untrusted_reason"]
 
 
 def fill_human_scores(path, score) -> None:

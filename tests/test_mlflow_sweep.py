@@ -2,19 +2,20 @@
 2 prompts x 2 rounds, asked through a real `mlflow server`'s REST API for what the views read (one
 parent with two children and the key columns, the preset view, 8 traces each with its TTFT and
 the grader's assessments); human review entered through MLflow's API feeding `agreement`, which
-logs its figures back; and a trace that fails to log costing nothing but a replay."""
+logs its figures back; and a trace that fails to log costing nothing but a replay.
+
+Whether the UI renders these views in a browser is not checked here, where chromium is often
+missing and a skip would hide it: `make screenshot` (docs/screenshot.py) takes the pictures and
+fails unless each is a rendered page."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, mlflow_server, run_cli
+from conftest import home_with_scorers, mlflow_server, run_cli
 from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource
 from scripted_server import Script, ScriptedServer, rubric_judge
@@ -33,7 +34,7 @@ def sweep(tmp_path_factory, short_calibration) -> dict:
                        "prompts=smoke", "run.rounds=2", "run.warmup=0", "judge=openai",
                        f"judge.base_url={judge.base_url}", "judge.model_id=judge-model", short_calibration,
                        f"tracking.uri={uri}", f"hydra.sweep.dir={root / 'sweep'}",
-                       env={"SLMBENCH_HOME": str(root / "home")})
+                       env={"SLMBENCH_HOME": str(home_with_scorers(root / "home"))})
     assert done.returncode == 0, done.stderr
     return {"root": root, "uri": uri, "sweep": root / "sweep",
             "jobs": sorted(p.parent for p in (root / "sweep").glob("*/summary.json"))}
@@ -146,16 +147,3 @@ def test_a_trace_that_fails_to_log_leaves_the_run_closed_and_says_how_to_replay(
         [tracking.Tracker(uri, "slmbench").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["slmbench.traces"].startswith("failed")
     assert run.data.metrics["ttft_s.p95"] > 0  # everything else was logged
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium not installed (`make screenshot` installs Debian's chromium)")
-def test_the_ui_renders_the_views_headless(sweep: dict, tmp_path: Path):
-    """Where chromium exists: the README's three pictures render from this sweep's store (the script
-    waits until each page shows what its picture must, and fails otherwise)."""
-    done = subprocess.run([sys.executable, str(ROOT / "docs" / "screenshot.py"), sweep["uri"], str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("mlflow-runs.png", "mlflow-charts.png", "mlflow-trace.png"):
-        png = (tmp_path / name).read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 20_000, name  # a page, not a blank frame

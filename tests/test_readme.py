@@ -1,10 +1,11 @@
-"""Every `slmbench` command line the README shows parses: in code blocks and inline in the prose
-(`slmbench ui --log DIR`). `run` lines compose onto the schema with Hydra (every value of a sweep)
+"""Every `slmbench` command line the README and the docs/*.md pages show parses: in code blocks and
+inline in the prose (`slmbench ui --log DIR`). `run` lines compose onto the schema with Hydra (every value of a sweep)
 and pass the checks a job runs first; other subcommands and their flags exist, `decide`'s
 selection overrides and `compare`'s tolerances name known metrics, `judge qualify` a known
 judge or scorer. Placeholders
 (NAME, URL, ...) get a plausible value; a command that cannot be checked is in NOT_CHECKED, with
-its reason. A README that drifts from the code fails here."""
+its reason. A README or docs page that drifts from the code fails here; so does a README that
+stops being a front door (over 250 lines, a docs page it does not link) or a link to nowhere."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from runner.config import paths, schema, secrets
 from runner.validate import validate
 
 README = paths.PROJECT_ROOT / "README.md"
+DOCS = sorted((paths.PROJECT_ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
+README_MAX_LINES = 250
 COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?slmbench\s+(.*)$")
 INLINE = re.compile(r"`([^`]+)`")
 # As runner/app.py: Hydra warns that conf/hydra/launcher/X.yaml shares its plugin schema's name (wanted).
@@ -52,8 +56,8 @@ PLACEHOLDERS = {
 }
 PLACEHOLDER = re.compile(r"(?<![\w-])[A-Z][A-Z_]*(?![\w-])|<[\w-]+>")
 
-# README commands (as written after `slmbench`) that are not checked, and why. Each must still
-# be in the README (test_not_checked_entries_are_in_the_readme), so this list cannot rot.
+# Commands of the README or a docs page (as written after `slmbench`) that are not checked, and
+# why. Each must still be on a page (test_not_checked_entries_are_on_a_page), so this list cannot rot.
 NOT_CHECKED = {
     "run backend=my-adapter model=my-model":
         "the reader's own in-process adapter: conf/backend/my-adapter.yaml and its class are theirs to write",
@@ -234,16 +238,27 @@ def check(command: str, user_conf: Path) -> None:
 
 # ---------------------------------------------------------------------------- the tests
 
-TEXT = README.read_text()
-COMMANDS = readme_commands(TEXT)
+
+def _rel(page: Path) -> str:
+    return page.relative_to(paths.PROJECT_ROOT).as_posix()
+
+
+TEXTS = {_rel(page): page.read_text() for page in PAGES}
+TEXT = TEXTS["README.md"]
+PAGE_COMMANDS = {page: readme_commands(text) for page, text in TEXTS.items()}
+WHERE: dict[str, str] = {}  # each command once, with the first page that shows it
+for _page, _commands in PAGE_COMMANDS.items():
+    for _command in _commands:
+        WHERE.setdefault(_command, _page)
+COMMANDS = list(WHERE)
 
 
 @pytest.fixture(scope="module")
 def user_conf(tmp_path_factory) -> Path:
-    """$SLMBENCH_HOME/conf after following the README's "Writing a backend" recipe: its
-    EchoBackend (the python block) in a file, and its echo.yaml naming that file."""
+    """$SLMBENCH_HOME/conf after following docs/backends.md's recipe: its EchoBackend (the python
+    block) in a file, and its echo.yaml naming that file."""
     root = tmp_path_factory.mktemp("slmbench_home")
-    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", TEXT, flags=re.M | re.S)
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```$", TEXTS["docs/backends.md"], flags=re.M | re.S)
     code = next(body for lang, body in blocks if lang == "python" and "class EchoBackend" in body)
     yaml = next(body for lang, body in blocks if lang == "yaml" and "name: echo" in body)
     (root / "echo_backend.py").write_text(code)
@@ -253,8 +268,10 @@ def user_conf(tmp_path_factory) -> Path:
     return root / "conf"
 
 
-def test_the_readme_shows_commands():
+def test_the_pages_show_commands():
     assert len(COMMANDS) >= 40 and sum(c.startswith("run") for c in COMMANDS) >= 14
+    assert all(PAGE_COMMANDS[p] for p in ("README.md", "docs/quality.md", "docs/load-and-scale.md",
+                                           "docs/tracking.md", "docs/decision.md", "docs/models.md"))
     inline = {"run backend=echo model.id=echo-model prompts=smoke", "run ... +baseline=NAME", "ui --log DIR",
               "annotate --review JOB_DIR", "agreement JOB_DIR", "compare NAME outputs/runs/...", "env",
               "judge qualify NAME", "decide",
@@ -266,12 +283,40 @@ def test_the_readme_shows_commands():
         f"models import PATH --alias NAME --precision {p} --license L" for p in ("int4", "int8", "fp32")]
 
 
+def test_the_readme_is_a_front_door():
+    """Short, with the commands a newcomer needs next, and a link to every docs page."""
+    lines = TEXT.splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines (at most {README_MAX_LINES})"
+    assert "make demo" in TEXT and "make test" in TEXT
+    shown = PAGE_COMMANDS["README.md"]
+    for start in ("run -m ", "compare ", "decide ", "judge qualify ", "ui", "models import ", "run backend=openai "):
+        assert any(c.startswith(start) for c in shown), f"the README shows no `slmbench {start.strip()} ...`"
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)(?:#[\w-]*)?\)", TEXT))
+    assert {_rel(p) for p in DOCS} <= linked, {_rel(p) for p in DOCS} - linked
+    assert re.search(r"!\[[^\]]*\]\(docs/mlflow-[\w-]+\.png\)", TEXT), "the README shows no MLflow picture"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", TEXTS, ids=str)
+def test_links_resolve(page: str):
+    """Every relative link of a page (a page, a picture, a file) names something that exists."""
+    base = (paths.PROJECT_ROOT / page).parent
+    code = "\n".join(re.findall(r"^```.*?^```", TEXTS[page], flags=re.M | re.S))
+    for target in LINK.findall(TEXTS[page]):
+        if re.match(r"[a-z]+:", target) or target.startswith("#") or f"]({target})" in code:
+            continue
+        assert (base / target.split("#", 1)[0]).exists(), f"{page} links to {target}, which does not exist"
+
+
 @pytest.mark.parametrize("command", NOT_CHECKED, ids=str)
-def test_not_checked_entries_are_in_the_readme(command: str):
-    assert command in COMMANDS, f"NOT_CHECKED lists `slmbench {command}`, which the README no longer shows"
+def test_not_checked_entries_are_on_a_page(command: str):
+    assert command in COMMANDS, f"NOT_CHECKED lists `slmbench {command}`, which no page shows any more"
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in NOT_CHECKED], ids=str)
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in NOT_CHECKED],
+                         ids=[f"{WHERE[c]}: {c}" for c in COMMANDS if c not in NOT_CHECKED])
 def test_readme_command_parses(command: str, user_conf: Path):
     check(command, user_conf)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import run_cli
+from conftest import home_with_scorers, run_cli
 from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource
 from scripted_server import Script, ScriptedServer, rubric_judge
@@ -40,7 +40,7 @@ def job(tmp_path_factory, short_calibration) -> Path:
         done = run_cli("run", "backend=openai", f"backend.base_url={cand.base_url}", "model.id=scripted-model",
                        "prompts=smoke", "run.rounds=2", "run.warmup=0", "tracking.enabled=false", "judge=openai",
                        f"judge.base_url={judge.base_url}", "judge.model_id=judge-model", "judge.injection_probe=1",
-                       short_calibration, f"hydra.run.dir={job_dir}", env={"SLMBENCH_HOME": str(root / "home")})
+                       short_calibration, f"hydra.run.dir={job_dir}", env={"SLMBENCH_HOME": str(home_with_scorers(root / "home"))})
     assert done.returncode == 0, done.stderr
     return job_dir
 

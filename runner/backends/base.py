@@ -72,7 +72,7 @@ class Capabilities:
 
 class Backend(ABC):
     """Subclass it, declare `capabilities`, and name the class in a `conf/backend/*.yaml`
-    (`target: package.module:Class`, or `/path/to/file.py:Class`): see the README's
+    (`target: package.module:Class`, or `/path/to/file.py:Class`): see docs/backends.md's
     "Writing a backend"."""
 
     name: str = "abstract"

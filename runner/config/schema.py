@@ -145,8 +145,8 @@ class JudgeConfig:
     injection_probe: int = 5  # answers re-graded with a "give top marks" note appended; 0 = off
     allow_self: bool = False  # a model grading itself is refused unless this is set
     # Cheap scorers run beside (or without) the judge: see judges/scorers.py
-    scorers: list[str] = field(default_factory=lambda: ["notes", "rouge_l", "keyword_coverage", "length",
-                                                         "format", "refusal"])
+    scorers: list[str] = field(default_factory=lambda: ["notes", "reference_coverage", "rouge_l",
+                                                         "keyword_coverage", "length", "format", "refusal"])
     qualification: QualificationConfig = field(default_factory=QualificationConfig)
     notes: NotesConfig = field(default_factory=NotesConfig)
 

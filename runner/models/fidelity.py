@@ -42,7 +42,7 @@ CHAT = [{"role": "system", "content": "You summarize meeting transcripts in thre
                                     "Priya: It waits for 2.5. Summarize this meeting."}]
 
 # A build is suspect below these top-1 agreements, or with any non-finite logit or any
-# tokenizer mismatch. Measured (README, Models; `slmbench models info ALIAS`): fp32 builds agree
+# tokenizer mismatch. Measured (docs/models.md; `slmbench models info ALIAS`): fp32 builds agree
 # 1.000 (max diff <= 0.008), so fp32 must match to float rounding; int8 gave 0.956; int4
 # re-quantization honestly costs a lot on these tiny models (0.60 SmolLM2, 0.65 Gemma). So int4
 # catches gross breakage only (tests/test_fidelity.py: a build with its rotary tables wiped is

@@ -1,7 +1,7 @@
 """The job folder: the one module that knows its file names, how each file is read and written,
 and which schema version a folder was written with.
 
-A job folder holds (README "Outputs"):
+A job folder holds (docs/outputs.md):
 - `requests.jsonl`: the measurement log, appended as requests complete and never rewritten;
 - `scores.jsonl`: the deterministic scorers' results per answer (rewritten whole at each grading:
   derived, cheap, recomputed every time);
