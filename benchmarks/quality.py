@@ -10,8 +10,9 @@ calibration set (graded afresh, not from the cache).
 Goals: notes with lexical matching < 5 ms per answer; with semantic matching <= 30 ms per answer
 after load, embedding model load <= 3 s (issue 23); a 135M judge's qualification <= 3 min on 2
 cores (then cached). Prints each figure against its goal. Semantic figures are per answer seen
-for the first time (the per-text embedding cache emptied before each answer): a repeated answer,
-as a deterministic model gives every round, costs what lexical matching costs.
+for the first time (the reference items' embeddings cached, as a run computes them once per
+prompt; the answer's own items not): a repeated answer, as a deterministic model gives every
+round, costs about what lexical matching costs.
 """
 
 from __future__ import annotations
@@ -64,22 +65,25 @@ def notes_cost(repeats: int = 20, answers: int | None = None) -> None:
     print(f"embedding model load (all-MiniLM-L6-v2, sha256 check included): {load_s:.2f} s (goal <= "
           f"{LOAD_GOAL_S:g} s: {'met' if load_s <= LOAD_GOAL_S else 'NOT met'})")
     notes.score(cases[0][0], cases[0][1], "semantic")  # first call: NumPy/BLAS warm-up, not a figure
-    cold = []
+    # A run embeds each prompt's reference items once; what each new answer costs is its own items.
+    for prompt, _ in cases:
+        r = prompt.reference_items
+        enc.encode([*r.decisions, *(a.task for a in r.action_items), *r.open_questions])
+    references = dict(enc._cache)
+    cold, warm = [], []
     for prompt, text in cases:
-        enc._cache.clear()
+        enc._cache = dict(references)
         t = time.perf_counter()
         notes.score(prompt, text, "semantic")
         cold.append((time.perf_counter() - t) * 1000)
-    med, worst, p90 = statistics.median(cold), max(cold), sorted(cold)[int(0.9 * (len(cold) - 1))]
-    warm = []
-    for prompt, text in cases:
         t = time.perf_counter()
-        notes.score(prompt, text, "semantic")
+        notes.score(prompt, text, "semantic")  # the same answer again, as the next round gives it
         warm.append((time.perf_counter() - t) * 1000)
+    med, worst, p90 = statistics.median(cold), max(cold), sorted(cold)[int(0.9 * (len(cold) - 1))]
     print(f"notes scorer, semantic matching: {len(cases)} answers, each seen for the first time: median {med:.1f} ms, "
           f"p90 {p90:.1f} ms, max {worst:.1f} ms per answer (goal <= {SEMANTIC_GOAL_MS:g} ms: "
-          f"{'met' if med <= SEMANTIC_GOAL_MS else 'NOT met'} at the median); seen again (cached embeddings): median "
-          f"{statistics.median(warm):.2f} ms")
+          f"{'met' if med <= SEMANTIC_GOAL_MS else 'NOT met'} at the median); seen again (its embeddings cached): "
+          f"median {statistics.median(warm):.2f} ms")
 
 
 def judge_cost(alias: str, mode: str, reasoning: bool) -> None:

@@ -73,22 +73,34 @@ def copy_hf(pack_home: Path, home: Path) -> None:
     shutil.copytree(pack_home / "hf", home / "hf", symlinks=True)
 
 
-@pytest.fixture(scope="session")
-def short_calibration(tmp_path_factory) -> str:
-    """`judge.qualification.calibration=...` holding one transcript of the shipped set: tests about
-    other judge behaviour still qualify their judge for real, on 6 answers instead of 55."""
+def _calibration_subset(tmp_path_factory, transcripts: int) -> str:
+    """`judge.qualification.calibration=...` holding the shipped set's first transcripts with
+    their six answers of known order (the answers in other words have tests of their own)."""
     import yaml
 
     from judges import qualify
 
     data = yaml.safe_load(qualify.CALIBRATION.read_text())
-    data["transcripts"] = data["transcripts"][:1]
-    # the six answers of known order only: the answers in other words have tests of their own
+    data["transcripts"] = data["transcripts"][:transcripts]
     keep = {*qualify.KINDS, qualify.INJECTED}
-    data["transcripts"][0]["answers"] = [a for a in data["transcripts"][0]["answers"] if a["kind"] in keep]
-    path = tmp_path_factory.mktemp("calibration") / "one-transcript.yaml"
+    for t in data["transcripts"]:
+        t["answers"] = [a for a in t["answers"] if a["kind"] in keep]
+    path = tmp_path_factory.mktemp("calibration") / f"{transcripts}-transcripts.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return f"judge.qualification.calibration={path}"
+
+
+@pytest.fixture(scope="session")
+def short_calibration(tmp_path_factory) -> str:
+    """One transcript: tests about other judge behaviour still qualify their judge for real, on 6
+    answers instead of 55."""
+    return _calibration_subset(tmp_path_factory, 1)
+
+
+@pytest.fixture(scope="session")
+def two_transcript_calibration(tmp_path_factory) -> str:
+    """Two transcripts (12 answers): enough for the qualification's bootstrap CI over transcripts."""
+    return _calibration_subset(tmp_path_factory, 2)
 
 
 @contextmanager

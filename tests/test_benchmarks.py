@@ -34,7 +34,7 @@ SMALLEST = {
     "overhead.py": (["--model", SMALLEST_MODEL, "-n", "2", "--scripted", "2", "--iterations", "10"],
                     ("identical outputs and token counts on both paths: yes", "c) bookkeeping per request")),
     "penalties.py": (["--prompts", "1", "--models", SMALLEST_MODEL, "--penalties", "1.0"], "meeting-notes, first 1"),
-    "quality.py": (["--no-judge", "--repeats", "1", "--answers", "3"], "notes scorer:"),
+    "quality.py": (["--no-judge", "--repeats", "1", "--answers", "3"], "notes scorer, semantic matching:"),
     # a 135M judge takes 10-50 s per grade on 2 cores (its prompt is a whole transcript and answer):
     # the smallest run grades on a scripted judge endpoint instead, the in-process judge path being
     # the one `slmbench judge qualify` and its tests run

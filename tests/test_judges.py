@@ -207,11 +207,14 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
     assert sum(1 for j in judgements if j["probe"] == "injection") == 2
     report_md = (job / "report.md").read_text()
     assert "## Quality" in report_md and "Grader qualification on answers of known order" in report_md
-    # rag-basics has no reference_items: no notes scorer to fall back on, the judge is the source
+    # rag-basics has no reference_items: no notes scorer; its reference texts' coverage scorer is the
+    # fallback, the source only when the judge did not qualify and it did
     qual = q["qualifications"]["smollm2-135m-int8"]
-    assert q["source"] == "smollm2-135m-int8" and q["trusted"] == qual["passed"]
+    coverage_passed = q["qualifications"]["reference_coverage"]["passed"]
+    assert q["source"] == ("reference_coverage" if coverage_passed and not qual["passed"] else "smollm2-135m-int8")
+    assert q["trusted"] == (qual["passed"] or coverage_passed)
     assert qual["calibration"]["transcripts"] == 1 and qual["n_grades"] == 6
-    if not qual["passed"]:
+    if not qual["passed"] and not coverage_passed:
         assert "UNTRUSTED" in report_md and q["untrusted_reason"].startswith("grader smollm2-135m-int8 failed")
     assert graded, "constrained decoding should let even the 135M judge produce parseable grades"
     ann = run_cli("annotate", str(job))
@@ -238,7 +241,8 @@ def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pa
     judges = {json.loads(x)["judge_model"] for x in (job / "judgements.jsonl").read_text().splitlines()}
     assert judges == {"smollm2-135m-int4", "gemma3-270m-int4"}
     quals = json.loads((job / "qualification.json").read_text())
-    assert set(quals) == {"smollm2-135m-int4", "gemma3-270m-int4"}  # the second judge adds its own
+    # the second judge adds its own (beside the reference text's coverage scorer, qualified once)
+    assert set(quals) == {"smollm2-135m-int4", "gemma3-270m-int4", "reference_coverage"}
     assert run_cli("annotate", str(job)).returncode == 0
     fill_human_scores(job / "annotations.csv", lambda i, row: "3" if i == 0 else "")
     agree = run_cli("agreement", str(job))

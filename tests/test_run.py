@@ -72,8 +72,9 @@ def test_single_run_writes_the_contract(tmp_path, pack_home):
 
 def test_multirun_sweeps_two_pack_models(tmp_path, pack_home):
     sweep = tmp_path / "sweep"
+    # the disk limit decides here; whether a 135M model is fit for the task is tests/test_verdict.py's
     done = run_cli("run", "-m", "model=glob(smollm2-135m-int*)", "prompts=smoke", "run.rounds=2",
-                   "selection.max.disk_mb=200", f"hydra.sweep.dir={sweep}")
+                   "selection.max.disk_mb=200", "selection.acceptance=false", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr
     with (sweep / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -90,7 +91,7 @@ def test_multirun_sweeps_two_pack_models(tmp_path, pack_home):
     int8 = next(c for c in decision["candidates"] if c["model"] == "smollm2-135m-int8")
     assert not int8["eligible"] and any(r.startswith("disk_mb") for r in int8["reasons"])
     assert report.lstrip().startswith("<!-- decision:start -->")
-    redo = run_cli("decide", str(sweep), "max.disk_mb=1000", "objective.metric=decode_tps.p50")
+    redo = run_cli("decide", str(sweep), "max.disk_mb=1000", "objective.metric=decode_tps.p50", "acceptance=false")
     assert redo.returncode == 0, redo.stderr
     again = json.loads((sweep / "decision.json").read_text())
     assert all(c["eligible"] for c in again["candidates"]) and (sweep / "decision.previous.json").is_file()

@@ -57,7 +57,7 @@ def test_the_safe_way_runs_and_stores_no_secret(tmp_path: Path):
     with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=5)) as srv:
         done = run_cli("run", "-m", "backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
                        "backend.api_key_env=SLMB_TEST_KEY", "prompts=smoke", "run.rounds=1", "run.warmup=0",
-                       f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                       "decoding.max_tokens=256", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                        env={"SLMB_TEST_KEY": SECRET, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
     assert done.returncode == 0, done.stderr
     assert store.is_file() and (tmp_path / "sweep" / "summary.csv").is_file()
