@@ -35,16 +35,10 @@ def statements(text: str, names: set[str]) -> list[str]:
     return [it.text for it in parsed.items]
 
 
-def _speakers(prompt: Prompt) -> set[str]:
-    text = prompt.user_text()
-    found = [m.group(1).lower() for m in notes._SPEAKER.finditer(text)]
-    return {n for n in found if found.count(n) > 1}
-
-
 def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
     if not prompt.reference:
         return None
-    names = _speakers(prompt)
+    names = notes.candidate_names(prompt, None)
     meeting = dates.meeting_date(prompt.user_text())
     refs = statements(prompt.reference, names)
     ans = statements(answer, names)
@@ -54,47 +48,34 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     ref_stems = [notes.content_stems(t, names) for t in refs]
     ans_stems = [notes.content_stems(t, names) for t in ans]
     src_stems = [notes.content_stems(t, names) for t in source]
+    ref_cos = src_cos = None
     if match == "semantic" and ans:
         from judges import embedding
 
         sims = embedding.cosine(refs + source, ans)
         ref_cos, src_cos = sims[:len(refs)], sims[len(refs):]
-    else:
-        ref_cos = src_cos = None
-
-    def evidence(stems_a: set[str], stems_b: set[str], cos: float | None) -> float:
-        lex = notes.overlap(stems_a, stems_b)
-        return lex if cos is None else max(lex, (cos - matching.COS_FLOOR) / (1 - matching.COS_FLOOR))
 
     who = [notes.owner_of(t, names) for t in refs]
     when = [{d for _, d in dates.find_dates(t, meeting)} for t in refs]
-    pairs = []
-    for i, r in enumerate(refs):
-        for j, a in enumerate(ans):
-            ev = evidence(ref_stems[i], ans_stems[j], None if ref_cos is None else float(ref_cos[i, j]))
-            if ev < matching.MATCH_THRESHOLD:
-                continue
-            owner = notes.owner_of(a, names)
-            a_dates = {d for _, d in dates.find_dates(a, meeting)}
-            kept = (not who[i] or not owner or owner == who[i]) and (not a_dates or not when[i] or bool(when[i] & a_dates))
-            pairs.append((ev, i, j, kept and not matching.contradicts(r, a)))
-    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
-    stated: dict[int, int] = {}
-    used: set[int] = set()
-    wrong: set[int] = set()
-    for _, i, j, right in pairs:
-        if i in stated or j in used or j in wrong:
-            continue
-        if not right:
-            wrong.add(j)  # its best reading changes a reference statement's facts
-            continue
-        stated[i] = j
-        used.add(j)
+    ans_who = [notes.owner_of(a, names) for a in ans]
+    ans_when = [{d for _, d in dates.find_dates(a, meeting)} for a in ans]
+
+    def changed(i: int, j: int) -> tuple[int, bool]:
+        """(no fact counts as evidence here, whether the statement changes a reference fact)."""
+        kept = ((not who[i] or not ans_who[j] or ans_who[j] == who[i])
+                and (not ans_when[j] or not when[i] or bool(when[i] & ans_when[j])))
+        return 0, not kept or matching.contradicts(refs[i], ans[j])
+
+    found = matching.assign(len(refs), len(ans), lambda i, j: notes.overlap(ref_stems[i], ans_stems[j]),
+                            None if ref_cos is None else (lambda i, j: float(ref_cos[i, j])), changed,
+                            lambda i, j: False)
+    stated, used, wrong = found.ref_to_ans, set(found.ans_to_ref), found.contradicted
     unsupported = 0
     for j in range(len(ans)):
         if j in used or j in wrong:
             continue
-        support = max((evidence(src_stems[k], ans_stems[j], None if src_cos is None else float(src_cos[k, j]))
+        support = max((matching.meaning_or_words(notes.overlap(src_stems[k], ans_stems[j]),
+                                                 None if src_cos is None else float(src_cos[k, j]))
                        for k in range(len(source))), default=0.0)
         if support < matching.MATCH_THRESHOLD:
             unsupported += 1

@@ -112,6 +112,12 @@ def contradicts(ref: str, ans: str) -> bool:
     return neg_r and bool((in_a - in_r) & out_r)
 
 
+def meaning_or_words(lex: float, cos: float | None) -> float:
+    """The evidence before facts: max(lex, (cos - COS_FLOOR) / (1 - COS_FLOOR)); lex alone when
+    matching is lexical (cos None)."""
+    return lex if cos is None else max(lex, (cos - COS_FLOOR) / (1 - COS_FLOOR))
+
+
 @dataclass(frozen=True)
 class Pair:
     ref: int
@@ -134,9 +140,7 @@ def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callab
     pairs: list[tuple[float, int, int, bool]] = []
     for i in range(n_ref):
         for j in range(n_ans):
-            base = lex(i, j)
-            if cos is not None:
-                base = max(base, (cos(i, j) - COS_FLOOR) / (1 - COS_FLOOR))
+            base = meaning_or_words(lex(i, j), None if cos is None else cos(i, j))
             if base + FACT_WEIGHT * MAX_FACTS < MATCH_THRESHOLD:
                 continue  # no agreeing fact could make this pair a match
             agree, contra = facts(i, j)

@@ -57,6 +57,7 @@ Figures per answer (each None where undefined):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -318,9 +319,9 @@ def overlap(ref: set[str], ans: set[str]) -> float:
     return len(ref & ans) / len(ref) if ref else 0.0
 
 
-def candidate_names(prompt: Prompt, refs: ReferenceItems) -> set[str]:
+def candidate_names(prompt: Prompt, refs: ReferenceItems | None) -> set[str]:
     """Lowercased first names: the transcript's speakers (labels used more than once), the
-    attendees and the reference owners."""
+    attendees and the reference owners (when there are reference items)."""
     text = prompt.user_text()
     speakers = [m.group(1).lower() for m in _SPEAKER.finditer(text)]
     names = {n for n in speakers if speakers.count(n) > 1}  # a header label ("Attendees:") is said once
@@ -330,7 +331,8 @@ def candidate_names(prompt: Prompt, refs: ReferenceItems) -> set[str]:
                 word = part.strip().split(" ")[0].strip("()")
                 if word[:1].isupper():
                     names.add(word.lower())
-    names |= {a.owner.split()[0].lower() for a in refs.action_items}
+    if refs is not None:
+        names |= {a.owner.split()[0].lower() for a in refs.action_items}
     return {n for n in names if n not in STOPWORDS and n not in _DATE_WORDS}
 
 
@@ -406,14 +408,16 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     ans_dates = [{d for _, d in dates.find_dates(it.text, meeting)} for it in parsed.items]
 
     owners_of = [owner_of(it.text, names) for it in parsed.items]
-    dues_right: dict[tuple[int, int], bool] = {}
+
+    @functools.cache
+    def due_right(i: int, j: int) -> bool:
+        return _due_right(parsed.items[j].text, ref_items[i][1], meeting)
 
     def facts(i: int, j: int) -> tuple[int, bool]:
         kind, ref = ref_items[i]
         text = parsed.items[j].text
         if isinstance(ref, ActionItem):
-            dues_right[i, j] = _due_right(text, ref, meeting)
-            return int(owners_of[j] == ref.owner.split()[0].lower()) + int(dues_right[i, j]), False
+            return int(owners_of[j] == ref.owner.split()[0].lower()) + int(due_right(i, j)), False
         agree = int(bool(ref_dates[i] & ans_dates[j]))
         contra = bool(ref_dates[i] and ans_dates[j] and not agree)
         if kind == "decisions" and matching.contradicts(ref_texts[i], text):
@@ -433,7 +437,7 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     for i, (_, ref) in enumerate(ref_items):
         if i in ref_to_ans and isinstance(ref, ActionItem):
             owners.append(owners_of[ref_to_ans[i]] == ref.owner.split()[0].lower())
-            dues.append(dues_right[i, ref_to_ans[i]])
+            dues.append(due_right(i, ref_to_ans[i]))
 
     out: dict[str, float | None] = {}
     for kind in KINDS:
