@@ -300,7 +300,10 @@ def quality_section(q: dict) -> list[str]:
                   + (f"Items were paired by **{match} matching**: " if match else "Items are paired by ")
                   + "evidence = max(content-stem overlap, (embedding cosine - 0.25) / 0.75) + 0.15 x agreeing facts "
                   "(owner, date), >= 0.4, one to one (lexical matching leaves the cosine out); a decision that "
-                  "negates the reference's, or names another date, is contradicted (judges/matching.py):", "",
+                  "negates the reference's, or names another date, is contradicted (judges/matching.py). "
+                  "`reference_coverage` (prompts with only a reference text) = 1 + 4 x coverage x max(0, 1 - 0.3 x "
+                  "unsupported statements), coverage = (reference statements stated + 0.5 x stated with a fact "
+                  "changed) / reference statements (judges/coverage.py):", "",
                   tabulate(rows, headers=["scorer.field", "mean", "n"], tablefmt="github"), ""]
     return lines
 
