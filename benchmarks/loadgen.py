@@ -103,11 +103,14 @@ def client_path(url: str, rate: float, seconds: float) -> None:
     wall, cpu1 = time.perf_counter() - t0, os.times()
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     late = sum(x > load.LATE_S for x in lags) / max(1, len(lags))
-    per_req = cpu / max(1, ok[0]) * 1e3
+    # os.times() counts in clock ticks (10 ms): a short step may show no CPU time at all
+    per_req = cpu / ok[0] * 1e3 if ok[0] and cpu > 0 else None
+    cost = (f"c) client CPU {per_req:.2f} ms/request -> {os.cpu_count() * 1e3 / per_req:,.0f} req/s CPU-bound "
+            f"ceiling on {os.cpu_count()} cores") if per_req else \
+        "c) client CPU below the 10 ms clock tick in this step: run longer (--seconds) to measure it"
     print(f"b) client path at {rate:>5.0f} req/s offered: sent {len(lags) / gen['dispatch_s']:6.1f} req/s, "
           f"completed {ok[0] / wall:6.1f} req/s, errors {errors[0]}, dropped {gen['dropped']}, lag p99 "
-          f"{pct(lags, 99) * 1e3:6.2f} ms, late {late:5.1%} | c) client CPU {per_req:.2f} ms/request "
-          f"-> {os.cpu_count() * 1e3 / per_req:,.0f} req/s CPU-bound ceiling on {os.cpu_count()} cores")
+          f"{pct(lags, 99) * 1e3:6.2f} ms, late {late:5.1%} | {cost}")
 
 
 def main() -> None:

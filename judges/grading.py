@@ -22,11 +22,13 @@ from runner.store import jobdir
 
 
 def grader_id(judge_cfg) -> str | None:
-    """How a judge is named wherever its grades or qualification appear: the model's alias in
-    rubric mode (the default), `<alias>/<mode>` otherwise."""
+    """How a judge is named wherever its grades or qualification appear: the model it asks for
+    (`judge.model_id` when set, as an endpoint's judges are told apart; else the alias
+    `judge.model`) in rubric mode (the default), `<name>/<mode>` otherwise."""
     if not judge_cfg.model:
         return None
-    return judge_cfg.model if modes.get(judge_cfg.mode).default else f"{judge_cfg.model}/{judge_cfg.mode}"
+    name = judge_cfg.model_id or judge_cfg.model
+    return name if modes.get(judge_cfg.mode).default else f"{name}/{judge_cfg.mode}"
 
 
 def family_warning(cfg) -> str | None:

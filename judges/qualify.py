@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -409,7 +410,7 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
                              for t, by_kind in grades.items() for k, g in by_kind.items()],
                   "measured_at": time.time()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # jobs side by side may qualify the same grader
         tmp.write_text(json.dumps(cached, indent=2))
         tmp.replace(path)
         cached["cached"] = False

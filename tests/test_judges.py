@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import SMALL, run_cli
 from omegaconf import OmegaConf
-from scripted_server import Script, ScriptedServer
+from scripted_server import Script, ScriptedServer, rubric_judge
 
 from judges import grading
 from judges.quality import quality_summary
@@ -226,23 +226,28 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
     assert report["judge_human"]["overall"]["exact"] == 1.0
 
 
-def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, pack_home, short_calibration):
+def test_second_judge_on_a_finished_run_gives_inter_judge_agreement(tmp_path, short_calibration):
+    # Two judges of known behaviour behind an endpoint: what is under test is the rerun with another
+    # judge (nothing re-measured, both judges' grades and qualifications kept, inter-judge agreement);
+    # a pack model judging in process is test_real_grading_with_a_pack_judge's.
     job = tmp_path / "job"
-    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv:
+    with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=12)) as srv, \
+            ScriptedServer(Script(ttft_s=0.0, tpot_s=0.0, model_ids=("judge-a", "judge-b"),
+                                  reply=rubric_judge)) as judge:
         common = ["backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
-                  "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge.injection_probe=0", short_calibration,
-                  f"hydra.run.dir={job}"]
-        first = run_cli("run", *common, "judge=smollm2-135m-int4")
+                  "prompts=smoke", "run.rounds=1", "run.warmup=0", "judge=openai", f"judge.base_url={judge.base_url}",
+                  "judge.injection_probe=0", short_calibration, f"hydra.run.dir={job}"]
+        first = run_cli("run", *common, "judge.model_id=judge-a")
         assert first.returncode == 0, first.stderr
         n_requests = len(srv.requests)
-        second = run_cli("run", *common, "judge=gemma3-270m-int4")  # a rerun: nothing left to measure
+        second = run_cli("run", *common, "judge.model_id=judge-b")  # a rerun: nothing left to measure
         assert second.returncode == 0, second.stderr
         assert len(srv.requests) == n_requests  # the candidate was not asked again
     judges = {json.loads(x)["judge_model"] for x in (job / "judgements.jsonl").read_text().splitlines()}
-    assert judges == {"smollm2-135m-int4", "gemma3-270m-int4"}
+    assert judges == {"judge-a", "judge-b"}
     quals = json.loads((job / "qualification.json").read_text())
     # the second judge adds its own (beside the reference text's coverage scorer, qualified once)
-    assert set(quals) == {"smollm2-135m-int4", "gemma3-270m-int4", "reference_coverage"}
+    assert set(quals) == {"judge-a", "judge-b", "reference_coverage"}
     assert run_cli("annotate", str(job)).returncode == 0
     fill_human_scores(job / "annotations.csv", lambda i, row: "3" if i == 0 else "")
     agree = run_cli("agreement", str(job))

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
 
 from runner.measure import arrivals as load
+
+pytestmark = pytest.mark.serial  # offered rates, lateness and goodput against known delays
 
 OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0",
           "tracking.enabled=false"]

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource
 from scripted_server import Script, ScriptedServer, rubric_judge
 
-JUDGE = "remote-judge"  # conf/judge/openai.yaml's judge.model: the grader id of its rubric grades
+JUDGE = "judge-model"  # judge.model_id: the grader id of an endpoint judge's rubric grades
 KEY_COLUMNS = ("decode_tps.p50", "ttft_s.p95", "e2e_s.p95", "quality.overall")
 
 

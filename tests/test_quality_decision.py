@@ -21,6 +21,7 @@ WORST = set(KINDS[2:])
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "known_order.yaml").read_text())["answers"]
 PROMPTS = prompts.load(ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml").prompts
 LIMIT = 4
+JUDGED_LIMIT = 2  # transcripts a job when a pack model judges: each grade costs seconds on the CPU
 
 
 def reply(model: str, messages) -> str:
@@ -35,10 +36,10 @@ def endpoint():
         yield srv
 
 
-def sweep(tmp_path: Path, endpoint, *extra: str) -> tuple[dict, dict[str, dict]]:
+def sweep(tmp_path: Path, endpoint, *extra: str, limit: int = LIMIT) -> tuple[dict, dict[str, dict]]:
     out = tmp_path / "sweep"
     done = run_cli("run", "-m", "backend=openai", f"backend.base_url={endpoint.base_url}",
-                   f"model.id={','.join(KINDS)}", "prompts=meeting-notes", f"prompts.limit={LIMIT}",
+                   f"model.id={','.join(KINDS)}", "prompts=meeting-notes", f"prompts.limit={limit}",
                    "run.rounds=1", "run.warmup=0", "decoding.max_tokens=600", f"hydra.sweep.dir={out}", *extra,
                    timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -77,7 +78,8 @@ def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(t
     # the default model group's alias is smollm2-135m-int8, but the endpoint's models are the ones
     # measured: the same pack model may judge them (it is not grading itself)
     decision, jobs = sweep(tmp_path, endpoint, "judge=smollm2-135m-int8", "judge.mode=checklist",
-                           "judge.reasoning=false", "judge.injection_probe=1", two_transcript_calibration)
+                           "judge.reasoning=false", "judge.injection_probe=1", two_transcript_calibration,
+                           limit=JUDGED_LIMIT)
     recommended = kind_of(jobs, decision["recommended"]["job"])
     assert recommended not in WORST, decision["summary_sentence"]
     for job, s in jobs.items():
@@ -91,7 +93,7 @@ def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(t
         assert isinstance(judge_q["passed"], bool) and judge_q["spearman"]["ci95"] is not None
         # the source is the judge only when it qualified; otherwise the qualified notes scorer
         assert q["source"] == ("smollm2-135m-int8/checklist" if judge_q["passed"] else "notes") and q["trusted"]
-        assert q["n_graded"] == LIMIT and q["judge"] == "smollm2-135m-int8/checklist"
+        assert q["n_graded"] == JUDGED_LIMIT and q["judge"] == "smollm2-135m-int8/checklist"
         report = (tmp_path / "sweep" / job / "report.md").read_text()
         assert "Grader qualification on answers of known order" in report
         if not judge_q["passed"]:

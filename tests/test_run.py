@@ -211,6 +211,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     _short_error(changed, "another configuration")
 
 
+@pytest.mark.serial  # measured times against known delays
 def test_concurrency_overlaps_requests(tmp_path):
     with ScriptedServer(Script(ttft_s=0.1, tpot_s=0.005, tokens=10)) as srv:
         out = {}
@@ -235,6 +236,7 @@ def _adaptive(tmp_path, name: str, script: Script) -> dict:
     return json.loads((job / "summary.json").read_text())
 
 
+@pytest.mark.serial  # measured times against known delays
 def test_adaptive_rounds_stop_early_when_steady_and_hit_the_cap_when_noisy(tmp_path):
     # steady: e2e ~0.24 s, so a few ms of client jitter is ~1%, well inside the 5% target
     steady = _adaptive(tmp_path, "steady", Script(ttft_s=0.2, tpot_s=0.002, tokens=20))

@@ -21,6 +21,8 @@ from runner.backends.openai_compat import OpenAIBackend
 from runner.metrics.request import request_metrics
 from runner.metrics.stats import summarize
 
+pytestmark = pytest.mark.serial  # measured times against a scripted server's known delays
+
 MODEL = "scripted-model"
 MESSAGES = [{"role": "user", "content": "count for me"}]
 REL = 0.05  # relative tolerance on timing figures

@@ -25,7 +25,7 @@ from runner.config.errors import UserError
 from runner.store import records
 from runner.track import traces
 
-JUDGE = "remote-judge"  # conf/judge/openai.yaml's judge.model: the grader id of its rubric grades
+JUDGE = "judge-model"  # judge.model_id: the grader id of an endpoint judge's rubric grades
 SMOKE = paths.CONF_DIR / "prompts" / "data" / "smoke.yaml"  # prompts=smoke
 
 

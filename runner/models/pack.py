@@ -7,13 +7,17 @@ interrupted build is detected and redone, and a finished one is never redone.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,8 +134,10 @@ def _float32_folder(spec: ModelConfig, log: Log) -> Path:
     return hf
 
 
-def build(spec: ModelConfig, log: Log = print) -> Built:
-    """Make `spec` runnable in Foundry Local: fetch, convert, register. Idempotent."""
+def build(spec: ModelConfig, log: Log = print, register_lock: threading.Lock | None = None) -> Built:
+    """Make `spec` runnable in Foundry Local: fetch, convert, register. Idempotent.
+
+    `register_lock`: held while registering, when builds run side by side (build_pack)."""
     t0 = time.perf_counter()
     folder = model_folder(spec)
     did_work = False
@@ -153,7 +159,8 @@ def build(spec: ModelConfig, log: Log = print) -> Built:
         _convert(args, paths.home() / "logs" / f"build-{spec.alias}.log", f"{spec.alias}: ONNX build")
         (folder / STAMP).write_text(json.dumps(_stamp_for(spec)))
         log(f"  built {folder_bytes(folder) / 1e6:.0f} MB ({time.perf_counter() - step:.1f} s)")
-    catalog.register(spec.id, folder, spec.alias)
+    with register_lock or contextlib.nullcontext():
+        catalog.register(spec.id, folder, spec.alias)
     return Built(spec.alias, folder, time.perf_counter() - t0, did_work)
 
 
@@ -223,19 +230,36 @@ def _measure_fidelity(spec: ModelConfig, log: Log) -> dict:
 
 def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built]:
     """Build the pack's models (all of PACK, or `aliases`); the whole pack also fetches the
-    `notes` scorer's embedding model."""
+    `notes` scorer's embedding model.
+
+    Models built from the same float32 source (SmolLM2's three precisions) are built in turn, since
+    they share its dequantized folder; different sources (SmolLM2, Gemma) are built side by side,
+    one worker per core, because each conversion step is a mostly single-threaded child process.
+    Each log line then names its model."""
     if not aliases:
         step = time.perf_counter()
         did = embedder.fetch()
         log(f"[scorer] {embedder.MINILM.alias}: {'fetched and verified' if did else 'already verified'} "
             f"({time.perf_counter() - step:.1f} s)")
-    aliases = aliases or PACK
-    specs = [registry.get(a) for a in aliases]
-    out = []
-    for i, spec in enumerate(specs, 1):
-        log(f"[{i}/{len(specs)}] {spec.alias}")
-        built = build(spec, log)
-        log(f"  {'ready' if built.did_work else 'already built'}: {spec.id} ({built.seconds:.1f} s)")
-        check_fidelity(spec, log)
-        out.append(built)
-    return out
+    specs = [registry.get(a) for a in aliases or PACK]
+    families: dict[str, list[ModelConfig]] = {}
+    for spec in specs:
+        families.setdefault(spec.source.sha256 or spec.source.path or spec.alias, []).append(spec)
+    width = max(len(s.alias) for s in specs)
+    lock = threading.Lock()
+
+    def build_family(family: list[ModelConfig]) -> list[Built]:
+        done = []
+        for spec in family:
+            tagged = (lambda s, a=spec.alias: log(f"[{a:<{width}}] {s.strip()}")) if len(specs) > 1 else log
+            built = build(spec, tagged, lock)
+            tagged(f"  {'ready' if built.did_work else 'already built'}: {spec.id} ({built.seconds:.1f} s)")
+            check_fidelity(spec, tagged)
+            done.append(built)
+        return done
+
+    workers = min(len(families), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = dict(zip(families, pool.map(build_family, families.values()), strict=True))
+    by_alias = {b.alias: b for built in results.values() for b in built}
+    return [by_alias[s.alias] for s in specs]
