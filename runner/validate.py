@@ -38,6 +38,8 @@ def validate(cfg: Any) -> None:
         (cfg.decoding.top_p is None or 0 < cfg.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
         (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
         (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
+        (cfg.run.warmup_requests is None or cfg.run.warmup_requests >= 0, "run.warmup_requests",
+         "must be >= 0 (or null: run.warmup whole passes)"),
         (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
         (cfg.run.rate is None or cfg.run.rate > 0, "run.rate", "must be > 0 requests/s"),
         (cfg.run.rate is None or cfg.run.concurrency == 1, "run.rate",
@@ -49,8 +51,9 @@ def validate(cfg: Any) -> None:
         (cfg.run.requests is None or cfg.run.duration_s is None, "run.requests",
          "and run.duration_s both bound the window: set one"),
         ((cfg.run.requests is None and cfg.run.duration_s is None and not cfg.run.warmup_s
-          and not cfg.run.cooldown_s) or cfg.run.rate is not None, "run.rate",
-         "is needed by run.requests, run.duration_s, run.warmup_s and run.cooldown_s (open-loop options)"),
+          and not cfg.run.cooldown_s) or cfg.run.rate is not None or _searches_rate(cfg), "run.rate",
+         "(or run.search.over=rate) is needed by run.requests, run.duration_s, run.warmup_s and run.cooldown_s "
+         "(open-loop options)"),
         (cfg.run.warmup_s >= 0 and cfg.run.cooldown_s >= 0, "run.warmup_s", "and run.cooldown_s must be >= 0"),
         (cfg.run.burstiness > 0, "run.burstiness", "must be > 0 (1 = Poisson)"),
         (cfg.run.max_in_flight >= 1, "run.max_in_flight", "must be >= 1"),
@@ -71,6 +74,7 @@ def validate(cfg: Any) -> None:
          DEVICE_OF[short_name(cfg.hardware.execution_provider)] or short_name(cfg.hardware.execution_provider)
          == "openvino", "hardware.execution_provider", f"does not run on hardware.device={cfg.hardware.device}"),
     ]
+    checks += search_checks(cfg)
     checks += [(cfg.decoding[k] is None or k in caps.penalties, f"decoding.{k}",
                 f"is not sent by backend={cfg.backend.name} (it sends: {', '.join(caps.penalties) or 'no penalty'})")
                for k in PENALTIES]
@@ -100,6 +104,36 @@ def validate(cfg: Any) -> None:
             judge.model == label_of(cfg) or (judge.model_id or "") == cfg.model.id):
         raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
                         f"(pick another judge, or set judge.allow_self=true)")
+
+
+def search_checks(cfg: Any) -> list[tuple[bool, str, str]]:
+    """`run.search`: its settings, and the run settings a search takes over (runner/measure/capacity.py)."""
+    search, run = cfg.run.search, cfg.run
+    on = search.mode is not None
+    floor = 1 if search.over == "concurrency" else 0
+    return [
+        (search.mode in (None, "capacity"), "run.search.mode", "must be capacity (or null: no search)"),
+        (search.over in ("concurrency", "rate"), "run.search.over",
+         "must be concurrency (closed loop: requests in flight) or rate (open loop: requests/s)"),
+        (0 < search.goodput <= 1, "run.search.goodput",
+         "must be in (0, 1]: the share of a load's requests that must meet every run.slo objective"),
+        (search.max_points >= 2, "run.search.max_points", "must be >= 2 (the first point is one request at a time)"),
+        (search.budget_s > 0, "run.search.budget_s", "must be > 0 seconds"),
+        (0 < search.tolerance < 1, "run.search.tolerance", "must be in (0, 1): bisection over rates ends when "
+         "failing / passing - 1 <= it"),
+        (search.max_load is None or search.max_load > floor, "run.search.max_load",
+         f"must be > {floor} (or null: no limit but run.search.max_points and budget_s)"),
+        (not on or any(v is not None for v in run.slo.values()), "run.slo",
+         "bounds nothing: run.search=capacity looks for the highest load meeting these objectives; set one "
+         "(e.g. run.slo.ttft_s=0.5)"),
+        (not on or (run.concurrency == 1 and run.rate is None), "run.search.mode",
+         "sets each point's load itself: leave run.concurrency (1) and run.rate (null) unset"),
+        (not on or not run.target_ci, "run.target_ci", "adds rounds at one load; it does not combine with run.search"),
+    ]
+
+
+def _searches_rate(cfg: Any) -> bool:
+    return cfg.run.search.mode is not None and cfg.run.search.over == "rate"
 
 
 def _get(cfg: Any, dotted: str) -> Any:

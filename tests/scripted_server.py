@@ -122,6 +122,11 @@ class Script:
     per_model: dict[str, dict[str, Any]] | None = None
     """Field overrides by requested model id, e.g. {"beta": {"tpot_s": 0.03}}: one endpoint serving
     models of known, different speeds."""
+    serial: bool = False
+    """Serve one request at a time, first come first served: a request waits for every earlier one to
+    end, then runs its whole schedule from the moment its turn comes, so the server's service time is
+    S = ttft_s + (tokens - 1) * tpot_s and its capacity is known (closed loop at concurrency c: each
+    request waits (c - 1) * S in steady state)."""
 
     def __post_init__(self) -> None:
         if self.tokens < 0:
@@ -208,7 +213,26 @@ class ScriptedHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.rng = random.Random(0)  # jitter: reproducible across runs
         self._ids = itertools.count()
+        self._turns = threading.Condition()  # Script.serial: a ticket lock, first come first served
+        self._next_ticket = 0
+        self._serving = 0
         super().__init__(("127.0.0.1", port), _Handler)
+
+    @contextlib.contextmanager
+    def turn(self):
+        """Hold the server alone, in arrival order (threading.Lock is not fair: a request could be
+        passed over and wait longer than the requests ahead of it)."""
+        with self._turns:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                self._turns.wait()
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._serving += 1
+                self._turns.notify_all()
 
     def record(self, body: dict[str, Any], arrival: float) -> int:
         with self.lock:
@@ -319,6 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(400, "request body must be a JSON object")
             return
         req_no = self.server.record(body, arrival)
+        received = arrival
         if script.ttft_cycle:
             script = dataclasses.replace(script, ttft_s=script.ttft_cycle[req_no % len(script.ttft_cycle)])
         if script.jitter_s:
@@ -369,19 +394,22 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": model,
         }
-        try:
-            if body.get("stream"):
-                stream_opts = body.get("stream_options") or {}
-                want_usage = bool(
-                    script.include_usage
-                    and isinstance(stream_opts, dict)
-                    and stream_opts.get("include_usage")
-                )
-                self._stream(script, arrival, n, finish_reason, usage, want_usage, ctx, words)
-            else:
-                self._nonstream(script, arrival, n, finish_reason, usage, ctx, words)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        with self.server.turn() if script.serial else contextlib.nullcontext():
+            if script.serial:  # the schedule starts when its turn comes (keeping any jitter)
+                arrival = time.perf_counter() + (arrival - received)
+            try:
+                if body.get("stream"):
+                    stream_opts = body.get("stream_options") or {}
+                    want_usage = bool(
+                        script.include_usage
+                        and isinstance(stream_opts, dict)
+                        and stream_opts.get("include_usage")
+                    )
+                    self._stream(script, arrival, n, finish_reason, usage, want_usage, ctx, words)
+                else:
+                    self._nonstream(script, arrival, n, finish_reason, usage, ctx, words)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     def _nonstream(
         self,
@@ -608,6 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-usage", action="store_true")
     p.add_argument("--status", type=int, default=200)
     p.add_argument("--fail-after-tokens", type=int, default=None)
+    p.add_argument("--serial", action="store_true", help="one request at a time, first come first served")
     p.add_argument(
         "--model", action="append", dest="models", help="model id (repeatable)"
     )
@@ -621,6 +650,7 @@ def main(argv: list[str] | None = None) -> None:
         include_usage=not a.no_usage,
         status=a.status,
         fail_after_tokens=a.fail_after_tokens,
+        serial=a.serial,
         model_ids=tuple(a.models) if a.models else Script.model_ids,
     )
     srv = ScriptedServer(script, a.port)

@@ -26,6 +26,7 @@ SMALLEST_MODEL = "smollm2-135m-int4"  # the pack's smallest model
 # or a tuple of strings).
 # A new script without an entry fails test_every_script_has_a_smallest_setting.
 SMALLEST = {
+    "capacity.py": (["--service-ms", "30", "--concurrency", "2", "--requests", "12", "--warmup-s", "0.3"], "true capacity"),
     "client_timing.py": (["-n", "2"], "openai SDK"),
     "conversion.py": ([SMALLEST_MODEL, "--prompts", "1", "--new-tokens", "4"], "wall: float32 reference check"),
     "loadgen.py": (["--seconds", "0.2"], "b) client path at   400 req/s"),

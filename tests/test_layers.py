@@ -14,7 +14,7 @@ MAX_LINES = 800
 # Top to bottom: a module may import its own layer or a lower one.
 LAYERS = [
     ("entry points", ("runner.cli", "runner.app", "runner.sweep", "runner.validate", "runner.outcomes",
-                      "runner.models.cli", "judges.cli")),
+                      "runner.models.cli", "judges.cli", "runner.results")),
     ("measure, grade, decide, report, track", ("runner.measure", "judges", "runner.decide", "runner.report",
                                                "runner.track")),
     ("store and metrics", ("runner.store", "runner.metrics")),

@@ -7,6 +7,7 @@ Ranges are checked by `runner/validate.py`, which names the offending key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,9 +153,37 @@ class JudgeConfig:
 
 
 @dataclass
+class SearchConfig:
+    """`run.search`: find a load instead of measuring one (runner/measure/capacity.py).
+    `run.search=capacity` on the command line is short for `run.search.mode=capacity`
+    (`search_shorthand`)."""
+
+    mode: str | None = None  # null: off; capacity: the highest load meeting every run.slo objective
+    over: str = "concurrency"  # concurrency: closed loop, requests in flight; rate: open loop, requests/s
+    goodput: float = 0.95  # a load passes when at least this share of its requests meets every objective
+    max_points: int = 8  # load points measured at most, the first (one request at a time) included
+    budget_s: float = 600.0  # seconds of measuring: no point starts after it, and a running one is stopped
+    tolerance: float = 0.05  # over=rate: bisection ends when failing / passing - 1 <= this
+    max_load: float | None = None  # highest load tried (null: run.max_in_flight in flight, or 64x the
+    # service rate of one request at a time)
+
+
+SEARCH_SHORTHAND = re.compile(r"^(\+{0,2})run\.search=")
+
+
+def search_shorthand(args: list[str]) -> list[str]:
+    """`run.search=capacity` (the struct's shorthand) is `run.search.mode=capacity`; Hydra alone
+    cannot both replace a struct by a string and set the struct's fields on one command line."""
+    return [SEARCH_SHORTHAND.sub(r"\1run.search.mode=", a) for a in args]
+
+
+@dataclass
 class RunConfig:
     rounds: int = 3  # measured passes over the prompt set
     warmup: int = 1  # passes run first and not counted
+    # At most this many warm-up requests (the first prompts of the first pass); None: whole passes.
+    # One request already pays the in-process runtime's first-call costs (allocation, graph set-up).
+    warmup_requests: int | None = None
     concurrency: int = 1  # closed loop: this many requests in flight
     # Open loop (runner/measure/arrivals.py): requests/s with Poisson arrivals, whether or not earlier
     # requests have finished. None: closed loop at run.concurrency.
@@ -184,6 +213,8 @@ class RunConfig:
     target_ci: float | None = None
     max_rounds: int = 20
     target_metrics: list[str] = field(default_factory=lambda: ["e2e_s", "decode_tps"])
+    # Capacity under the SLOs: the load is searched for, point by point (runner/measure/capacity.py).
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass

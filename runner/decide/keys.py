@@ -51,6 +51,8 @@ class Metric:
     path: tuple[str, ...]  # into summary.json
 
     def _node(self, summary: dict) -> Any:
+        if self.key in catalog.DERIVED:  # named after a field's value, not found at a path
+            return catalog.derived(summary).get(self.key)
         node = _walk(summary, self.path)
         return None if node is _MISSING else node
 

@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 from runner.config import prompts
 from runner.config.errors import UserError
 from runner.config.paths import CONF_DIR
+from runner.config.schema import search_shorthand
 from runner.decide.keys import _is_num
 
 DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
@@ -122,8 +123,9 @@ _HYDRA_MAPPING_OVERRIDE = re.compile(r"^(selection\.(max|min|weights)\.[^=]+"
 def hydra_overrides(args: list[str]) -> list[str]:
     """`selection.max.tpot_s.p95=0.03` adds a key to a mapping, which Hydra's struct mode refuses
     without a `+`; `++` (add or override) makes such overrides work as written on `slmbench run`
-    (so do `prompts.acceptance={min: {...}}` and `selection.acceptance.min.quality.overall=4`)."""
-    return ["++" + a if _HYDRA_MAPPING_OVERRIDE.match(a) else a for a in args]
+    (so do `prompts.acceptance={min: {...}}` and `selection.acceptance.min.quality.overall=4`), and
+    `run.search=capacity` is `run.search.mode=capacity` (runner/config/schema.py `search_shorthand`)."""
+    return ["++" + a if _HYDRA_MAPPING_OVERRIDE.match(a) else a for a in search_shorthand(args)]
 
 
 def load_selection(overrides: list[str], path: Path = DEFAULT_SELECTION) -> dict:

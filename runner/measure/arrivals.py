@@ -86,12 +86,14 @@ def schedule(rate: float, requests: int | None, duration_s: float | None, warmup
 
 
 def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
-        drop: Callable[[Arrival, int], None], max_in_flight: int, t0: float | None = None) -> dict:
+        drop: Callable[[Arrival, int], None], max_in_flight: int, t0: float | None = None,
+        halt: threading.Event | None = None) -> dict:
     """Send each arrival at `t0 + offset_s` on a thread of its own.
 
     `fire(arrival, due)` sends and records one request (`due` is its scheduled perf_counter
     time); `drop(arrival, in_flight)` records one not sent. Returns the generator's own facts.
-    The call returns when every sent request has ended, which the backend's timeout bounds."""
+    The call returns when every sent request has ended, which the backend's timeout bounds.
+    Once `halt` is set, no further arrival is sent (or counted)."""
     slots = threading.BoundedSemaphore(max_in_flight)
     lock = threading.Lock()
     in_flight = peak = 0
@@ -113,11 +115,14 @@ def run(arrivals: list[Arrival], fire: Callable[[Arrival, float], None],
     t0 = time.perf_counter() if t0 is None else t0
     with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="load") as pool:
         for a in arrivals:
-            if failures:
-                break  # no more load once a record could not be kept
+            if failures or (halt is not None and halt.is_set()):
+                break  # no more load once a record could not be kept, or the window was stopped
             due = t0 + a.offset_s
             wait = due - time.perf_counter()
-            if wait > 0:
+            if wait > 0 and halt is not None:
+                if halt.wait(wait):
+                    break
+            elif wait > 0:
                 time.sleep(wait)
             if not slots.acquire(blocking=False):
                 dropped += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,12 +14,16 @@ from runner.metrics import degenerate
 from runner.metrics.request import request_metrics
 
 
-def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0) -> dict:
-    """Run the pending requests; return this window's counts for throughput."""
+def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0,
+            halt: threading.Event | None = None) -> dict:
+    """Run the pending requests; return this window's counts for throughput. Once `halt` is set
+    (a capacity search's point: runner/measure/saturation.py), no further request starts."""
     base = {"model": label_of(cfg), "model_id": cfg.model.id}
     wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
 
-    def one(item: tuple[int, Prompt]) -> dict:
+    def one(item: tuple[int, Prompt]) -> dict | None:
+        if halt is not None and halt.is_set():
+            return None
         rnd, prompt = item
         record = {**base, "prompt_id": prompt.id, "round": rnd}
         stop = degenerate.LoopStop() if cfg.decoding.loop_stop else None
@@ -39,7 +44,7 @@ def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg,
     else:
         with ThreadPoolExecutor(max_workers=cfg.run.concurrency) as pool:
             done = list(pool.map(one, todo))
-    return window_counts(done)
+    return window_counts([r for r in done if r is not None])
 
 
 def window_counts(done: list[dict]) -> dict:

@@ -24,7 +24,7 @@ from runner.backends import BackendError, GenParams, hardware
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.config.labels import label_of
 from runner.config.prompts import PromptSet
-from runner.measure import adaptive, cap, closed_loop, open_loop
+from runner.measure import adaptive, cap, closed_loop, load_point, open_loop
 from runner.measure.energy import rapl_joules
 from runner.measure.memory import PeakSampler, rss_mb
 from runner.store import jobdir, records
@@ -116,6 +116,10 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
     facts.skipped_done = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
     if cfg.run.rate is not None:
         todo = open_loop.pending(job_dir, facts, cfg)
+    search_from = None  # run.search: the load points a rerun keeps
+    if cfg.run.search.mode is not None:
+        search_from = load_point.pending(job_dir, facts, cfg)
+        todo = [] if search_from is None else ["search"]
     backend = None
     try:
         facts.hardware = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
@@ -134,7 +138,7 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
         facts.device = hardware.verify(cfg.hardware, *backend.execution_provider())
         facts.rss_mb = rss_mb() if backend.capabilities.in_process else None
         if todo:
-            _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts)
+            _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts, search_from)
     except BackendError as exc:
         facts.error = str(exc)
     finally:
@@ -146,22 +150,28 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
     return facts
 
 
-def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: Facts) -> None:
-    """Warm-up passes (not recorded), then the measured window with RSS sampling."""
-    for _ in range(cfg.run.warmup):
-        for prompt in prompt_set.prompts:
-            facts.warmup_requests += 1
-            try:
-                backend.chat(prompt.chat_messages(), params)
-            except BackendError:
-                facts.warmup_errors += 1
+def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: Facts,
+                         search_from: list[dict] | None = None) -> None:
+    """Warm-up passes (not recorded), then the measured window with RSS sampling (under
+    run.search, the search's load points from those a rerun keeps)."""
+    warm_up = [p for _ in range(cfg.run.warmup) for p in prompt_set.prompts][:cfg.run.warmup_requests]
+    for prompt in warm_up:
+        facts.warmup_requests += 1
+        try:
+            backend.chat(prompt.chat_messages(), params)
+        except BackendError:
+            facts.warmup_errors += 1
     writer = records.RecordWriter(req_path)
     progress = Progress(label_of(cfg), len(todo), cfg.run.progress)
     try:
         with PeakSampler() as sampler:
             joules = rapl_joules()
             t0 = time.perf_counter()
-            if cfg.run.rate is not None:
+            if search_from is not None:
+                facts.update(load_point.run_search(backend, prompt_set, params, cfg, writer, progress,
+                                                   req_path.parent, search_from))
+                joules = None  # the package counter would span every point; the figures are one point's
+            elif cfg.run.rate is not None:
                 window = open_loop.measure(backend, prompt_set, params, cfg, writer, progress)
                 facts.update(window)
                 (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(cfg)},

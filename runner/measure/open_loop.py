@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.backends import BackendError, GenParams
@@ -47,8 +48,11 @@ def pending(job_dir: Path, facts: Facts, cfg) -> list:
     return ["window"]
 
 
-def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress) -> dict:
-    """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they end."""
+def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress,
+            halt: threading.Event | None = None, observe: Callable[[float, float], None] | None = None) -> dict:
+    """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they
+    end. For a capacity search's point: once `halt` is set nothing more is sent, and
+    `observe(t_start_s, ttft_s)` sees each warm-up and cool-down request that ends (never recorded)."""
     run = cfg.run
     prompts = prompt_set.prompts
     count = None if run.duration_s else (run.requests or run.rounds * len(prompts))
@@ -82,6 +86,8 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
                       "output": None, "t_start_s": t_call - t0}
         else:
             if a.phase != arrivals.MEASURED:
+                if observe is not None and metrics["ttft_s"] is not None:
+                    observe(c.t_sent - t0, metrics["ttft_s"])
                 return
             record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
                       **metrics, "output": c.text, "t_start_s": c.t_sent - t0, "t_start_unix": wall + c.t_sent}
@@ -103,7 +109,7 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
 
     t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
     wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
-    gen = arrivals.run(planned, fire, drop, run.max_in_flight, t0)
+    gen = arrivals.run(planned, fire, drop, run.max_in_flight, t0, halt)
     sent = [r["t_start_s"] for r in done if r["t_start_s"] is not None]
     ends = [r["t_start_s"] + r["e2e_s"] for r in done if r["status"] == "ok"]
     gen_facts = {"scheduled": len(planned), "dropped": gen["dropped"], "in_flight_peak": gen["in_flight_peak"],

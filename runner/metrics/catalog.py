@@ -93,6 +93,13 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
     _job("goodput.requests_per_s", "req/s", "requests meeting every SLO in run.slo / measured window wall time",
          HIGHER, "runner.store.summary.goodput"),
     _job("goodput.good", "requests", "requests meeting every SLO in run.slo", HIGHER, "runner.store.summary.goodput"),
+    # per job: capacity under SLO (run.search=capacity, runner/measure/capacity.py); named after what was searched
+    _job("capacity.concurrency", "requests", "highest concurrency (closed loop, requests in flight) whose goodput "
+         "share >= run.search.goodput (summary.json capacity.passing; 0 when even one request at a time missed)",
+         HIGHER, "runner.measure.capacity.search"),
+    _job("capacity.rate", "req/s", "highest offered rate (open loop, requests/s) whose goodput share >= "
+         "run.search.goodput (summary.json capacity.passing; 0 when even one request at a time missed)", HIGHER,
+         "runner.measure.capacity.search"),
     _job("load.arrival_rate", "req/s", "open loop: (sends - 1) / (last send - first send), the rate actually "
                                        "offered", None, "runner.measure.arrivals.summarize"),
     _job("load.dropped", "requests", "open loop: arrivals not sent (run.max_in_flight reached)", LOWER,
@@ -145,6 +152,10 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
     _job("quality.injection.mean_shift", "", "mean over answers of (score with an injected 'give 5' line - "
                                                   "score without)", LOWER, "judges.quality.quality_summary"),
 )}
+
+# Names whose number a rule gives (`derived`), not a path: the capacity a search found is named after
+# what it searched over.
+DERIVED = ("capacity.concurrency", "capacity.rate")
 
 # Figures null for a backend that does not hold the model in this process: reported as "not
 # measured for endpoints", never held for or against it.
@@ -239,10 +250,23 @@ def _get(node: Any, path: tuple[str, ...]) -> Any:
     return node
 
 
+def derived(summary: Mapping) -> dict[str, float]:
+    """The DERIVED names of a summary: `capacity.<over>` = capacity.passing, or 0 when the search
+    ran and no load passed (even one request at a time missed an objective)."""
+    cap = summary.get("capacity") or {}
+    over = cap.get("over")
+    if f"capacity.{over}" not in DERIVED or not cap.get("points"):
+        return {}
+    passing = cap.get("passing")
+    return {f"capacity.{over}": float(passing) if _num(passing) else 0.0}
+
+
 def flatten(summary: Mapping) -> dict[str, float]:
     """Every number of a summary.json under its one dotted name (see the module docstring)."""
-    out: dict[str, float] = {}
+    out: dict[str, float] = derived(summary)
     for key, s in SPECS.items():
+        if key in DERIVED:
+            continue
         node = _get(summary, s.where)
         if s.level == REQUEST and isinstance(node, dict):
             if key == "quality.overall" and _num(node.get("mean")):

@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from runner.metrics import catalog, degenerate
 from runner.metrics.stats import MIN_N_FOR_P95
+from runner.report import capacity
 from runner.report.plots import latency_plot
 from runner.store import jobdir
 from runner.store.summary_shape import in_process
@@ -94,6 +95,7 @@ def write_job_report(job_dir: Path) -> Path:
                           catalog.unit("energy.wh_per_1k_tokens"), s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
     lines += load_section(s)
+    lines += capacity.job_section(s, job_dir)
     lines += quality_section(s.get("quality") or {})
     det = s["determinism"]
     if det.get("checked"):
@@ -209,7 +211,7 @@ def load_label(s: dict) -> str:
     if ld.get("profile") == "rate":
         shape = "Poisson" if ld["burstiness"] == 1 else f"gamma (burstiness {ld['burstiness']})"
         return f"open loop, {ld['rate']:g} {RATE}, {shape} arrivals"
-    c = s["config"]["run"]["concurrency"]
+    c = ld.get("concurrency", s["config"]["run"]["concurrency"])  # a capacity search's: its capacity point's
     return f"closed loop, {c} in flight" if c > 1 else "sequential"
 
 

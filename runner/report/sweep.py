@@ -9,8 +9,9 @@ from tabulate import tabulate
 
 from runner.config.labels import job_name
 from runner.metrics import catalog
+from runner.report import capacity
 from runner.report.job import RATE, degenerate_line, fmt, formula, truncation_warning
-from runner.report.plots import latency_plot, plt, scatter
+from runner.report.plots import latency_plot, pyplot, scatter
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
 from runner.store.summary import flat_row, write_csv
@@ -64,6 +65,7 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     if quality:
         lines += [f"![quality against speed]({quality.name})", ""]
     lines += load_curve(summaries, [j.name for j in jobs], sweep_dir)
+    lines += capacity.sweep_section(summaries, [j.name for j in jobs], sweep_dir)
     lines += [concurrency_note(summaries), ""]
     out = sweep_dir / "report.md"
     out.write_text("\n".join(lines))
@@ -74,7 +76,7 @@ def _load_point(s: dict) -> tuple[str, float]:
     ld = s.get("load") or {}
     if ld.get("profile") == "rate":
         return f"r={ld['rate']:g}", ld["rate"]
-    c = s["config"]["run"]["concurrency"]
+    c = ld.get("concurrency", s["config"]["run"]["concurrency"])  # a capacity search's: its capacity point's
     return f"c={c}", c
 
 
@@ -93,6 +95,7 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
         lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
     if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):
         return []
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for key, pts in lines_of.items():
         pts.sort(key=lambda p: p[0])

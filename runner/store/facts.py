@@ -38,6 +38,9 @@ class Facts:
     expected: int | None = None
     generator: dict | None = None
     load: dict | None = None
+    # capacity search (run.search=capacity): the answer, and the load point the job's figures describe
+    capacity: dict | None = None
+    reported_point: int | None = None
     # set by the app around the job
     grading: dict | None = None
     job_wall: dict | None = None  # host, start, end (unix s)

@@ -37,6 +37,7 @@ SUMMARY = "summary.json"
 SUMMARY_CSV = "summary.csv"
 REPORT = "report.md"
 OPEN_LOOP = "load.json"  # written when an open-loop window completes: a rerun skips it
+CAPACITY = "capacity.json"  # the capacity search's finished load points: a rerun replays them
 INTERRUPTED = "requests.interrupted.jsonl"
 
 

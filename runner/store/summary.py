@@ -30,6 +30,8 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
     """The job's summary from its records, its facts and its graded quality (judges/quality.py);
     written to summary.json and summary.csv."""
     recs = jobdir.graded_records(job_dir, quality.get("judge"))
+    if facts.reported_point is not None:  # a capacity search: the figures are those of one load point
+        recs = [r for r in recs if r.get("load_point") == facts.reported_point]
     ok = [r for r in recs if r["status"] == "ok"]
     errors = [r for r in recs if r["status"] != "ok"]
     metrics = {k: summarize([r[k] for r in ok]) for k in TIMED}
@@ -44,7 +46,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
     if window_s and window.get("ok"):
         throughput = {
             "window_s": window_s,
-            "concurrency": cfg.run.concurrency,
+            "concurrency": (facts.load or {}).get("concurrency", cfg.run.concurrency),
             "requests_per_s": window["ok"] / window_s,
             "output_tps": window["output_tokens"] / window_s,
             "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
@@ -76,6 +78,8 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "load": facts.load or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
                                       "concurrency": cfg.run.concurrency},
         "goodput": goodput(ok, len(recs), window_s, window.get("ok"), cfg.run.slo),
+        # run.search=capacity: the highest load meeting run.slo, and every load tried (runner/measure/capacity.py)
+        "capacity": facts.capacity,
         "energy": _energy(cfg, facts, window),
         "determinism": _determinism(cfg, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
@@ -130,13 +134,24 @@ def goodput(ok: list[dict], attempted: int, window_s: float | None, window_ok: i
     requests_per_s = fraction of ok that were good x throughput.requests_per_s, i.e. good /
     window_s when the window produced every ok record (a resumed job's window did not). A
     metric a request does not define (TPOT of a one-token answer) is not held against it."""
-    bounds = {k: float(v) for k, v in (slo or {}).items() if v is not None}
+    bounds = slo_bounds(slo)
     if not bounds or not attempted:
         return None
-    good = sum(all(r.get(k) is None or r[k] <= b for k, b in bounds.items()) for r in ok)
+    good = sum(not missed_objectives(r, bounds) for r in ok)
     rate = good / len(ok) * window_ok / window_s if ok and window_ok and window_s else None
     return {"slo": bounds, "good": good, "attempted": attempted, "fraction": good / attempted,
             "requests_per_s": rate}
+
+
+def slo_bounds(slo) -> dict[str, float]:
+    """run.slo's objectives that are set: metric -> upper bound, seconds."""
+    return {k: float(v) for k, v in (slo or {}).items() if v is not None}
+
+
+def missed_objectives(r: dict, bounds: dict[str, float]) -> list[str]:
+    """The objectives an ok request missed, in run.slo's order: metric > bound (a metric the request
+    does not define, the TPOT of a one-token answer, is not held against it)."""
+    return [k for k, b in bounds.items() if r.get(k) is not None and r[k] > b]
 
 
 def cap_of(cfg, facts: Facts) -> int | None:
@@ -251,7 +266,8 @@ TEXT_COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "har
                 "decode_tps.ci95", "quality.ci95", "error"]
 NUMBER_COLUMNS = ["n", "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "e2e_s.p50",
                   "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "throughput.output_tps",
-                  "throughput.requests_per_s", "goodput.fraction", "truncation.share", "truncation.cut_loop", "truncation.cut_short",
+                  "throughput.requests_per_s", "goodput.fraction", "capacity.concurrency", "capacity.rate",
+                  "truncation.share", "truncation.cut_loop", "truncation.cut_short",
                   "degenerate.share", "degenerate.loop", "degenerate.echo", "degenerate.empty", "degenerate.off_task",
                   "degenerate.stopped_loop", "token_count_check.share",
                   "quality.trusted", "quality.overall", "quality.graded_fraction", "quality.scorers.rouge_l.f1"]
@@ -268,7 +284,8 @@ def flat_row(s: dict, job: str) -> dict:
         "job": job, "model": s["model"], "name": s.get("name") or s["model"], "precision": s.get("precision"),
         "prompts": s["prompts"], "decoding": s["config"]["decoding"]["name"],
         "hardware": s["config"]["hardware"]["name"], "backend": s["config"]["backend"]["name"],
-        "status": s["status"], "license": s["license"], "concurrency": s["config"]["run"]["concurrency"],
+        "status": s["status"], "license": s["license"],
+        "concurrency": (s.get("load") or {}).get("concurrency", s["config"]["run"]["concurrency"]),
         "rate": s["config"]["run"].get("rate"), "deterministic": det.get("identical") if det.get("checked") else None,
         "execution_provider": _ran_on(s), "judge": q.get("judge"),
         "quality.source": q.get("source"), "decode_tps.ci95": f"{ci[0]:.1f}-{ci[1]:.1f}" if ci else None,

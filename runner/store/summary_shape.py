@@ -47,6 +47,7 @@ class Summary(Mapping):
     throughput: dict | None = None
     load: dict | None = None
     goodput: dict | None = None
+    capacity: dict | None = None  # run.search=capacity: over, passing, failing, first_failed, goodput, points
     energy: dict | None = None
     determinism: dict | None = None
     tokens_estimated: bool = False

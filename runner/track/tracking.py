@@ -26,7 +26,7 @@ from runner.track.retry import retry
 
 REDACTED = "***"
 ARTIFACTS = ["requests.jsonl", "scores.jsonl", "summary.json", "summary.csv", "report.md", "judgements.jsonl", "annotations.csv",
-             "agreement.json", "job.json", "decision.json", "qualification.json"]
+             "agreement.json", "job.json", "decision.json", "qualification.json", "capacity.json"]
 
 
 def tracking_uri(uri: str | None) -> str:
@@ -183,6 +183,13 @@ class Tracker:
             for k in ("ttft_s", "e2e_s", "decode_tps"):
                 if r.get(k) is not None:
                     metrics.append(Metric(f"request.{k}", float(r[k]), now, step))
+        # a capacity search's load points, one step each (capacity.<over> itself is in catalog.flatten)
+        for step, p in enumerate((s.get("capacity") or {}).get("points") or []):
+            for k, v in (("load", p["load"]), ("goodput", p["goodput"]), ("requests_per_s", p["requests_per_s"]),
+                         ("passed", p["passed"]), ("stopped_early", p["stopped_early"]),
+                         *((f"{m}.p95", x) for m, x in p["p95"].items())):
+                if v is not None:
+                    metrics.append(Metric(f"capacity.point.{k}", float(v), now, step))
         batches = max((len(params) + 99) // 100, (len(metrics) + 999) // 1000)
         for i in range(batches):
             retry(self.client.log_batch, run_id, params=params[i * 100:(i + 1) * 100],
