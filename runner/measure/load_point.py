@@ -25,13 +25,13 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 from omegaconf import OmegaConf
 
 from runner.config.labels import label_of
 from runner.measure import arrivals, capacity, closed_loop, open_loop
 from runner.measure.capacity import CLOSED, CONCURRENCY, OPEN, Point
 from runner.measure.saturation import Monitor
+from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
 from runner.store.summary import missed_objectives, slo_bounds
@@ -118,10 +118,7 @@ def measure_point(backend, prompt_set, params, cfg, writer, progress, index: int
         point_cfg = OmegaConf.merge(cfg, {"run": {"concurrency": c, "rate": None}})
     else:
         point_cfg = OmegaConf.merge(cfg, {"run": {"rate": load, "concurrency": 1}})
-        count = None if run.duration_s else (run.requests or run.rounds * len(prompts))
-        planned = arrivals.schedule(load, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness,
-                                    run.seed)
-        expected = sum(a.phase == arrivals.MEASURED for a in planned)
+        expected = sum(a.phase == arrivals.MEASURED for a in open_loop.schedule(run, load, len(prompts)))
         rounds = math.ceil(expected / len(prompts))
     bounds = slo_bounds(run.slo)
     monitor = Monitor(bounds, run.search.goodput, expected)
@@ -157,7 +154,7 @@ def measure_point(backend, prompt_set, params, cfg, writer, progress, index: int
     cut = out_of_budget.is_set() and len(recs) < expected and monitor.reason is None
     reason = monitor.reason or (BUDGET if cut else None)
     point = Point(load=load, loop=loop, passed=capacity.verdict(share, run.search.goodput, monitor.reason, cut),
-                  goodput=share, p95={k: _p95([r.get(k) for r in ok]) for k in bounds},
+                  goodput=share, p95={k: (summarize([r.get(k) for r in ok]) or {}).get("p95") for k in bounds},
                   stopped_early=reason is not None and len(recs) < expected, stop_reason=reason,
                   first_failed=monitor.first_failed, attempted=len(recs), expected=expected,
                   requests_per_s=len(ok) / window_s if ok and window_s else None, wall_s=wall_s)
@@ -194,12 +191,6 @@ def _search(measure: capacity.Measure, cfg) -> capacity.Found:
     return capacity.search(measure, s.over, s.goodput, s.max_points, s.budget_s, s.tolerance, max_load)
 
 
-def _p95(values: list) -> float | None:
-    """As runner/metrics/stats.py: linear interpolation."""
-    xs = [v for v in values if v is not None]
-    return float(np.percentile(xs, 95)) if xs else None
-
-
 def _point(entry: dict) -> Point:
     return Point(**{k: entry[k] for k in POINT_FIELDS})
 
@@ -216,10 +207,7 @@ def _read(job_dir: Path) -> dict | None:
 
 
 def _write(job_dir: Path, cfg, points: list[dict]) -> None:
-    path = job_dir / jobdir.CAPACITY
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"settings": settings(cfg), "points": points}, indent=2))
-    tmp.replace(path)
+    jobdir.write_whole(job_dir / jobdir.CAPACITY, json.dumps({"settings": settings(cfg), "points": points}, indent=2))
 
 
 def _set_aside(job_dir: Path, kept: set[int]) -> None:
@@ -240,6 +228,4 @@ def _set_aside(job_dir: Path, kept: set[int]) -> None:
         return
     with (job_dir / jobdir.INTERRUPTED).open("a") as fh:
         fh.write("".join(other))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(keep))
-    tmp.replace(path)
+    jobdir.write_whole(path, "".join(keep))

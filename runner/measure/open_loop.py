@@ -48,6 +48,13 @@ def pending(job_dir: Path, facts: Facts, cfg) -> list:
     return ["window"]
 
 
+def schedule(run, rate: float, n_prompts: int) -> list[arrivals.Arrival]:
+    """The arrivals of a window at `rate` under `run`'s open-loop settings: run.requests (default
+    run.rounds x the prompts) or run.duration_s of measured arrivals, with warm-up and cool-down."""
+    count = None if run.duration_s else (run.requests or run.rounds * n_prompts)
+    return arrivals.schedule(rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness, run.seed)
+
+
 def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress,
             halt: threading.Event | None = None, observe: Callable[[float, float], None] | None = None) -> dict:
     """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they
@@ -55,9 +62,7 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
     `observe(t_start_s, ttft_s)` sees each warm-up and cool-down request that ends (never recorded)."""
     run = cfg.run
     prompts = prompt_set.prompts
-    count = None if run.duration_s else (run.requests or run.rounds * len(prompts))
-    planned = arrivals.schedule(run.rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness,
-                             run.seed)
+    planned = schedule(run, run.rate, len(prompts))
     measured = [a for a in planned if a.phase == arrivals.MEASURED]
     progress.total = len(measured)
     base = {"model": label_of(cfg), "model_id": cfg.model.id}

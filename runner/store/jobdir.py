@@ -103,7 +103,7 @@ def _summary_judge(job_dir: Path) -> str | None:
 
 def write_scores(job_dir: Path, rows: list[dict]) -> None:
     """The scorers' results, one line per answer: {round, prompt_id, scores} (atomic replace)."""
-    _replace(job_dir / SCORES, "".join(json.dumps({"round": r["round"], "prompt_id": r["prompt_id"],
+    write_whole(job_dir / SCORES, "".join(json.dumps({"round": r["round"], "prompt_id": r["prompt_id"],
                                                     "scores": r["scores"]}, ensure_ascii=False) + "\n"
                                        for r in rows))
 
@@ -149,13 +149,13 @@ def write_qualifications(job_dir: Path, fresh: dict[str, dict]) -> None:
     """Merge into qualification.json: a rerun with nothing left to judge keeps the judge's figures."""
     known = read_qualifications(job_dir)
     known.update(fresh)
-    _replace(job_dir / QUALIFICATION, json.dumps(known, indent=2))
+    write_whole(job_dir / QUALIFICATION, json.dumps(known, indent=2))
 
 
 # ---- summary ---------------------------------------------------------------------------------
 
 def write_summary(job_dir: Path, summary: Summary) -> None:
-    _replace(job_dir / SUMMARY, json.dumps(summary.to_dict(), indent=2))
+    write_whole(job_dir / SUMMARY, json.dumps(summary.to_dict(), indent=2))
 
 
 def read_summary(job_dir: Path) -> Summary:
@@ -180,7 +180,8 @@ def check_version(s: dict, where: Path | str) -> dict:
     return s
 
 
-def _replace(path: Path, text: str) -> None:
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temp file, synced, renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         fh.write(text)
