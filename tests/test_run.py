@@ -129,6 +129,7 @@ def _short_error(done, *needles, code=None):
     ("decoding.max_tokens=abc", "decoding.max_tokens"),
     ("decoding.temperature=-1", "decoding.temperature"),
     ("run.rounds=0", "run.rounds"),
+    ("run.warmup_requests=-1", "run.warmup_requests"),
     ("no_such_key=1", "no_such_key"),
     ("model=no-such-model", "no-such-model"),
     ("prompts.path=/nonexistent/prompts.yaml", "/nonexistent/prompts.yaml"),
@@ -245,3 +246,15 @@ def test_adaptive_rounds_stop_early_when_steady_and_hit_the_cap_when_noisy(tmp_p
     noisy = _adaptive(tmp_path, "noisy", Script(ttft_s=0.02, tpot_s=0.002, tokens=20, jitter_s=0.5))
     assert noisy["rounds"] == 6 and noisy["adaptive"]["reached"] == {"e2e_s": False}
     assert noisy["n"] == 6 * 4 and noisy["adaptive"]["precision"]["e2e_s"]["rel_half_width"] > 0.05
+
+
+def test_warmup_requests_caps_the_warm_up_pass(tmp_path):
+    with ScriptedServer(Script(ttft_s=0.001, tpot_s=0.0, tokens=4)) as srv:
+        done = run_cli("run", "backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
+                       "prompts=rag-basics", "run.rounds=1", "run.warmup=2", "run.warmup_requests=3",
+                       "tracking.enabled=false", f"hydra.run.dir={tmp_path}")
+        assert done.returncode == 0, done.stderr
+        sent = len(srv.requests)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["warmup"]["requests"] == 3 and s["n"] == 4  # 3 of the 2 x 4 warm-up requests, then the 4 measured
+    assert sent == 3 + 4
