@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +31,8 @@ from runner.measure.capacity import CLOSED, OPEN, Point
 from runner.measure.job import run_job
 from runner.metrics import catalog
 from runner.validate import validate
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 pytestmark = pytest.mark.serial  # found capacities and stop times against a server's known service time
 

@@ -7,6 +7,7 @@ import ast
 import csv
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from scripted_server import Script, ScriptedServer
 from runner.decide import keys
 from runner.metrics import catalog
 from runner.store import summary
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("tokens/s", "s/token", "tok/s", "req/s")

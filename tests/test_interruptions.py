@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 RUN = ["run", "backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.rounds=10", "run.warmup=0",
        "tracking.enabled=false"]

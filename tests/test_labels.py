@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 DEFAULT_ALIAS = "smollm2-135m-int8"  # conf/config.yaml's default model group
 TWO_SPEEDS = Script(ttft_s=0.02, tpot_s=0.002, tokens=12, model_ids=("alpha", "beta"),

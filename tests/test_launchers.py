@@ -14,11 +14,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 BIN = Path(sys.executable).parent
 OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from conftest import home_with_scorers, mlflow_server, run_cli
 from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource
 from scripted_server import Script, ScriptedServer, rubric_judge
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 JUDGE = "judge-model"  # judge.model_id: the grader id of an endpoint judge's rubric grades
 KEY_COLUMNS = ("decode_tps.p50", "ttft_s.p95", "e2e_s.p95", "quality.overall")

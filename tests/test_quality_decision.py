@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from conftest import ROOT, run_cli
 from scripted_server import Script, ScriptedServer
 
 from runner.config import prompts
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 KINDS = ("reference", "owner_swapped", "dropped_and_wrong_date", "invented_and_owner_swapped",
          "paragraph_half_missing")

@@ -4,11 +4,14 @@ anything, and nothing under the output or MLflow directories holds it."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from scripted_server import Script, ScriptedServer
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 SECRET = "sk-live-DO-NOT-STORE-9731"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -24,6 +25,8 @@ from runner.config import paths, prompts
 from runner.config.errors import UserError
 from runner.store import records
 from runner.track import traces
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 JUDGE = "judge-model"  # judge.model_id: the grader id of an endpoint judge's rubric grades
 SMOKE = paths.CONF_DIR / "prompts" / "data" / "smoke.yaml"  # prompts=smoke

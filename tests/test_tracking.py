@@ -11,12 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import psutil
 from conftest import SLMBENCH, run_cli
 from mlflow import MlflowClient
 from scripted_server import Script, ScriptedServer
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 SECRET = "sk-never-log-me-31337"
 

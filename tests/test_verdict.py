@@ -6,6 +6,7 @@ exit code."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from runner.measure import cap
 from runner.metrics import degenerate
 from runner.metrics.request import request_metrics
 from runner.store import summary as summary_mod
+
+run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
 PROMPTS = prompts.load(ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml").prompts
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "known_order.yaml").read_text())["answers"]
