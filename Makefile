@@ -59,10 +59,16 @@ demo-sweep: install
 # Two passes (pyproject.toml's pytest markers say why): the suite on both cores, a test module per
 # worker, then the tests that check measured times, alone. Both run even when the first fails.
 # PYTEST_ARGS reach both passes (e.g. PYTEST_ARGS="--durations=20").
-test: install-test pack
-	@status=0; \
+# Each stage is timed, as make demo's are.
+test:
+	@t0=$$(date +%s); $(MAKE) --no-print-directory install-test || exit 1; t1=$$(date +%s); \
+	$(MAKE) --no-print-directory pack || exit 1; t2=$$(date +%s); status=0; \
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope -m "not serial" $(PYTEST_ARGS) || status=1; \
+	t3=$$(date +%s); \
 	$(BIN)/python -m pytest -q -m serial $(PYTEST_ARGS) || status=1; \
+	t4=$$(date +%s); \
+	echo && echo "make test took $$((t4 - t0)) s: install $$((t1 - t0)) s, model pack $$((t2 - t1)) s," \
+		"suite on both cores $$((t3 - t2)) s, timing tests alone $$((t4 - t3)) s"; \
 	exit $$status
 
 # The MLflow UI pictures of README.md and docs/tracking.md, taken headless from the last

@@ -133,9 +133,11 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     jobdir.write_scores(job_dir, ok)
     facts: dict = {"judge": grader_id(cfg.judge), "judge_error": None}
     qualifications: dict[str, dict] = {}
-    if "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
+    # A grader is qualified for the answers it grades: a job with none (it failed before its first
+    # answer) has no grader to qualify, and spends no time on it.
+    if ok and "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
         qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge))
-    if "reference_coverage" in scorers.resolve(list(cfg.judge.scorers)) and any(
+    if ok and "reference_coverage" in scorers.resolve(list(cfg.judge.scorers)) and any(
             p.reference and not p.reference_items for p in prompt_set.prompts):
         qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", cfg.judge))
     if cfg.judge.model:

@@ -34,7 +34,10 @@ from runner.validate import validate
 
 run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
 
-pytestmark = pytest.mark.serial  # found capacities and stop times against a server's known service time
+# The end-to-end tests find capacities and stop times against a server's known service time: they
+# are `serial` (make test's second pass, nothing beside them). The search on a fake, the stop rules
+# and the settings check no measured time and run in the first pass.
+serial = pytest.mark.serial
 
 # The serial endpoint: service time S per request, first token ttft_s into it.
 TTFT, TPOT, TOKENS = 0.02, 0.008, 11
@@ -231,6 +234,7 @@ def _job(sweep: Path, searched: bool) -> Path:
     raise AssertionError(f"no job with searched={searched} in {sweep}")
 
 
+@serial
 def test_the_search_finds_the_serial_endpoints_known_capacity(capacity_sweep):
     job = _job(capacity_sweep, searched=True)
     s = json.loads((job / "summary.json").read_text())
@@ -257,6 +261,7 @@ def test_the_search_finds_the_serial_endpoints_known_capacity(capacity_sweep):
     assert "![capacity](capacity.png)" in report and (job / "capacity.png").stat().st_size > 10_000
 
 
+@serial
 def test_the_sweep_report_shows_the_capacity_and_the_decision_uses_it(capacity_sweep):
     report = (capacity_sweep / "report.md").read_text()
     assert "## Capacity under SLO" in report and (capacity_sweep / "capacity.png").is_file()
@@ -270,6 +275,7 @@ def test_the_sweep_report_shows_the_capacity_and_the_decision_uses_it(capacity_s
     assert not [c for c in made["candidates"] if c["eligible"]]
 
 
+@serial
 def test_mlflow_gets_the_capacity_and_each_point(capacity_sweep, tmp_path):
     from runner.store import jobdir
     from runner.track import tracking
@@ -285,6 +291,7 @@ def test_mlflow_gets_the_capacity_and_each_point(capacity_sweep, tmp_path):
     assert sorted((m.step, m.value) for m in passed) == [(i, float(p["passed"])) for i, p in enumerate(points)]
 
 
+@serial
 def test_results_load_a_real_sweep_folder(capacity_sweep, tmp_path):
     r = results.load(capacity_sweep)
     jobs = sorted(p.parent for p in capacity_sweep.glob("*/summary.json"))
@@ -314,6 +321,7 @@ def test_results_load_a_real_sweep_folder(capacity_sweep, tmp_path):
         results.load(tmp_path)
 
 
+@serial
 def test_a_rerun_keeps_the_finished_points_and_measures_the_rest(tmp_path):
     cfg = _compose([*OPENAI, *SEARCH, "run.search=capacity", "backend.base_url=http://127.0.0.1:1/v1"])
     prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name)

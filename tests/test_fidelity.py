@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import run_cli
+from conftest import copy_hf, run_cli
 
 from runner.config.schema import ModelConfig, SourceConfig
 from runner.models import fidelity, pack
@@ -60,21 +60,9 @@ def _drop_rotary(folder: Path) -> None:
             fh.write(np.full(int(where[name]["length"]) // 4, value, np.float32).tobytes())
 
 
-def _share_reference(pack_home: Path, home: Path) -> None:
-    """The pack's float32 folder, file by file (links, read only), stamped for this home's weights."""
-    src, dst = pack_home / "hf" / SMOL_HF, home / "hf" / SMOL_HF
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.name != pack.STAMP:
-            (dst / f.name).symlink_to(f)
-    stamp = json.loads((src / pack.STAMP).read_text())
-    stamp["gguf"] = str(home / "weights" / Path(stamp["gguf"]).name)
-    (dst / pack.STAMP).write_text(json.dumps(stamp))
-
-
 def test_broken_build_is_flagged_suspect_once_without_rebuild(fresh_home, pack_home):
     env = {"SLMBENCH_HOME": str(fresh_home)}
-    _share_reference(pack_home, fresh_home)
+    copy_hf(pack_home, fresh_home)
     folder = fresh_home / "models" / "smollm2-135m-int4"
     shutil.copytree(pack_home / "models" / "smollm2-135m-int4", folder)
     (folder / fidelity.FILE).unlink()  # built before fidelity was measured

@@ -263,11 +263,11 @@ def test_reworded_gap_and_words_not_facts_figures_and_gates():
 
 
 @pytest.mark.parametrize("path", [None, HOLDOUT], ids=["shipped", "held-back"])
-def test_notes_qualifies_with_meaning_on_shipped_and_held_back_answers(path, fresh_home: Path, monkeypatch):
+def test_notes_qualifies_with_meaning_on_shipped_and_held_back_answers(path, unqualified_home: Path, monkeypatch):
     """The acceptance bar: pooled Spearman >= 0.9, adjacent-pair accuracy >= 0.9, injection lift
     <= 0, reworded gap <= 0.5, reworded above one-defect, rotated/inverted below invented. The
     held-back set (tests/data) was written apart, in other headings, tables and date forms."""
-    monkeypatch.setenv("SLMBENCH_HOME", str(fresh_home))
+    monkeypatch.setenv("SLMBENCH_HOME", str(unqualified_home))
     q = qualify.qualify(qualify.scorer_grader("notes", {"match": "semantic"}), qualify.load_calibration(path))
     assert q["passed"], q["why"]
     assert q["spearman"]["pooled"] >= 0.9 and q["adjacent_accuracy"] >= 0.9 and q["injection_lift"] <= 0

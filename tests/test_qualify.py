@@ -100,8 +100,8 @@ def test_the_shipped_calibration_set():
         assert t.prompt.reference_items.count() >= 6
 
 
-def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, fresh_home: Path, monkeypatch):
-    monkeypatch.setenv("SLMBENCH_HOME", str(fresh_home))
+def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, unqualified_home: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(unqualified_home))
     calls = []
     grader = qualify.scorer_grader("notes")
     inner = grader.grade
@@ -125,8 +125,8 @@ def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, fresh_home: Pa
     assert qualify.cache_path(judge, cal) != qualify.cache_path(changed, cal)
 
 
-def test_a_grader_that_reverses_the_order_fails(fresh_home: Path, monkeypatch):
-    monkeypatch.setenv("SLMBENCH_HOME", str(fresh_home))
+def test_a_grader_that_reverses_the_order_fails(unqualified_home: Path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_HOME", str(unqualified_home))
     notes_grader = qualify.scorer_grader("notes")
     flipped = qualify.Grader("flipped", {"x": 1}, lambda p, a: Graded(6 - notes_grader.grade(p, a).overall))
     q = qualify.qualify(flipped, qualify.load_calibration())

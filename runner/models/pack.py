@@ -103,11 +103,25 @@ def _child(module: str, args: list[str], log_file: Path, what: str) -> None:
         raise UserError(f"{what} failed: {lines[-1] if lines else 'no output'} (log: {log_file})")
 
 
+def _hf_stamped(folder: Path, stamp: dict) -> bool:
+    """True when `folder` was dequantized from these weights. Verified weights are known by their
+    digest, not their path: a moved or linked cache ($SLMBENCH_HOME elsewhere) keeps its float32
+    folder instead of dequantizing again (older stamps hold the file's path)."""
+    try:
+        found = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    if found.get("sha256"):
+        found["gguf"] = Path(found.get("gguf", "")).name
+    return found == stamp
+
+
 def _hf_folder(spec: ModelConfig, gguf: Path, log: Log) -> Path:
     """Dequantized float32 HF folder, shared by every precision built from the same GGUF."""
     target = paths.hf_dir() / f"{gguf.stem}-{(spec.source.sha256 or 'local')[:12]}"
-    stamp = {"gguf": str(gguf), "sha256": spec.source.sha256, "chat_template": spec.source.chat_template}
-    if _stamped(target, stamp):
+    stamp = {"gguf": gguf.name if spec.source.sha256 else str(gguf), "sha256": spec.source.sha256,
+             "chat_template": spec.source.chat_template}
+    if _hf_stamped(target, stamp):
         return target
     log(f"  dequantize {gguf.name} -> float32 HF folder")
     args = ["dequantize", str(gguf), str(target)]
