@@ -31,6 +31,7 @@ def dequantize(gguf: Path, out: Path, chat_template: str | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    _parse_gguf_once()
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     qc = GgufConfig(gguf_file=gguf.name, dequantize=True)
@@ -49,6 +50,21 @@ def dequantize(gguf: Path, out: Path, chat_template: str | None) -> None:
     tok.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+
+
+def _parse_gguf_once() -> None:
+    """transformers reads the GGUF file three times (config, tokenizer, weights: 4 s each for
+    SmolLM2's 49k-token vocabulary) and builds gguf's tensor-name table once per tensor (397
+    times, 6 s): 14 of the 20 s measured dequantizing SmolLM2 alone. The file does not change
+    while this process runs, nor does the table for an architecture: build each once.
+    Both are looked up on the `gguf` module when transformers calls them."""
+    import functools
+
+    import gguf
+
+    if not hasattr(gguf.GGUFReader, "cache_info"):
+        gguf.GGUFReader = functools.cache(gguf.GGUFReader)
+        gguf.get_tensor_name_map = functools.cache(gguf.get_tensor_name_map)
 
 
 def _patch_rope_config() -> None:
