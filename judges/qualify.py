@@ -48,7 +48,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -378,44 +379,67 @@ def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
     return paths.home() / "qualification" / f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
+@contextmanager
+def _one_measures(path: Path) -> Iterator[None]:
+    """Jobs side by side (a parallel launcher's, the test suite's workers) that need the same
+    grader's figures: the first measures them, the others wait for its cache entry and read it,
+    instead of each grading the whole calibration set. Without fcntl (Windows) or a writable
+    cache each measures, and an entry is still replaced whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a")
+    except OSError:  # a cache this process cannot write to: no lock to take (reading it still works)
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0.6, max_injection_lift: float = 0.25,
             refresh: bool = False, progress: Callable[[str], None] | None = None, max_error_rate: float = 0.2,
             gates: Gates = Gates()) -> dict:
     """Grade the calibration set (or reuse the cached grades) and return the figures with the
     verdict against the given thresholds."""
     path = cache_path(grader, calibration)
-    cached = None
-    if not refresh and path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-        except (OSError, ValueError):
-            cached = None
-    if cached is None:
-        grades: dict[str, dict[str, Graded]] = {}
-        started = time.perf_counter()
-        for t in calibration.transcripts:
-            grades[t.prompt.id] = {}
-            for a in t.answers:
-                grades[t.prompt.id][a.kind] = grader.grade(t.prompt, a.text)
-                if progress:
-                    progress(f"{t.prompt.id}/{a.kind}")
-        seconds = time.perf_counter() - started
-        ranks = {t.prompt.id: {a.kind: a.rank for a in t.answers} for t in calibration.transcripts}
-        cached = {"grader": grader.name, "identity": grader.identity,
-                  "calibration": {"name": calibration.name, "path": calibration.path, "digest": calibration.digest,
-                                  "transcripts": len(calibration.transcripts),
-                                  "answers": sum(len(t.answers) for t in calibration.transcripts)},
-                  **figures(grades, ranks, seconds),
-                  "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
-                             for t, by_kind in grades.items() for k, g in by_kind.items()],
-                  "measured_at": time.time()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # jobs side by side may qualify the same grader
-        tmp.write_text(json.dumps(cached, indent=2))
-        tmp.replace(path)
-        cached["cached"] = False
-    else:
-        cached["cached"] = True
+    with _one_measures(path):
+        cached = None
+        if not refresh and path.is_file():
+            try:
+                cached = json.loads(path.read_text())
+            except (OSError, ValueError):
+                cached = None
+        if cached is None:
+            grades: dict[str, dict[str, Graded]] = {}
+            started = time.perf_counter()
+            for t in calibration.transcripts:
+                grades[t.prompt.id] = {}
+                for a in t.answers:
+                    grades[t.prompt.id][a.kind] = grader.grade(t.prompt, a.text)
+                    if progress:
+                        progress(f"{t.prompt.id}/{a.kind}")
+            seconds = time.perf_counter() - started
+            ranks = {t.prompt.id: {a.kind: a.rank for a in t.answers} for t in calibration.transcripts}
+            cached = {"grader": grader.name, "identity": grader.identity,
+                      "calibration": {"name": calibration.name, "path": calibration.path, "digest": calibration.digest,
+                                      "transcripts": len(calibration.transcripts),
+                                      "answers": sum(len(t.answers) for t in calibration.transcripts)},
+                      **figures(grades, ranks, seconds),
+                      "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
+                                 for t, by_kind in grades.items() for k, g in by_kind.items()],
+                      "measured_at": time.time()}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # jobs side by side may qualify the same grader
+            tmp.write_text(json.dumps(cached, indent=2))
+            tmp.replace(path)
+            cached["cached"] = False
+        else:
+            cached["cached"] = True
     return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate, gates)}
 
 

@@ -29,17 +29,51 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
 
-# The modules that take longest go first (pass 1 hands a worker a whole module at a time): the
-# workers then finish together instead of one running a long module alone at the end. Ordered by
-# their summed test time in a profile of pass 1 (most first, seconds of wall time on two cores).
-LONGEST_FIRST = ["test_models_cli", "test_tracking", "test_launchers", "test_benchmarks", "test_run",
-                 "test_quality_decision", "test_judges", "test_compare", "test_secrets", "test_backend_registry",
-                 "test_mlflow_sweep", "test_verdict", "test_meaning", "test_fidelity", "test_qualify"]
+# Pass 1 (`make test`: pytest-xdist) hands a worker a whole module at a time, so
+# that a module's tests share its module-scoped set-up (a sweep, a server, a cache) - except the
+# modules in DEALT_BY_TEST, whose tests share nothing but the session's pack: those are dealt one
+# test at a time, so that no worker ends the pass running a long module alone. Units go out longest
+# first (LONGEST_FIRST: a module, or a dealt test, by their wall time in a profile of pass 1,
+# 2026-12-07; the rest follow in file order): the workers then finish together.
+DEALT_BY_TEST = {"test_models_cli", "test_judges", "test_quality_decision", "test_tracking", "test_run",
+                 "test_secrets"}
+LONGEST_FIRST = [
+    "test_launchers",
+    "test_quality_decision::test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer",
+    "test_benchmarks", "test_judges::test_real_grading_with_a_pack_judge", "test_models_cli::test_import_gguf_converts",
+    "test_tracking::test_compare_by_mlflow_run_id_and_by_baseline_name", "test_compare", "test_mlflow_sweep",
+    "test_fidelity", "test_verdict", "test_device", "test_tracking::test_ui_serves_the_store", "test_labels",
+    "test_models_cli::test_half_built_model_is_rebuilt_then_skipped",
+    "test_models_cli::test_import_hf_folder_converts_checks_and_runs", "test_meaning", "test_answers",
+    "test_mlflow_views", "test_run::test_failing_job_is_recorded_and_sweep_goes_on",
+    "test_run::test_killed_run_resumes_without_loss_or_duplicates", "test_run::test_multirun_sweeps_two_pack_models",
+    "test_qualify", "test_judges::test_judge_endpoint_down_is_recorded_per_record",
+    "test_quality_decision::test_notes_scorer_orders_a_sweep_and_the_decision_follows", "test_interruptions",
+    "test_tracking::test_parallel_jobs_share_one_sqlite_store", "test_load", "test_notes",
+]
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: present when the suite runs on workers
+def pytest_xdist_make_scheduler(config, log):
+    """A module's tests go to one worker, a dealt module's one test at a time."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleOrTest(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if Path(module).stem in DEALT_BY_TEST else module
+
+    return ModuleOrTest(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__ if item.module else "", len(rank)))
+
+    def unit(item: pytest.Item) -> str:
+        module = item.module.__name__ if item.module else ""
+        return f"{module}::{item.name}" if module in DEALT_BY_TEST else module
+
+    items.sort(key=lambda item: rank.get(unit(item), len(rank)))
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600,

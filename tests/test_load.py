@@ -16,7 +16,10 @@ from scripted_server import Script, ScriptedServer
 
 from runner.measure import arrivals as load
 
-pytestmark = pytest.mark.serial  # offered rates, lateness and goodput against known delays
+# Offered rates, lateness and goodput against known delays: `serial` (make test's second pass,
+# nothing beside them). The schedule's arithmetic and the rerun's counts check no measured time
+# and run in the first pass.
+serial = pytest.mark.serial
 
 OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0",
           "tracking.enabled=false"]
@@ -30,6 +33,7 @@ def _records(job: Path) -> list[dict]:
     return [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines() if x.strip()]
 
 
+@serial
 def test_concurrency_sweep_gives_a_throughput_latency_curve(tmp_path):
     sweep = tmp_path / "sweep"
     with ScriptedServer(Script(ttft_s=0.1, tpot_s=0.005, tokens=10)) as srv:
@@ -66,6 +70,7 @@ def test_schedule_is_poisson_at_the_asked_rate():
     assert 160 <= len(timed) <= 240 and timed[-1].offset_s < 5
 
 
+@serial
 def test_open_loop_holds_its_mean_rate_at_the_server(tmp_path):
     job = tmp_path / "job"
     with ScriptedServer(Script(ttft_s=0.03, tpot_s=0.002, tokens=10)) as srv:
@@ -88,6 +93,7 @@ def test_open_loop_holds_its_mean_rate_at_the_server(tmp_path):
     assert "open loop, 40 req/s, Poisson arrivals" in (job / "report.md").read_text()
 
 
+@serial
 def test_goodput_counts_the_requests_that_met_the_slos(tmp_path):
     # arrival order alternates fast (20 ms) and slow (300 ms) first tokens: 4 of 8 meet TTFT <= 150 ms
     with ScriptedServer(Script(ttft_s=0.02, tpot_s=0.005, tokens=10, ttft_cycle=(0.02, 0.3))) as srv:
@@ -107,6 +113,7 @@ def test_goodput_counts_the_requests_that_met_the_slos(tmp_path):
     assert "Goodput: **4 of 8**" in (tmp_path / "ttft" / "report.md").read_text()
 
 
+@serial
 def test_unsustainable_rate_drops_requests_and_ends(tmp_path):
     job = tmp_path / "job"
     t0 = time.monotonic()
@@ -131,6 +138,7 @@ def _stop_after(srv: ScriptedServer, n: int) -> None:
     srv.stop()
 
 
+@serial
 def test_endpoint_dying_mid_load_is_recorded_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     with ScriptedServer(Script(ttft_s=0.02, tpot_s=0.002, tokens=5)) as dying, \
@@ -147,6 +155,7 @@ def test_endpoint_dying_mid_load_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert second["status"] == "ok" and second["n"] == 100
 
 
+@serial
 def test_foundry_in_process_serves_concurrent_requests(tmp_path, pack_home):
     """The real runtime under a closed loop: two requests in flight overlap and finish faster
     together than one after the other (2 cores: one generation per core)."""

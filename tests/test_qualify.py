@@ -4,6 +4,8 @@ the shipped calibration set; the cache; `slmbench judge qualify` on scorers and 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,30 @@ def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, unqualified_ho
     assert not qualify.qualify(grader, other)["cached"] and len(calls) == 2 * n
     judge, changed = qualify.Grader("j", {"code": "a"}, grader.grade), qualify.Grader("j", {"code": "b"}, grader.grade)
     assert qualify.cache_path(judge, cal) != qualify.cache_path(changed, cal)
+
+
+def test_graders_side_by_side_measure_once_and_the_other_reads_the_cache(unqualified_home: Path, monkeypatch):
+    """Two jobs at once (a parallel launcher's) needing the same grader: the second waits for the
+    first's figures instead of grading the calibration set again."""
+    monkeypatch.setenv("SLMBENCH_HOME", str(unqualified_home))
+    cal = qualify.load_calibration()
+    grading, calls = threading.Event(), []
+
+    def grade(prompt, answer: str) -> Graded:
+        calls.append(1)
+        grading.set()
+        time.sleep(0.002)
+        return Graded(1 + len(answer) % 5)
+
+    grader = qualify.Grader("side-by-side", {"code": "slow"}, grade)
+    first: list[dict] = []
+    job = threading.Thread(target=lambda: first.append(qualify.qualify(grader, cal)))
+    job.start()
+    assert grading.wait(30)  # the first is measuring: the second starts now
+    second = qualify.qualify(grader, cal)
+    job.join(60)
+    assert len(calls) == sum(len(t.answers) for t in cal.transcripts)
+    assert not first[0]["cached"] and second["cached"] and second["spearman"] == first[0]["spearman"]
 
 
 def test_a_grader_that_reverses_the_order_fails(unqualified_home: Path, monkeypatch):
