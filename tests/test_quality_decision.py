@@ -24,7 +24,7 @@ WORST = set(KINDS[2:])
 ANSWERS = yaml.safe_load((ROOT / "tests" / "data" / "known_order.yaml").read_text())["answers"]
 PROMPTS = prompts.load(ROOT / "conf" / "prompts" / "data" / "meeting-notes.yaml").prompts
 LIMIT = 4
-JUDGED_LIMIT = 2  # transcripts a job when a pack model judges: each grade costs seconds on the CPU
+JUDGED_LIMIT = 1  # transcripts a job when a pack model judges: each grade costs seconds on the CPU
 
 
 def reply(model: str, messages) -> str:
