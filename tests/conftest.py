@@ -178,34 +178,50 @@ def two_transcript_calibration(tmp_path_factory) -> str:
     return _calibration_subset(tmp_path_factory, 2)
 
 
-@contextmanager
-def mlflow_server(uri: str, artifact_root: Path, log_path: Path):
-    """A real `mlflow server` over `uri` on a free 127.0.0.1 port, for as long as the block runs
-    (start bounded at 120 s; always stopped). Yields its base URL."""
+def free_port() -> int:
+    """A port nothing on 127.0.0.1 holds now (it may be taken before it is used: see mlflow_server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = log_path.open("w")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                               "--default-artifact-root", artifact_root.as_uri(), "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(uri: str, artifact_root: Path, log_path: Path, proxy_artifacts: bool = False):
+    """A real `mlflow server` over `uri` on a free 127.0.0.1 port, for as long as the block runs
+    (start bounded at 120 s; always stopped). Yields its base URL. Artifacts go to `artifact_root`,
+    through the server with `proxy_artifacts` (--artifacts-destination), else written by clients
+    (--default-artifact-root). A port found free can be bound by another worker's server before
+    MLflow binds it: MLflow then exits, and a server that is not MLflow may answer /health, so the
+    answer must be MLflow's ("OK") from a server still running, or another port is tried."""
+    store = ["--artifacts-destination", str(artifact_root)] if proxy_artifacts else \
+        ["--default-artifact-root", artifact_root.as_uri()]
+    with log_path.open("a") as log:
+        for _ in range(3):
+            base = f"http://127.0.0.1:{free_port()}"
+            server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, *store,
+                                       "--host", "127.0.0.1", "--port", base.rsplit(":", 1)[1], "--workers", "1"],
+                                      stdout=log, stderr=subprocess.STDOUT)
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=3)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-2000:]}") from None
-                time.sleep(0.5)
-        yield base
-    finally:
-        server.terminate()
+                if _answers_as_mlflow(base, server, deadline=time.monotonic() + 120):
+                    yield base
+                    return
+            finally:
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait(timeout=30)
+    raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-2000:]}")
+
+
+def _answers_as_mlflow(base: str, server: subprocess.Popen, deadline: float) -> bool:
+    while server.poll() is None and time.monotonic() < deadline:
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
-        log.close()
+            with urllib.request.urlopen(f"{base}/health", timeout=3) as r:
+                if r.read().strip() == b"OK" and server.poll() is None:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False

@@ -8,17 +8,16 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import free_port, run_cli
+from conftest import mlflow_server as serve_mlflow
 from scripted_server import Script, ScriptedServer
 
 run_cli = partial(run_cli, tracked=True)  # this module's tests read what the runs logged to MLflow
@@ -27,38 +26,13 @@ BIN = Path(sys.executable).parent
 OPENAI = ["backend=openai", "model.id=scripted-model", "prompts=rag-basics", "run.warmup=0"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` on 127.0.0.1 with its own SQLite store and artifact folder."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                             "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve_mlflow(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", root / "server.log",
+                      proxy_artifacts=True) as url:
+        yield url
 
 
 def _runs(url: str, sweep: Path):
@@ -132,7 +106,7 @@ def test_missing_launcher_plugin_names_the_extra(tmp_path):
 
 def test_unreachable_ray_address_fails_fast(tmp_path):
     t0 = time.monotonic()
-    done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{_free_port()}",
+    done = run_cli("run", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{free_port()}",
                    *OPENAI, "backend.base_url=http://127.0.0.1:9/v1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no Ray cluster answers there" in done.stderr and time.monotonic() - t0 < 30
@@ -150,7 +124,7 @@ RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "
 def ray_head():
     """A local Ray cluster on 127.0.0.1, stopped after the test. Its temp dir is short: Ray's
     socket paths must fit in 107 bytes."""
-    port = _free_port()
+    port = free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     RAY_TOKEN.write_text(secrets.token_hex(32))
     env = {**os.environ, **RAY_ENV}

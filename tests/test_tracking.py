@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import psutil
-from conftest import SLMBENCH, run_cli
+from conftest import SLMBENCH, free_port, run_cli
 from mlflow import MlflowClient
 from scripted_server import Script, ScriptedServer
 
@@ -111,12 +110,6 @@ def test_unreachable_tracking_server_does_not_fail_the_run(tmp_path):
     assert runs["job"].info.status == "FINISHED" and "ttft_s.p50" in runs["job"].data.metrics
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ui_serves_the_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'ui.db'}"
     with ScriptedServer(Script(ttft_s=0.01, tpot_s=0.001, tokens=6)) as srv:
@@ -124,7 +117,7 @@ def test_ui_serves_the_store(tmp_path):
                        "prompts=smoke", "run.rounds=1", "run.warmup=0", f"hydra.run.dir={tmp_path / 'job'}",
                        env={"MLFLOW_TRACKING_URI": uri})
     assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen([SLMBENCH, "ui", "--port", str(port), "--uri", uri], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     try:
