@@ -34,7 +34,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # modules in DEALT_BY_TEST, whose tests share nothing but the session's pack: those are dealt one
 # test at a time, so that no worker ends the pass running a long module alone. Units go out longest
 # first (LONGEST_FIRST: a module, or a dealt test, by their wall time in a profile of pass 1,
-# 2026-12-07; the rest follow in file order): the workers then finish together.
+# 2026-12-07; the rest follow in file order): the workers then finish together. test_launchers
+# stays whole: its Ray test stops every Ray cluster on the machine (`ray stop --force`).
 DEALT_BY_TEST = {"test_models_cli", "test_judges", "test_quality_decision", "test_tracking", "test_run",
                  "test_secrets"}
 LONGEST_FIRST = [
