@@ -140,7 +140,7 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     if ok and "reference_coverage" in scorers.resolve(list(cfg.judge.scorers)) and any(
             p.reference and not p.reference_items for p in prompt_set.prompts):
         qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", cfg.judge))
-    if cfg.judge.model:
+    if cfg.judge.model and ok:
         facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
     jobdir.write_qualifications(job_dir, qualifications)
     return facts

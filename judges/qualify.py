@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -380,11 +381,12 @@ def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
 
 
 @contextmanager
-def _one_measures(path: Path) -> Iterator[None]:
+def _one_measures(path: Path, name: str) -> Iterator[None]:
     """Jobs side by side (a parallel launcher's, the test suite's workers) that need the same
     grader's figures: the first measures them, the others wait for its cache entry and read it,
-    instead of each grading the whole calibration set. Without fcntl (Windows) or a writable
-    cache each measures, and an entry is still replaced whole."""
+    instead of each grading the whole calibration set. Where no lock can be had (no fcntl on
+    Windows, a cache this process cannot write to, a file system without locks) each measures,
+    and an entry is still replaced whole."""
     try:
         import fcntl
     except ImportError:
@@ -393,11 +395,18 @@ def _one_measures(path: Path) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(path.with_name(path.name + ".lock"), "a")
-    except OSError:  # a cache this process cannot write to: no lock to take (reading it still works)
+    except OSError:
         yield
         return
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+    with lock:  # the lock goes with the file: released when it closes, or the process dies
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                sys.stderr.write(f"qualification: waiting for another process measuring {name} ({path.name})\n")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks
+            pass
         yield
 
 
@@ -407,7 +416,7 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
     """Grade the calibration set (or reuse the cached grades) and return the figures with the
     verdict against the given thresholds."""
     path = cache_path(grader, calibration)
-    with _one_measures(path):
+    with _one_measures(path, grader.name):
         cached = None
         if not refresh and path.is_file():
             try:

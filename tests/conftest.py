@@ -56,7 +56,10 @@ LONGEST_FIRST = [
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: present when the suite runs on workers
 def pytest_xdist_make_scheduler(config, log):
-    """A module's tests go to one worker, a dealt module's one test at a time."""
+    """With --dist loadscope (make test's): a module's tests go to one worker, a dealt module's one
+    test at a time. Other --dist modes keep xdist's own scheduler."""
+    if config.getoption("dist") != "loadscope":
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleOrTest(LoadScopeScheduling):
@@ -189,7 +192,7 @@ def free_port() -> int:
 @contextmanager
 def mlflow_server(uri: str, artifact_root: Path, log_path: Path, proxy_artifacts: bool = False):
     """A real `mlflow server` over `uri` on a free 127.0.0.1 port, for as long as the block runs
-    (start bounded at 120 s; always stopped). Yields its base URL. Artifacts go to `artifact_root`,
+    (each of at most three starts bounded at 120 s; always stopped). Yields its base URL. Artifacts go to `artifact_root`,
     through the server with `proxy_artifacts` (--artifacts-destination), else written by clients
     (--default-artifact-root). A port found free can be bound by another worker's server before
     MLflow binds it: MLflow then exits, and a server that is not MLflow may answer /health, so the

@@ -154,9 +154,11 @@ def test_compare_by_mlflow_run_id_and_by_baseline_name(tmp_path):
         assert slow.returncode == 0, slow.stderr
     _, runs = runs_by_name(uri)
     a, b, c = (runs[n].info.run_id for n in ("a", "b", "c"))
-    # client-side timing on a busy 2-core machine wobbles by a few %: gate at 15% here
-    loose = ["--tolerance", "tpot_s=0.15", "--tolerance", "decode_tps=0.15", "--tolerance", "ttft_s=0.5",
-             "--tolerance", "e2e_s=0.15"]
+    # client-side timing with the suite's other workers beside it wobbles (7% seen between two runs
+    # of one script): gate at 25% here, which the 1.5x slower decode still exceeds (tpot +50%,
+    # decode_tps -33%); what this test checks is which runs compare resolves, by id and by name
+    loose = ["--tolerance", "tpot_s=0.25", "--tolerance", "decode_tps=0.25", "--tolerance", "ttft_s=0.5",
+             "--tolerance", "e2e_s=0.25"]
     same = run_cli("compare", a, b, "--uri", uri, "--out", str(tmp_path / "cmp1"), *loose, cwd=tmp_path)
     assert same.returncode == 0, same.stdout + same.stderr
     worse = run_cli("compare", "nightly", str(tmp_path / "c"), *loose, cwd=tmp_path)

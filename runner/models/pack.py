@@ -111,8 +111,10 @@ def _hf_stamped(folder: Path, stamp: dict) -> bool:
         found = json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(found, dict):
+        return False
     if found.get("sha256"):
-        found["gguf"] = Path(found.get("gguf", "")).name
+        found["gguf"] = Path(str(found.get("gguf") or "")).name
     return found == stamp
 
 
