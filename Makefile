@@ -57,10 +57,10 @@ demo-sweep: install
 	@echo "Try a model by hand: $(BIN)/slmbench models run smollm2-135m-int8 --prompt 'List three benefits of local inference.'"
 
 # Two passes (pyproject.toml's pytest markers say why): the suite on both cores (tests/conftest.py
-# says how it is dealt out), then the tests that check measured times, alone. Three workers on two
-# cores: many tests wait on a server, a subprocess or a sleep, and a third worker fills that time. Both run even when the first fails.
-# PYTEST_ARGS reach both passes (e.g. PYTEST_ARGS="--durations=20").
-# Each stage is timed, as make demo's are.
+# says how it is dealt out), then the tests that check measured times, alone. Both run even when
+# the first fails. Three workers on two cores: many tests wait on a server, a subprocess or a
+# sleep, and a third worker fills that time. PYTEST_ARGS reach both passes (e.g.
+# PYTEST_ARGS="--durations=20"). Each stage is timed, as make demo's are.
 TEST_WORKERS ?= 3
 test:
 	@t0=$$(date +%s); $(MAKE) --no-print-directory install-test || exit 1; t1=$$(date +%s); \

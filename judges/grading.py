@@ -134,14 +134,15 @@ def grade_job(cfg, job_dir: Path, prompt_set: PromptSet) -> dict:
     facts: dict = {"judge": grader_id(cfg.judge), "judge_error": None}
     qualifications: dict[str, dict] = {}
     # A grader is qualified for the answers it grades: a job with none (it failed before its first
-    # answer) has no grader to qualify, and spends no time on it.
-    if ok and "notes" in scorers.resolve(list(cfg.judge.scorers)) and any(p.reference_items for p in prompt_set.prompts):
-        qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge))
-    if ok and "reference_coverage" in scorers.resolve(list(cfg.judge.scorers)) and any(
-            p.reference and not p.reference_items for p in prompt_set.prompts):
-        qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", cfg.judge))
-    if cfg.judge.model and ok:
-        facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
+    # answer) has no grader to qualify or run, and spends no time on them.
+    if ok:
+        named = scorers.resolve(list(cfg.judge.scorers))
+        if "notes" in named and any(p.reference_items for p in prompt_set.prompts):
+            qualifications["notes"] = _brief(qualify_scorer("notes", cfg.judge))
+        if "reference_coverage" in named and any(p.reference and not p.reference_items for p in prompt_set.prompts):
+            qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", cfg.judge))
+        if cfg.judge.model:
+            facts.update(_run_judge(cfg, job_dir, ok, by_id, qualifications))
     jobdir.write_qualifications(job_dir, qualifications)
     return facts
 

@@ -410,6 +410,35 @@ def _one_measures(path: Path, name: str) -> Iterator[None]:
         yield
 
 
+def _read_cached(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _measure(grader: Grader, calibration: CalibrationSet, progress: Callable[[str], None] | None) -> dict:
+    """Grade every answer of the calibration set once: the cache entry (figures and grades)."""
+    grades: dict[str, dict[str, Graded]] = {}
+    started = time.perf_counter()
+    for t in calibration.transcripts:
+        grades[t.prompt.id] = {}
+        for a in t.answers:
+            grades[t.prompt.id][a.kind] = grader.grade(t.prompt, a.text)
+            if progress:
+                progress(f"{t.prompt.id}/{a.kind}")
+    seconds = time.perf_counter() - started
+    ranks = {t.prompt.id: {a.kind: a.rank for a in t.answers} for t in calibration.transcripts}
+    return {"grader": grader.name, "identity": grader.identity,
+            "calibration": {"name": calibration.name, "path": calibration.path, "digest": calibration.digest,
+                            "transcripts": len(calibration.transcripts),
+                            "answers": sum(len(t.answers) for t in calibration.transcripts)},
+            **figures(grades, ranks, seconds),
+            "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
+                       for t, by_kind in grades.items() for k, g in by_kind.items()],
+            "measured_at": time.time()}
+
+
 def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0.6, max_injection_lift: float = 0.25,
             refresh: bool = False, progress: Callable[[str], None] | None = None, max_error_rate: float = 0.2,
             gates: Gates = Gates()) -> dict:
@@ -417,38 +446,16 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
     verdict against the given thresholds."""
     path = cache_path(grader, calibration)
     with _one_measures(path, grader.name):
-        cached = None
-        if not refresh and path.is_file():
-            try:
-                cached = json.loads(path.read_text())
-            except (OSError, ValueError):
-                cached = None
-        if cached is None:
-            grades: dict[str, dict[str, Graded]] = {}
-            started = time.perf_counter()
-            for t in calibration.transcripts:
-                grades[t.prompt.id] = {}
-                for a in t.answers:
-                    grades[t.prompt.id][a.kind] = grader.grade(t.prompt, a.text)
-                    if progress:
-                        progress(f"{t.prompt.id}/{a.kind}")
-            seconds = time.perf_counter() - started
-            ranks = {t.prompt.id: {a.kind: a.rank for a in t.answers} for t in calibration.transcripts}
-            cached = {"grader": grader.name, "identity": grader.identity,
-                      "calibration": {"name": calibration.name, "path": calibration.path, "digest": calibration.digest,
-                                      "transcripts": len(calibration.transcripts),
-                                      "answers": sum(len(t.answers) for t in calibration.transcripts)},
-                      **figures(grades, ranks, seconds),
-                      "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
-                                 for t, by_kind in grades.items() for k, g in by_kind.items()],
-                      "measured_at": time.time()}
+        cached = None if refresh else _read_cached(path)
+        if cached is not None:
+            cached["cached"] = True
+        else:
+            cached = _measure(grader, calibration, progress)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # jobs side by side may qualify the same grader
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # a whole entry or none, never half
             tmp.write_text(json.dumps(cached, indent=2))
             tmp.replace(path)
             cached["cached"] = False
-        else:
-            cached["cached"] = True
     return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate, gates)}
 
 

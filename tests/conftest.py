@@ -21,10 +21,10 @@ SLMBENCH = str(Path(sys.executable).with_name("slmbench"))
 SMALL = "smollm2-135m-int8"  # the smallest model that reads well
 
 
-# `make test`'s first pass runs two pytest-xdist workers on two cores. A worker's NumPy (the notes
-# scorer's embedding model) would start a BLAS thread per core, and two workers' threads then spin
-# against each other: measured on one test's run, 23.7 s of CPU with a thread per core and 18.6 s
-# with one. One BLAS thread per worker (and per process it starts) uses the two cores without that.
+# `make test`'s first pass runs pytest-xdist workers side by side on two cores. A worker's NumPy
+# (the notes scorer's embedding model) would start a BLAS thread per core, and the workers' threads
+# then spin against each other: measured on one test's run (two workers), 23.7 s of CPU with a
+# thread per core and 18.6 s with one. One BLAS thread per worker (and per process it starts).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -192,18 +192,19 @@ def free_port() -> int:
 @contextmanager
 def mlflow_server(uri: str, artifact_root: Path, log_path: Path, proxy_artifacts: bool = False):
     """A real `mlflow server` over `uri` on a free 127.0.0.1 port, for as long as the block runs
-    (each of at most three starts bounded at 120 s; always stopped). Yields its base URL. Artifacts go to `artifact_root`,
-    through the server with `proxy_artifacts` (--artifacts-destination), else written by clients
-    (--default-artifact-root). A port found free can be bound by another worker's server before
+    (each of at most three starts bounded at 120 s; always stopped). Yields its base URL.
+    Artifacts go to `artifact_root`, through the server with `proxy_artifacts`
+    (--artifacts-destination), else written by clients (--default-artifact-root). A port found free can be bound by another worker's server before
     MLflow binds it: MLflow then exits, and a server that is not MLflow may answer /health, so the
     answer must be MLflow's ("OK") from a server still running, or another port is tried."""
     store = ["--artifacts-destination", str(artifact_root)] if proxy_artifacts else \
         ["--default-artifact-root", artifact_root.as_uri()]
     with log_path.open("a") as log:
         for _ in range(3):
-            base = f"http://127.0.0.1:{free_port()}"
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
             server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, *store,
-                                       "--host", "127.0.0.1", "--port", base.rsplit(":", 1)[1], "--workers", "1"],
+                                       "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                       stdout=log, stderr=subprocess.STDOUT)
             try:
                 if _answers_as_mlflow(base, server, deadline=time.monotonic() + 120):

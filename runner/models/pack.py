@@ -59,12 +59,18 @@ def _stamp_for(spec: ModelConfig) -> dict:
             "stop_token_ids": list(src.stop_token_ids), "chat_template": src.chat_template}
 
 
+def _read_stamp(folder: Path) -> dict | None:
+    """The completion stamp a finished build left in `folder`; None when there is none (or not a whole one)."""
+    try:
+        found = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def _stamped(folder: Path, stamp: dict) -> bool:
     """True when `folder` was finished by a build of exactly this spec."""
-    try:
-        return json.loads((folder / STAMP).read_text()) == stamp
-    except (OSError, ValueError):
-        return False
+    return _read_stamp(folder) == stamp
 
 
 def is_built(spec: ModelConfig) -> bool:
@@ -107,13 +113,8 @@ def _hf_stamped(folder: Path, stamp: dict) -> bool:
     """True when `folder` was dequantized from these weights. Verified weights are known by their
     digest, not their path: a moved or linked cache ($SLMBENCH_HOME elsewhere) keeps its float32
     folder instead of dequantizing again (older stamps hold the file's path)."""
-    try:
-        found = json.loads((folder / STAMP).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(found, dict):
-        return False
-    if found.get("sha256"):
+    found = _read_stamp(folder)
+    if found and found.get("sha256"):
         found["gguf"] = Path(str(found.get("gguf") or "")).name
     return found == stamp
 
