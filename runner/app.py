@@ -133,12 +133,12 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
     judge = grading.grader_id(cfg.judge)
     graded = quality_summary(job_dir, jobdir.ok_records(job_dir, judge), judge, grading.family_warning(cfg))
     s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk, graded)
-    out = report.write_job_report(job_dir)
+    out = report.write_job_report(job_dir, plots=cfg.report.plots)
     if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep decides once, over all its jobs
         from runner.decide.render import write_decision
 
         try:
-            write_decision(job_dir, cfg.selection)
+            write_decision(job_dir, cfg.selection, plots=cfg.report.plots)
         except UserError as exc:
             print(f"slmbench: decision: {exc}", file=sys.stderr)
     if cfg.tracking.enabled:

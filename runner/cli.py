@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--uri", default=None, help="tracking store for MLflow run ids")
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 over the project's tracking store")
     ui.add_argument("--port", type=int, default=5000)
+    # One user on loopback: one server process answers the UI's requests (threads for the rest);
+    # MLflow's default of 4 spends ~4x the start-up CPU and memory.
+    ui.add_argument("--workers", type=int, default=1, help="MLflow server processes (default: 1)")
     ui.add_argument("--uri", default=None, help="tracking store (default: $MLFLOW_TRACKING_URI or outputs/mlflow.db)")
     ui.add_argument("--experiment", default="slmbench")
     ui.add_argument("--log", type=Path, metavar="DIR",
@@ -74,6 +77,8 @@ def cmd_ui(args) -> int:
         ids = tracking.replay(args.log, args.uri, args.experiment)
         print(f"logged {args.log} to {tracking.tracking_uri(args.uri)} as run(s) {', '.join(ids)}")
         return 0
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: at least one MLflow server process is needed")
     uri = tracking.tracking_uri(args.uri)
     if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql")) and "://" in uri:
         print(f"{uri} is a tracking server: open it in a browser")
@@ -88,7 +93,7 @@ def cmd_ui(args) -> int:
               f"charts (speed against quality, TTFT p95 per model): "
               f"{base}{views.view_url(tracker.experiment_id, 'CHART')}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-           "--port", str(args.port)]
+           "--port", str(args.port), "--workers", str(args.workers)]
     root = tracking.artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]

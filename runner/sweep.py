@@ -63,7 +63,7 @@ class SweepReport(Callback):
         if outcomes.BROKEN_OUTPUT:
             outcomes.OUTCOMES.append("output-error")
         try:
-            out = write_sweep_report(sweep_dir)
+            out = write_sweep_report(sweep_dir, plots=config.report.plots)
         except OSError as exc:
             if not is_file_error(exc):
                 raise
@@ -72,7 +72,7 @@ class SweepReport(Callback):
             out = None
         if out is not None:
             try:
-                made = write_decision(sweep_dir, config.selection)
+                made = write_decision(sweep_dir, config.selection, plots=config.report.plots)
                 print(f"decision: {made['summary_sentence']}", file=sys.stderr)
             except UserError as exc:
                 print(f"slmbench: decision: {exc}", file=sys.stderr)

@@ -81,12 +81,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600,
-            input: str | None = None, tracked: bool = False) -> subprocess.CompletedProcess:
+            input: str | None = None, tracked: bool = False, plots: bool = False) -> subprocess.CompletedProcess:
     """`slmbench ARGS` as a user types it. A `run` logs to MLflow only when the test reads MLflow
     (tracked=True) or sets tracking.* itself: importing MLflow and logging a job cost 3.6 s of CPU
-    per run (a one-round smoke run on the pack model: 8.9 s tracked, 5.3 s untracked)."""
+    per run (a one-round smoke run on the pack model: 8.9 s tracked, 5.3 s untracked). Likewise it
+    draws its PNGs only when the test looks at them (plots=True) or sets report.* itself: ~0.7 s of
+    CPU per job process, ~140 job processes in the suite."""
     if args and args[0] == "run" and not tracked and not any(a.startswith("tracking.") for a in args):
         args = (*args, "tracking.enabled=false")
+    if args and args[0] == "run" and not plots and not any(a.startswith("report.") for a in args):
+        args = (*args, "report.plots=false")
     return subprocess.run([SLMBENCH, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, input=input)
 

@@ -222,7 +222,7 @@ def capacity_sweep(tmp_path_factory) -> Path:
     sweep = tmp_path_factory.mktemp("capacity") / "sweep"
     with ScriptedServer(Script(ttft_s=TTFT, tpot_s=TPOT, tokens=TOKENS, serial=True)) as srv:
         done = run_cli("run", "-m", *OPENAI, *SEARCH, f"backend.base_url={srv.base_url}", "run.search=capacity,null",
-                       f"hydra.sweep.dir={sweep}", timeout=300)
+                       f"hydra.sweep.dir={sweep}", timeout=300, plots=True)
     assert done.returncode == 0, done.stderr
     return sweep
 

@@ -38,7 +38,7 @@ def test_concurrency_sweep_gives_a_throughput_latency_curve(tmp_path):
     sweep = tmp_path / "sweep"
     with ScriptedServer(Script(ttft_s=0.1, tpot_s=0.005, tokens=10)) as srv:
         done = run_cli("run", "-m", *OPENAI, f"backend.base_url={srv.base_url}", "run.rounds=3",
-                       "run.concurrency=1,2,4", f"hydra.sweep.dir={sweep}")
+                       "run.concurrency=1,2,4", f"hydra.sweep.dir={sweep}", plots=True)
     assert done.returncode == 0, done.stderr
     by_c = {}
     for job in sweep.glob("*/summary.json"):
@@ -146,7 +146,7 @@ def test_endpoint_dying_mid_load_is_recorded_and_the_sweep_goes_on(tmp_path):
         threading.Thread(target=_stop_after, args=(dying, 30), daemon=True).start()
         t0 = time.monotonic()
         done = run_cli("run", "-m", *OPENAI, f"backend.base_url={dying.base_url},{live.base_url}",
-                       "run.rate=20", "run.requests=100", "backend.timeout_s=5", f"hydra.sweep.dir={sweep}")
+                       "run.rate=40", "run.requests=100", "backend.timeout_s=5", f"hydra.sweep.dir={sweep}")
     assert time.monotonic() - t0 < 90
     assert done.returncode == 0, done.stderr
     first, second = (_summary(p.parent) for p in sorted(sweep.glob("*/summary.json")))

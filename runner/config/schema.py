@@ -225,6 +225,13 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    # The PNG plots beside each report (latency, scatters, Pareto front, capacity); off, the
+    # reports keep their tables and say so. Drawing costs ~0.7 s of CPU per job process (matplotlib).
+    plots: bool = True
+
+
+@dataclass
 class ObjectiveConfig:
     metric: str = "auto"  # auto: quality.overall when judged, else decode_tps.p50
     goal: str | None = None  # max | min; None: inferred from the metric
@@ -259,6 +266,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 

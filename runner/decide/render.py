@@ -221,14 +221,17 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_decision(sweep_dir: Path, selection: Any, registry_lookup: RegistryLookup | None = None) -> dict:
+def write_decision(sweep_dir: Path, selection: Any, registry_lookup: RegistryLookup | None = None,
+                   plots: bool = True) -> dict:
     """Decide over a sweep directory's jobs; write decision.json (the previous one kept as
-    decision.previous.json), pareto.png and the decision section of report.md. Nothing is
-    written when the input is bad (UserError)."""
+    decision.previous.json), pareto.png (with `plots`; without, a stale one is removed) and the
+    decision section of report.md. Nothing is written when the input is bad (UserError)."""
     sweep_dir = Path(sweep_dir)
     decision = decide(read_summaries(sweep_dir), selection, registry_lookup)
     decision["sweep"] = sweep_dir.name
-    plot = write_plot(decision, sweep_dir / PLOT)
+    if not plots:
+        (sweep_dir / PLOT).unlink(missing_ok=True)
+    plot = write_plot(decision, sweep_dir / PLOT) if plots else None
     decision["plot"] = plot.name if plot else None
     out = sweep_dir / DECISION
     if out.is_file():

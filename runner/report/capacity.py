@@ -72,18 +72,19 @@ def definitions(s: dict) -> str:
             f"throughput.requests_per_s: {catalog.spec('throughput.requests_per_s').definition}.")
 
 
-def job_section(s: dict, job_dir: Path) -> list[str]:
+def job_section(s: dict, job_dir: Path, plots: bool = True) -> list[str]:
     """The job report's section; nothing for a job that searched nothing."""
     if not s.get("capacity"):
         return []
-    plot = capacity_plot({s.get("name") or s["model"]: s["capacity"]}, objectives(s), job_dir / PLOT)
+    plot = capacity_plot({s.get("name") or s["model"]: s["capacity"]}, objectives(s), job_dir / PLOT) \
+        if plots else None
     return ["## Capacity under SLO", "", sentence(s), "", table(s), "", definitions(s),
             "The per-request table and the throughput above are those of the capacity point (the highest passing "
             "load; without one, the first point); requests.jsonl holds every point's requests (`load_point`, "
             "`load`).", "", *([f"![capacity]({plot.name})", ""] if plot else [])]
 
 
-def sweep_section(summaries: list[dict], names: list[str], sweep_dir: Path) -> list[str]:
+def sweep_section(summaries: list[dict], names: list[str], sweep_dir: Path, plots: bool = True) -> list[str]:
     """The sweep report's section: each capacity job's sentence and table, one plot for them all."""
     jobs = [(s, n) for s, n in zip(summaries, names, strict=True) if s.get("capacity")]
     if not jobs:
@@ -92,7 +93,8 @@ def sweep_section(summaries: list[dict], names: list[str], sweep_dir: Path) -> l
     for s, name in jobs:
         lines += [f"**{name}** ({s.get('name') or s['model']}): {sentence(s)}", "", table(s), ""]
     bounds = {k: v for s, _ in jobs for k, v in objectives(s).items()}
-    plot = capacity_plot({s.get("name") or s["model"]: s["capacity"] for s, _ in jobs}, bounds, sweep_dir / PLOT)
+    plot = capacity_plot({s.get("name") or s["model"]: s["capacity"] for s, _ in jobs}, bounds,
+                         sweep_dir / PLOT) if plots else None
     return [*lines, definitions(jobs[0][0]), "", *([f"![capacity]({plot.name})", ""] if plot else [])]
 
 

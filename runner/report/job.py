@@ -52,10 +52,14 @@ def formula(key: str) -> str:
     return catalog.spec(key).formula
 
 
-def write_job_report(job_dir: Path) -> Path:
+PLOTS_OFF = "Plots off (`report.plots=false`): the tables above hold every figure."
+
+
+def write_job_report(job_dir: Path, plots: bool = True) -> Path:
+    """report.md from the job's files; with `plots`, latency.png (and capacity.png) beside it."""
     s = jobdir.read_summary(job_dir)
     ok = jobdir.ok_records(job_dir, graded=False)
-    plot = latency_plot({s["model"]: ok}, job_dir / "latency.png")
+    plot = latency_plot({s["model"]: ok}, job_dir / "latency.png") if plots else None
     cfg = s["config"]
     lines = [f"# {s.get('name') or s['model']} on {s['prompts']}", "",
              f"- status: **{s['status']}**" + (" (partial)" if s["partial"] else "")
@@ -95,7 +99,7 @@ def write_job_report(job_dir: Path) -> Path:
                           catalog.unit("energy.wh_per_1k_tokens"), s["energy"]["source"]])
     lines += [tabulate(per_model, headers=["metric", "value", "unit", "definition"], tablefmt="github"), ""]
     lines += load_section(s)
-    lines += capacity.job_section(s, job_dir)
+    lines += capacity.job_section(s, job_dir, plots)
     lines += quality_section(s.get("quality") or {})
     det = s["determinism"]
     if det.get("checked"):
@@ -106,6 +110,8 @@ def write_job_report(job_dir: Path) -> Path:
         lines += ["## Errors", "", *[f"- {n} x {e}" for e, n in s["errors"].items()], ""]
     if plot:
         lines += ["## Latency distribution", "", f"![latency]({plot.name})", ""]
+    elif not plots:
+        lines += [PLOTS_OFF, ""]
     env = s["environment"]
     lines += ["## Environment", "", f"{env['cpu']}, {env['cores']} cores, {env['ram_gb']} GiB RAM, "
               f"GPU: {', '.join(env['gpu']) or 'none'}, {env['os']}, Python {env['python']}; "

@@ -10,14 +10,15 @@ from tabulate import tabulate
 from runner.config.labels import job_name
 from runner.metrics import catalog
 from runner.report import capacity
-from runner.report.job import RATE, degenerate_line, fmt, formula, truncation_warning
+from runner.report.job import PLOTS_OFF, RATE, degenerate_line, fmt, formula, truncation_warning
 from runner.report.plots import latency_plot, pyplot, scatter
 from runner.store import jobdir
 from runner.store.jobdir import SUMMARY
 from runner.store.summary import flat_row, write_csv
 
 
-def write_sweep_report(sweep_dir: Path) -> Path | None:
+def write_sweep_report(sweep_dir: Path, plots: bool = True) -> Path | None:
+    """summary.csv and report.md over the sweep's jobs; with `plots`, the PNGs beside them."""
     jobs = sorted((p.parent for p in sweep_dir.glob(f"*/{SUMMARY}")), key=lambda p: _job_num(p.name))
     if not jobs:
         return None
@@ -25,10 +26,12 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
     rows = [flat_row(s, j.name) for s, j in zip(summaries, jobs, strict=True)]
     write_csv(sweep_dir / "summary.csv", rows)
     ok_records = {j.name: jobdir.ok_records(j, graded=False) for j in jobs}
-    lat = latency_plot(ok_records, sweep_dir / "latency.png")
-    size = scatter(rows, "disk_mb", "decode_tps.p50", "Speed against size", sweep_dir / "speed_vs_size.png")
-    quality = scatter(rows, "e2e_s.p50", "quality.overall", "Quality (from quality.source) against speed",
-                       sweep_dir / "quality_vs_speed.png")
+    lat = size = quality = None
+    if plots:
+        lat = latency_plot(ok_records, sweep_dir / "latency.png")
+        size = scatter(rows, "disk_mb", "decode_tps.p50", "Speed against size", sweep_dir / "speed_vs_size.png")
+        quality = scatter(rows, "e2e_s.p50", "quality.overall", "Quality (from quality.source) against speed",
+                          sweep_dir / "quality_vs_speed.png")
     shown = ["job", "status", "n", "ttft_s.p50", "tpot_s.p50", "decode_tps.p50", "decode_tps.ci95",
              "e2e_s.p50", "e2e_s.p95", "load_s", "rss_mb", "disk_mb", "license", "deterministic",
              "truncation.share", "truncation.cut_short", "degenerate.share", "quality.source", "quality.trusted", "quality.overall", "quality.ci95",
@@ -64,9 +67,11 @@ def write_sweep_report(sweep_dir: Path) -> Path | None:
         lines += [f"![speed against size]({size.name})", ""]
     if quality:
         lines += [f"![quality against speed]({quality.name})", ""]
-    lines += load_curve(summaries, [j.name for j in jobs], sweep_dir)
-    lines += capacity.sweep_section(summaries, [j.name for j in jobs], sweep_dir)
+    lines += load_curve(summaries, [j.name for j in jobs], sweep_dir, plots)
+    lines += capacity.sweep_section(summaries, [j.name for j in jobs], sweep_dir, plots)
     lines += [concurrency_note(summaries), ""]
+    if not plots:
+        lines += [PLOTS_OFF, ""]
     out = sweep_dir / "report.md"
     out.write_text("\n".join(lines))
     return out
@@ -80,7 +85,7 @@ def _load_point(s: dict) -> tuple[str, float]:
     return f"c={c}", c
 
 
-def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list[str]:
+def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path, plots: bool = True) -> list[str]:
     """Throughput against latency, one line per configuration swept over load points
     (`-m run.concurrency=1,2,4,8` or `run.rate=...`); nothing when no load was swept."""
     lines_of: dict[str, list[tuple]] = {}
@@ -95,10 +100,30 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
         lines_of.setdefault(key, []).append((x, label, tp, s["metrics"], s.get("goodput"), name))
     if not any(len({p[1] for p in pts}) > 1 for pts in lines_of.values()):
         return []
+    for pts in lines_of.values():
+        pts.sort(key=lambda p: p[0])
+    if plots:
+        _throughput_latency_plot(lines_of, sweep_dir / "throughput_latency.png")
+    rows = []
+    for key, pts in lines_of.items():
+        for _, label, tp, m, gp, name in pts:
+            rows.append([key, label, fmt(tp["requests_per_s"], 2), fmt(tp["output_tps"], 1),
+                         fmt((m.get("ttft_s") or {}).get("p95")), fmt(m["e2e_s"]["p50"]), fmt(m["e2e_s"]["p95"]),
+                         f"{gp['fraction']:.0%}" if gp else "-", name])
+    table = tabulate(rows, headers=["configuration", "load", "throughput.requests_per_s", "throughput.output_tps", "ttft_s.p95", "e2e_s.p50",
+                                    "e2e_s.p95", "goodput", "job"], tablefmt="github")
+    return ["## Throughput against latency", "", table, "",
+            f"throughput.requests_per_s: {catalog.spec('throughput.requests_per_s').definition}; "
+            f"throughput.output_tps: {catalog.spec('throughput.output_tps').definition}; goodput: "
+            f"{catalog.spec('goodput.fraction').definition}.", "",
+            *(["![throughput against latency](throughput_latency.png)", ""] if plots else [])]
+
+
+def _throughput_latency_plot(lines_of: dict[str, list[tuple]], path: Path) -> None:
+    """e2e and TTFT (p50 and p95) against output throughput, one line per configuration."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for key, pts in lines_of.items():
-        pts.sort(key=lambda p: p[0])
         xs = [p[2]["output_tps"] for p in pts]
         for ax, metric in ((axes[0], "e2e_s"), (axes[1], "ttft_s")):
             p50 = [p[3][metric]["p50"] if p[3].get(metric) else None for p in pts]
@@ -115,21 +140,8 @@ def load_curve(summaries: list[dict], names: list[str], sweep_dir: Path) -> list
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Throughput against latency (labels: c = requests in flight, r = offered {RATE})")
     fig.tight_layout()
-    path = sweep_dir / "throughput_latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    rows = []
-    for key, pts in lines_of.items():
-        for _, label, tp, m, gp, name in pts:
-            rows.append([key, label, fmt(tp["requests_per_s"], 2), fmt(tp["output_tps"], 1),
-                         fmt((m.get("ttft_s") or {}).get("p95")), fmt(m["e2e_s"]["p50"]), fmt(m["e2e_s"]["p95"]),
-                         f"{gp['fraction']:.0%}" if gp else "-", name])
-    table = tabulate(rows, headers=["configuration", "load", "throughput.requests_per_s", "throughput.output_tps", "ttft_s.p95", "e2e_s.p50",
-                                    "e2e_s.p95", "goodput", "job"], tablefmt="github")
-    return ["## Throughput against latency", "", table, "",
-            f"throughput.requests_per_s: {catalog.spec('throughput.requests_per_s').definition}; "
-            f"throughput.output_tps: {catalog.spec('throughput.output_tps').definition}; goodput: "
-            f"{catalog.spec('goodput.fraction').definition}.", "", f"![throughput against latency]({path.name})", ""]
 
 
 def concurrency_note(summaries: list[dict]) -> str:
