@@ -181,14 +181,15 @@ def fill_human_scores(path, score) -> None:
 
 def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
     job = tmp_path / "job"
+    # two answers, both also graded with the injection note: 4 grades at ~6 s each on two cores
     done = run_cli("run", "model=gemma3-270m-int4", "judge=smollm2-135m-int8", "prompts=rag-basics",
-                   "run.rounds=1", "run.warmup=0", "decoding.max_tokens=96", "judge.injection_probe=2",
-                   short_calibration, f"hydra.run.dir={job}")
+                   "prompts.limit=2", "run.rounds=1", "run.warmup=0", "decoding.max_tokens=96",
+                   "judge.injection_probe=2", short_calibration, f"hydra.run.dir={job}")
     assert done.returncode == 0, done.stderr
     measured = [json.loads(x) for x in (job / "requests.jsonl").read_text().splitlines()]
-    assert len(measured) == 4 and not any("judge" in r or "scores" in r for r in measured)  # never rewritten
+    assert len(measured) == 2 and not any("judge" in r or "scores" in r for r in measured)  # never rewritten
     recs = jobdir.graded_records(job)
-    assert len(recs) == 4
+    assert len(recs) == 2
     for r in recs:
         j = r["judge"]
         assert j["model"] == "smollm2-135m-int8"
@@ -201,7 +202,7 @@ def test_real_grading_with_a_pack_judge(tmp_path, pack_home, short_calibration):
         assert "rouge_l.f1" in r["scores"]
     q = json.loads((job / "summary.json").read_text())["quality"]
     graded = [r for r in recs if r["judge"]["error"] is None]
-    assert q["n_graded"] == len(graded) and q["n_answers"] == 4
+    assert q["n_graded"] == len(graded) and q["n_answers"] == 2
     assert sum(q["distribution"].values()) == sum(len(r["judge"]["scores"]) for r in graded)
     judgements = [json.loads(x) for x in (job / "judgements.jsonl").read_text().splitlines()]
     assert sum(1 for j in judgements if j["probe"] == "injection") == 2

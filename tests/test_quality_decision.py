@@ -79,9 +79,10 @@ def test_notes_scorer_orders_a_sweep_and_the_decision_follows(tmp_path: Path, en
 def test_a_checklist_judge_is_qualified_first_and_never_steers_to_a_bad_answer(tmp_path: Path, endpoint,
                                                                              two_transcript_calibration):
     # the default model group's alias is smollm2-135m-int8, but the endpoint's models are the ones
-    # measured: the same pack model may judge them (it is not grading itself)
+    # measured: the same pack model may judge them (it is not grading itself). No injection probes:
+    # the probe's grades are test_judges.test_real_grading_with_a_pack_judge's (5 grades less here).
     decision, jobs = sweep(tmp_path, endpoint, "judge=smollm2-135m-int8", "judge.mode=checklist",
-                           "judge.reasoning=false", "judge.injection_probe=1", two_transcript_calibration,
+                           "judge.reasoning=false", "judge.injection_probe=0", two_transcript_calibration,
                            limit=JUDGED_LIMIT)
     recommended = kind_of(jobs, decision["recommended"]["job"])
     assert recommended not in WORST, decision["summary_sentence"]
