@@ -161,7 +161,7 @@ def test_foundry_in_process_serves_concurrent_requests(tmp_path, pack_home):
     together than one after the other (2 cores: one generation per core)."""
     sweep = tmp_path / "sweep"
     done = run_cli("run", "-m", "model=smollm2-135m-int4", "prompts=rag-basics", "run.rounds=2",
-                   "decoding.max_tokens=48", "run.concurrency=1,2", "tracking.enabled=false",
+                   "decoding.max_tokens=32", "run.concurrency=1,2", "tracking.enabled=false",
                    f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr
     jobs = {json.loads(p.read_text())["throughput"]["concurrency"]: p.parent for p in sweep.glob("*/summary.json")}
