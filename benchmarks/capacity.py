@@ -71,9 +71,9 @@ def start_server(service_s: float) -> tuple[subprocess.Popen, str]:
 def run_search(url: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from runner.config import paths, prompts, schema
+    from runner.config import paths, plan, schema
     from runner.config.resolvers import register_resolvers
-    from runner.decide.selection import hydra_overrides
+    from runner.config.selection import hydra_overrides
     from runner.measure.job import run_job
     from runner.validate import validate
 
@@ -82,16 +82,15 @@ def run_search(url: str, overrides: list[str]):
     args = ["backend=openai", "model.id=scripted-model", f"backend.base_url={url}", "prompts=smoke", "run.warmup=0",
             "run.progress=false", "run.search=capacity", "run.slo.tpot_s=null", *overrides]
     with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
-        cfg = compose("config", hydra_overrides(args))
-    validate(cfg)
-    prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name)
-    with tempfile.TemporaryDirectory(prefix="slmbench-capacity-") as job:
+        job = plan.build(compose("config", hydra_overrides(args)))
+    validate(job)
+    with tempfile.TemporaryDirectory(prefix="slmbench-capacity-") as job_dir:
         t0 = time.perf_counter()
-        facts = run_job(cfg, Path(job), prompt_set)
+        facts = run_job(job, Path(job_dir))
         wall = time.perf_counter() - t0
     if facts.error:
         raise SystemExit(f"the search failed: {facts.error}")
-    return cfg, facts.capacity, wall
+    return job, facts.capacity, wall
 
 
 def floor_s(cfg, point: dict, service_s: float) -> float:

@@ -95,12 +95,12 @@ def runner_request(backend, prompt, ctx: SimpleNamespace) -> float:
 
 
 def job_config(alias: str):
-    """The job's config as `slmbench run model=ALIAS` composes it (Hydra, the typed schema, the
+    """The job's plan, from the config `slmbench run model=ALIAS` composes (Hydra, the typed schema, the
     user's conf dir), with this script's decoding and one request in flight: what the closed loop
     reads, whatever it reads."""
     from hydra import compose, initialize_config_dir
 
-    from runner.config import paths, schema
+    from runner.config import paths, plan, schema
     from runner.config.resolvers import register_resolvers
 
     schema.register()
@@ -113,18 +113,18 @@ def job_config(alias: str):
     if "loop_stop" in {f.name for f in dataclasses.fields(schema.DecodingConfig)}:
         overrides.append("decoding.loop_stop=false")
     with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
-        return compose("config", overrides)
+        return plan.build(compose("config", overrides))
 
 
-def runner_context(cfg, writer) -> SimpleNamespace:
+def runner_context(job, writer) -> SimpleNamespace:
     """What `closed_loop.measure` takes besides the backend and the requests: the decoding params
-    (every `GenParams` field from the config's `decoding`), the config, the writer, a silent progress."""
+    (every `GenParams` field from the plan's `decoding`), the job's plan, the writer, a silent progress."""
     from runner.backends import GenParams
-    from runner.config.labels import label_of
     from runner.measure.job import Progress
 
-    params = GenParams(**{f.name: cfg.decoding[f.name] for f in dataclasses.fields(GenParams) if f.name in cfg.decoding})
-    return SimpleNamespace(params=params, cfg=cfg, writer=writer, progress=Progress(label_of(cfg), 0, False),
+    decoding = job.decoding.as_dict()
+    params = GenParams(**{f.name: decoding[f.name] for f in dataclasses.fields(GenParams) if f.name in decoding})
+    return SimpleNamespace(params=params, cfg=job, writer=writer, progress=Progress(job.label, 0, False),
                            t0=time.perf_counter(), round=0)
 
 

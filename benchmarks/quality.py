@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
 
 from judges import notes, qualify
 from runner.config import prompts
@@ -88,9 +87,10 @@ def notes_cost(repeats: int = 20, answers: int | None = None) -> None:
 
 def judge_cost(alias: str, mode: str, reasoning: bool) -> None:
     from judges.grading import judge_backend, qualify_judge
+    from runner.config.plan import freeze
     from runner.config.schema import JudgeConfig
 
-    cfg = OmegaConf.structured(JudgeConfig(name=alias, model=alias, mode=mode, reasoning=reasoning))
+    cfg = freeze(JudgeConfig(name=alias, model=alias, mode=mode, reasoning=reasoning))
     backend = judge_backend(cfg)
     t = time.perf_counter()
     backend.load()

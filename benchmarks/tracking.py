@@ -77,11 +77,11 @@ def main() -> None:
         t = time.perf_counter()
         import mlflow  # noqa: F401  (what the first Tracker would import)
 
-        from runner.store import jobdir
+        from runner.config.plan import written_config
         from runner.track import tracking
 
         import_s = time.perf_counter() - t
-        config = jobdir.config(job)
+        config = written_config(job)
         print(f"job: {n_requests} measured requests (meeting-notes x 2 rounds, notes + default scorers); "
               f"store {uri}")
         print(f"import mlflow and runner.track.tracking: {import_s:.2f} s, once per process")

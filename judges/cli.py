@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from judges import modes, qualify
-from runner.config import paths
+from runner.config import paths, plan
 from runner.config.errors import UserError
 from runner.config.schema import JudgeConfig
 
@@ -99,13 +99,14 @@ def cmd_qualify(args) -> int:
                 cfg.qualification[key] = value
         if args.calibration:
             cfg.qualification.calibration = args.calibration
+        judge = plan.freeze(OmegaConf.to_object(cfg))
         try:
-            backend = judge_backend(cfg)
+            backend = judge_backend(judge)
             backend.load()
         except BackendError as exc:
             raise UserError(f"judge {args.name} unavailable: {exc}") from None
         try:
-            result = qualify_judge(cfg, backend, args.refresh, progress)
+            result = qualify_judge(judge, backend, args.refresh, progress)
         except BackendError as exc:
             raise UserError(f"judge {args.name} failed while qualifying: {exc}") from None
         finally:

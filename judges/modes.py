@@ -26,7 +26,6 @@ class Mode:
     modules: tuple[ModuleType, ...]
     needs_reference_items: bool = False  # its questions come from each prompt's reference_items
     settings: tuple[str, ...] = ()  # judge.* keys beyond the common ones that change its grades
-    default: bool = False  # graders of the default mode are named by the model alone
 
 
 MODES: dict[str, Mode] = {}
@@ -46,8 +45,9 @@ def get(name: str) -> Mode:
         raise UserError(f"judge.mode={name!r} is not a judge mode (known: {', '.join(sorted(MODES))})") from None
 
 
+# The default mode (runner/config/plan.py: DEFAULT_JUDGE_MODE): its graders are named by the model alone.
 register(Mode(
-    "rubric", default=True, modules=(rubric,),
+    "rubric", modules=(rubric,),
     build=lambda cfg, backend, temperature, seed: rubric.RubricJudge(
         backend, cfg.model, cfg.max_tokens, seed, temperature, cfg.retries, cfg.structured)))
 

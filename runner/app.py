@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from judges import grading, modes
 from judges.quality import quality_summary
-from runner import backends
-from runner.config import labels, launchers, paths, prompts, schema, secrets
+from runner.config import labels, launchers, paths, plan, schema, secrets
 from runner.config.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.config.resolvers import register_resolvers
 from runner.measure.job import run_isolated, run_job
@@ -75,80 +74,86 @@ def task(cfg: DictConfig) -> None:
             raise SweepAborted from None
 
 
-def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, context: dict, started: float) -> None:
-    from hydra.core.hydra_config import HydraConfig
+def _measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, parallel: bool, context: dict,
+                        started: float) -> None:
     from hydra.types import RunMode
 
+    sweep = hc.mode == RunMode.MULTIRUN
     try:
-        validate(cfg)
-        caps = backends.capabilities(cfg.backend)
-        if (parallel and hc.mode == RunMode.MULTIRUN and not caps.parallel_safe
-                and not cfg.run.allow_parallel_inprocess):
-            raise UserError(f"backend={cfg.backend.name} runs the model inside the job's process: under hydra/launcher="
-                            f"{launcher} several jobs would share this machine's cores and bias each other's "
-                            f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
-                            f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
-                            f"when every job gets a machine of its own")
-        from runner.decide import decision
-
-        decision.check_selection(cfg.selection)
-        # A user's file (prompts.path=FILE) names itself; the group's name is for the shipped sets.
-        shipped = Path(cfg.prompts.path).resolve().is_relative_to(paths.CONF_DIR)
-        prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name if shipped else None, cfg.prompts.limit)
-        bare = [p.id for p in prompt_set.prompts if not p.aspects]
-        if cfg.judge.model and bare:
-            raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
-                            f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
-        from judges.qualify import load_calibration
-
-        load_calibration(cfg.judge.qualification.calibration)  # a bad calibration set fails before any run
-        if cfg.judge.notes.match == "semantic" and (
-                ("notes" in cfg.judge.scorers and any(p.reference_items for p in prompt_set.prompts))
-                or ("reference_coverage" in cfg.judge.scorers and any(p.reference for p in prompt_set.prompts))):
-            embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
-        unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
-        if cfg.judge.model and modes.get(cfg.judge.mode).needs_reference_items and unreferenced:
-            raise UserError(f"judge.mode={cfg.judge.mode} asks questions built from each prompt's reference_items, but "
-                            f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
-                            f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
-        if cfg.run.isolate and caps.in_process:
-            facts = run_isolated(measure_and_grade, cfg, job_dir, prompt_set)
-        else:
-            facts = measure_and_grade(cfg, job_dir, prompt_set)
+        job = plan.build(cfg)  # the config is read here, once; below, the plan
+        override_keys = [o.split("=", 1)[0] for o in hc.overrides.task]
+        facts = _checked_and_measured(job, job_dir, launcher, parallel and sweep)
         facts.job_wall = {"host": socket.gethostname(), "start": started, "end": time.time()}
-        facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []),
-                                                     labels.label_of(cfg))
+        facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []), job.label)
         facts.launcher = launcher
-        facts.model = labels.model_facts(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
+        facts.model = labels.model_facts(job.model, job.capabilities.in_process, override_keys)
     except OutputError:
         raise
     except UserError as exc:
         print(f"slmbench: {exc}", file=sys.stderr)
         OUTCOMES.append("config-error")
         return
+    _summarize_and_report(job, facts, job_dir, context, sweep)
+
+
+def _checked_and_measured(job: plan.JobPlan, job_dir: Path, launcher, parallel_sweep: bool) -> Facts:
+    """Every check that can fail before a request is sent, then the job (in its own process when
+    its model runs in this one)."""
+    validate(job)
+    caps = job.capabilities
+    if parallel_sweep and not caps.parallel_safe and not job.run.allow_parallel_inprocess:
+        raise UserError(f"backend={job.backend.name} runs the model inside the job's process: under hydra/launcher="
+                        f"{launcher} several jobs would share this machine's cores and bias each other's "
+                        f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
+                        f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
+                        f"when every job gets a machine of its own")
+    from runner.decide import decision
+
+    decision.check_selection(job.selection)
+    prompt_set, judge = job.prompt_set, job.judge
+    bare = [p.id for p in prompt_set.prompts if not p.aspects]
+    if judge.model and bare:
+        raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
+                        f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
+    from judges.qualify import load_calibration
+
+    load_calibration(judge.qualification.calibration)  # a bad calibration set fails before any run
+    if judge.notes.match == "semantic" and (
+            ("notes" in judge.scorers and any(p.reference_items for p in prompt_set.prompts))
+            or ("reference_coverage" in judge.scorers and any(p.reference for p in prompt_set.prompts))):
+        embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
+    unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
+    if judge.model and modes.get(judge.mode).needs_reference_items and unreferenced:
+        raise UserError(f"judge.mode={judge.mode} asks questions built from each prompt's reference_items, but "
+                        f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
+                        f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
+    if job.run.isolate and caps.in_process:
+        return run_isolated(measure_and_grade, job, job_dir)
+    return measure_and_grade(job, job_dir)
+
+
+def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, context: dict, sweep: bool) -> None:
     disk = None
-    if backends.capabilities(cfg.backend).in_process and cfg.model.source.kind != "remote":
-        folder = pack.model_folder(cfg.model)
+    if job.capabilities.in_process and job.model.source.kind != "remote":
+        folder = pack.model_folder(job.model)
         disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
-    judge = grading.grader_id(cfg.judge)
-    graded = quality_summary(job_dir, jobdir.ok_records(job_dir, judge), judge, grading.family_warning(cfg))
-    s = summary.build(cfg, facts, job_dir, len(prompt_set.prompts), disk, graded)
-    out = report.write_job_report(job_dir, plots=cfg.report.plots)
-    if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep decides once, over all its jobs
+    graded = quality_summary(job_dir, jobdir.ok_records(job_dir, job.judge.grader), job.judge.grader, grading.family_warning(job))
+    s = summary.build(job, facts, job_dir, disk, graded)
+    out = report.write_job_report(job_dir, plots=job.report.plots)
+    if not sweep:  # a sweep decides once, over all its jobs
         from runner.decide.render import write_decision
 
         try:
-            write_decision(job_dir, cfg.selection, plots=cfg.report.plots)
+            write_decision(job_dir, job.selection, plots=job.report.plots)
         except UserError as exc:
             print(f"slmbench: decision: {exc}", file=sys.stderr)
-    if cfg.tracking.enabled:
-        log_to_mlflow(cfg, job_dir, context)
-    if cfg.get("baseline"):
+    if job.tracking.enabled:
+        log_to_mlflow(job.tracking, job_dir, context)
+    if job.baseline:
         from runner.store import baseline
 
-        sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-        kept = baseline.save(job_dir, str(cfg.baseline), job_dir.name if sweep else None)
-        print(f"baseline saved: {kept} (commit it; compare against it with `slmbench compare {cfg.baseline} RUN`)",
+        kept = baseline.save(job_dir, job.baseline, job_dir.name if sweep else None)
+        print(f"baseline saved: {kept} (commit it; compare against it with `slmbench compare {job.baseline} RUN`)",
               file=sys.stderr)
     warning = report.truncation_warning(s)
     if warning:
@@ -161,23 +166,23 @@ def _measure_and_report(cfg, hc, job_dir: Path, launcher, parallel: bool, contex
           f"{'error: ' + s['error'] + ' ' if s['error'] else ''}report: {out}", file=sys.stderr)
 
 
-def measure_and_grade(cfg, job_dir: Path, prompt_set) -> Facts:
+def measure_and_grade(job: plan.JobPlan, job_dir: Path) -> Facts:
     """The job's measured window, then its grading: after the candidate is unloaded, so grading
     never overlaps the measured window. A rerun with nothing left to measure still grades (e.g. a
     second judge on a finished job). Runs in the job's child process when it is isolated."""
-    facts = run_job(cfg, job_dir, prompt_set)
-    facts.grading = grading.grade_job(cfg, job_dir, prompt_set)
+    facts = run_job(job, job_dir)
+    facts.grading = grading.grade_job(job, job_dir)
     return facts
 
 
-def log_to_mlflow(cfg: DictConfig, job_dir: Path, context: dict) -> None:
+def log_to_mlflow(tracking_plan, job_dir: Path, context: dict) -> None:
     """A job of a sweep logs where the sweep does, under its parent run, even from another host."""
 
     from runner.track import tracking
 
     try:
-        tracker = tracking.Tracker(cfg.tracking.uri or context.get("tracking_uri"), cfg.tracking.experiment)
-        tracker.log_job(job_dir, jobdir.config(job_dir), context.get("parent_run_id"))
+        tracker = tracking.Tracker(tracking_plan.uri or context.get("tracking_uri"), tracking_plan.experiment)
+        tracker.log_job(job_dir, plan.written_config(job_dir), context.get("parent_run_id"))
     except Exception as exc:  # the run's files are complete; tracking can be replayed
         print(f"slmbench: MLflow tracking failed ({str(exc).splitlines()[0][:200]}); the run's files are "
               f"complete: replay with `slmbench ui --log {job_dir}`", file=sys.stderr)
@@ -261,7 +266,7 @@ def run_cli(args: list[str]) -> int:
     # Imported models live in the user's config dir; make them selectable as model=NAME.
     extra = [] if any(a.startswith("hydra.searchpath") for a in args) else [
         f"hydra.searchpath=[file://{user_conf}]"]
-    from runner.decide import selection
+    from runner.config import selection
 
     args = selection.hydra_overrides(args)  # selection.max.X.p95=... needs ++ to reach a dict
     args = launchers.absolute_paths(args)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from runner.config.errors import UserError
+from runner.config.plan import written_config
 from runner.metrics import catalog
 from runner.store import jobdir
 from runner.store.summary import flat_row
@@ -93,7 +94,7 @@ def _sweep_of(job: Path) -> str | None:
 
 def _config(job: Path) -> dict[str, Any]:
     """The job's config keys as dotted columns."""
-    config = jobdir.config(job)
+    config = written_config(job)
     if not config and (job / jobdir.SUMMARY).is_file():
         config = jobdir.read_summary(job).get("config") or {}
     return _flat(config)

@@ -72,7 +72,8 @@ class SweepReport(Callback):
             out = None
         if out is not None:
             try:
-                made = write_decision(sweep_dir, config.selection, plots=config.report.plots)
+                made = write_decision(sweep_dir, OmegaConf.to_container(config.selection, resolve=True),
+                                      plots=config.report.plots)
                 print(f"decision: {made['summary_sentence']}", file=sys.stderr)
             except UserError as exc:
                 print(f"slmbench: decision: {exc}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Checks of a composed config beyond its types: ranges, the backend's class, the judge's model,
-secrets in URLs. Each failure is a UserError naming the key."""
+"""Checks of a job's plan beyond its types: ranges, the backend's class, the judge's model,
+secrets in URLs. Each failure is a UserError naming the key (runner/config/plan.py builds the
+plan from the composed config; its types were checked against the schema then)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from runner import backends
 from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 from runner.config import secrets
 from runner.config.errors import UserError
-from runner.config.labels import label_of
 from runner.config.prompts import acceptance
 from runner.decide.keys import resolve_key
 from runner.models import registry
@@ -20,65 +20,65 @@ PENALTIES = ("repetition_penalty", "frequency_penalty", "presence_penalty")
 PENALTY_MAX = 2.0  # ORT GenAI and vLLM accept more; past 2 a small model stops forming words
 
 
-def validate(cfg: Any) -> None:
+def validate(plan: Any) -> None:
     """Range checks the type system cannot express; raises UserError naming the key."""
-    caps = backends.capabilities(cfg.backend)  # an unloadable backend target is a configuration error
-    judge_caps = backends.option_class(cfg.judge.backend).capabilities
+    caps = plan.capabilities
+    judge_caps = backends.option_class(plan.judge.backend).capabilities
 
     checks = [
-        (cfg.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
-        (cfg.decoding.max_tokens is None or cfg.decoding.max_tokens >= 1, "decoding.max_tokens",
+        (plan.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),
+        (plan.decoding.max_tokens is None or plan.decoding.max_tokens >= 1, "decoding.max_tokens",
          "must be >= 1 (or null: derived from the prompt set's reference answers)"),
-        (cfg.decoding.repetition_penalty is None or 0 < cfg.decoding.repetition_penalty <= PENALTY_MAX,
+        (plan.decoding.repetition_penalty is None or 0 < plan.decoding.repetition_penalty <= PENALTY_MAX,
          "decoding.repetition_penalty", f"must be in (0, {PENALTY_MAX}] (1.0 = off, > 1 penalizes repeats)"),
-        (cfg.decoding.frequency_penalty is None or -2 <= cfg.decoding.frequency_penalty <= 2,
+        (plan.decoding.frequency_penalty is None or -2 <= plan.decoding.frequency_penalty <= 2,
          "decoding.frequency_penalty", "must be in [-2, 2] (0 = off)"),
-        (cfg.decoding.presence_penalty is None or -2 <= cfg.decoding.presence_penalty <= 2,
+        (plan.decoding.presence_penalty is None or -2 <= plan.decoding.presence_penalty <= 2,
          "decoding.presence_penalty", "must be in [-2, 2] (0 = off)"),
-        (cfg.decoding.top_p is None or 0 < cfg.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
-        (cfg.run.rounds >= 1, "run.rounds", "must be >= 1"),
-        (cfg.run.warmup >= 0, "run.warmup", "must be >= 0"),
-        (cfg.run.warmup_requests is None or cfg.run.warmup_requests >= 0, "run.warmup_requests",
+        (plan.decoding.top_p is None or 0 < plan.decoding.top_p <= 1, "decoding.top_p", "must be in (0, 1]"),
+        (plan.run.rounds >= 1, "run.rounds", "must be >= 1"),
+        (plan.run.warmup >= 0, "run.warmup", "must be >= 0"),
+        (plan.run.warmup_requests is None or plan.run.warmup_requests >= 0, "run.warmup_requests",
          "must be >= 0 (or null: run.warmup whole passes)"),
-        (cfg.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
-        (cfg.run.rate is None or cfg.run.rate > 0, "run.rate", "must be > 0 requests/s"),
-        (cfg.run.rate is None or cfg.run.concurrency == 1, "run.rate",
+        (plan.run.concurrency >= 1, "run.concurrency", "must be >= 1"),
+        (plan.run.rate is None or plan.run.rate > 0, "run.rate", "must be > 0 requests/s"),
+        (plan.run.rate is None or plan.run.concurrency == 1, "run.rate",
          "and run.concurrency are two load profiles (open and closed loop): set one"),
-        (cfg.run.rate is None or not cfg.run.target_ci, "run.target_ci", "adds rounds; it needs a closed loop, "
+        (plan.run.rate is None or not plan.run.target_ci, "run.target_ci", "adds rounds; it needs a closed loop, "
          "not run.rate"),
-        (cfg.run.requests is None or cfg.run.requests >= 1, "run.requests", "must be >= 1"),
-        (cfg.run.duration_s is None or cfg.run.duration_s > 0, "run.duration_s", "must be > 0"),
-        (cfg.run.requests is None or cfg.run.duration_s is None, "run.requests",
+        (plan.run.requests is None or plan.run.requests >= 1, "run.requests", "must be >= 1"),
+        (plan.run.duration_s is None or plan.run.duration_s > 0, "run.duration_s", "must be > 0"),
+        (plan.run.requests is None or plan.run.duration_s is None, "run.requests",
          "and run.duration_s both bound the window: set one"),
-        ((cfg.run.requests is None and cfg.run.duration_s is None and not cfg.run.warmup_s
-          and not cfg.run.cooldown_s) or cfg.run.rate is not None or _searches_rate(cfg), "run.rate",
+        ((plan.run.requests is None and plan.run.duration_s is None and not plan.run.warmup_s
+          and not plan.run.cooldown_s) or plan.run.rate is not None or _searches_rate(plan), "run.rate",
          "(or run.search.over=rate) is needed by run.requests, run.duration_s, run.warmup_s and run.cooldown_s "
          "(open-loop options)"),
-        (cfg.run.warmup_s >= 0 and cfg.run.cooldown_s >= 0, "run.warmup_s", "and run.cooldown_s must be >= 0"),
-        (cfg.run.burstiness > 0, "run.burstiness", "must be > 0 (1 = Poisson)"),
-        (cfg.run.max_in_flight >= 1, "run.max_in_flight", "must be >= 1"),
-        (set(cfg.run.slo) <= {"ttft_s", "tpot_s", "e2e_s"}, "run.slo", "may bound ttft_s, tpot_s and e2e_s"),
-        (all(v is None or v > 0 for v in cfg.run.slo.values()), "run.slo", "bounds must be > 0 seconds"),
-        (cfg.run.target_ci is None or 0 < cfg.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
-        (cfg.run.max_rounds >= cfg.run.rounds, "run.max_rounds", "must be >= run.rounds"),
-        (0 <= cfg.run.warn_truncated_share <= 1, "run.warn_truncated_share", "must be in [0, 1]"),
-        (set(cfg.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
+        (plan.run.warmup_s >= 0 and plan.run.cooldown_s >= 0, "run.warmup_s", "and run.cooldown_s must be >= 0"),
+        (plan.run.burstiness > 0, "run.burstiness", "must be > 0 (1 = Poisson)"),
+        (plan.run.max_in_flight >= 1, "run.max_in_flight", "must be >= 1"),
+        (set(plan.run.slo) <= {"ttft_s", "tpot_s", "e2e_s"}, "run.slo", "may bound ttft_s, tpot_s and e2e_s"),
+        (all(v is None or v > 0 for v in plan.run.slo.values()), "run.slo", "bounds must be > 0 seconds"),
+        (plan.run.target_ci is None or 0 < plan.run.target_ci < 1, "run.target_ci", "must be in (0, 1)"),
+        (plan.run.max_rounds >= plan.run.rounds, "run.max_rounds", "must be >= run.rounds"),
+        (0 <= plan.run.warn_truncated_share <= 1, "run.warn_truncated_share", "must be in [0, 1]"),
+        (set(plan.run.target_metrics) <= {"ttft_s", "e2e_s", "tpot_s", "decode_tps"}, "run.target_metrics",
          "must name ttft_s, e2e_s, tpot_s or decode_tps"),
-        (cfg.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
-        (not caps.needs_base_url or bool(cfg.backend.base_url), "backend.base_url",
-         f"is required for backend={cfg.backend.name}"),
-        (cfg.hardware.device in ("cpu", "gpu", "npu"), "hardware.device", "must be cpu, gpu or npu"),
-        (short_name(cfg.hardware.execution_provider) in ORT_PROVIDERS, "hardware.execution_provider",
+        (plan.backend.timeout_s > 0, "backend.timeout_s", "must be > 0"),
+        (not caps.needs_base_url or bool(plan.backend.base_url), "backend.base_url",
+         f"is required for backend={plan.backend.name}"),
+        (plan.hardware.device in ("cpu", "gpu", "npu"), "hardware.device", "must be cpu, gpu or npu"),
+        (short_name(plan.hardware.execution_provider) in ORT_PROVIDERS, "hardware.execution_provider",
          f"is not an execution provider slmbench knows ({', '.join(ORT_PROVIDERS)})"),
-        (short_name(cfg.hardware.execution_provider) not in DEVICE_OF or cfg.hardware.device ==
-         DEVICE_OF[short_name(cfg.hardware.execution_provider)] or short_name(cfg.hardware.execution_provider)
-         == "openvino", "hardware.execution_provider", f"does not run on hardware.device={cfg.hardware.device}"),
+        (short_name(plan.hardware.execution_provider) not in DEVICE_OF or plan.hardware.device ==
+         DEVICE_OF[short_name(plan.hardware.execution_provider)] or short_name(plan.hardware.execution_provider)
+         == "openvino", "hardware.execution_provider", f"does not run on hardware.device={plan.hardware.device}"),
     ]
-    checks += search_checks(cfg)
-    checks += [(cfg.decoding[k] is None or k in caps.penalties, f"decoding.{k}",
-                f"is not sent by backend={cfg.backend.name} (it sends: {', '.join(caps.penalties) or 'no penalty'})")
+    checks += search_checks(plan)
+    checks += [(getattr(plan.decoding, k) is None or k in caps.penalties, f"decoding.{k}",
+                f"is not sent by backend={plan.backend.name} (it sends: {', '.join(caps.penalties) or 'no penalty'})")
                for k in PENALTIES]
-    judge = cfg.judge
+    judge = plan.judge
     checks += [
         (not judge_caps.needs_base_url or bool(judge.base_url), "judge.base_url",
          f"is required for judge.backend={judge.backend}"),
@@ -91,24 +91,24 @@ def validate(cfg: Any) -> None:
     ]
     for ok, key, why in checks:
         if not ok:
-            raise UserError(f"{key}={_get(cfg, key)!r} {why}")
-    bars = acceptance(cfg.prompts.get("acceptance"), "prompts.acceptance") or {}
+            raise UserError(f"{key}={_get(plan, key)!r} {why}")
+    bars = acceptance(plan.prompts.get("acceptance"), "prompts.acceptance") or {}
     for kind, limits in bars.items():  # a bar naming no metric is refused now, not after the sweep
         for key in limits:
             resolve_key(key, [], f"prompts.acceptance.{kind}.{key}")
-    secrets.check_urls({k: _get(cfg, k) for k in ("backend.base_url", "judge.base_url", "tracking.uri")})
+    secrets.check_urls({k: _get(plan, k) for k in ("backend.base_url", "judge.base_url", "tracking.uri")})
     scorers.resolve(judge.scorers)  # an unknown scorer name is a configuration error
     if judge.model and judge_caps.in_process:
         registry.get(judge.model)  # an unknown judge alias is a configuration error
     if judge.model and not judge.allow_self and (
-            judge.model == label_of(cfg) or (judge.model_id or "") == cfg.model.id):
+            judge.model == plan.label or (judge.model_id or "") == plan.model.id):
         raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
                         f"(pick another judge, or set judge.allow_self=true)")
 
 
-def search_checks(cfg: Any) -> list[tuple[bool, str, str]]:
+def search_checks(plan: Any) -> list[tuple[bool, str, str]]:
     """`run.search`: its settings, and the run settings a search takes over (runner/measure/capacity.py)."""
-    search, run = cfg.run.search, cfg.run
+    search, run = plan.run.search, plan.run
     on = search.mode is not None
     floor = 1 if search.over == "concurrency" else 0
     return [
@@ -132,12 +132,12 @@ def search_checks(cfg: Any) -> list[tuple[bool, str, str]]:
     ]
 
 
-def _searches_rate(cfg: Any) -> bool:
-    return cfg.run.search.mode is not None and cfg.run.search.over == "rate"
+def _searches_rate(plan: Any) -> bool:
+    return plan.run.search.mode is not None and plan.run.search.over == "rate"
 
 
-def _get(cfg: Any, dotted: str) -> Any:
-    node = cfg
+def _get(plan: Any, dotted: str) -> Any:
+    node = plan
     for part in dotted.split("."):
-        node = node[part]
+        node = getattr(node, part)
     return node

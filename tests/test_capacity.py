@@ -22,9 +22,9 @@ from hydra import compose, initialize_config_dir
 from scripted_server import Script, ScriptedServer
 
 from runner import app, results
-from runner.config import paths, prompts, schema
+from runner.config import paths, plan, schema, selection
 from runner.config.errors import UserError
-from runner.decide import decision, selection
+from runner.decide import decision
 from runner.decide.keys import resolve_key
 from runner.measure import capacity, saturation
 from runner.measure.capacity import CLOSED, OPEN, Point
@@ -170,7 +170,7 @@ def _compose(overrides: list[str]):
 def test_the_shorthand_and_the_struct_compose_together():
     cfg = _compose(["run.search=capacity", "run.search.over=rate", "run.search.goodput=0.9"])
     assert (cfg.run.search.mode, cfg.run.search.over, cfg.run.search.goodput) == ("capacity", "rate", 0.9)
-    validate(cfg)
+    validate(plan.build(cfg))
     assert _compose([]).run.search.mode is None  # off by default
 
 
@@ -190,12 +190,12 @@ def test_the_shorthand_and_the_struct_compose_together():
 ])
 def test_bad_search_settings_are_refused_naming_the_key(overrides, says):
     with pytest.raises(UserError) as refused:
-        validate(_compose(["run.search=capacity", *overrides]))
+        validate(plan.build(_compose(["run.search=capacity", *overrides])))
     assert says in str(refused.value)
 
 
 def test_open_loop_options_are_taken_by_a_rate_search():
-    validate(_compose(["run.search=capacity", "run.search.over=rate", "run.requests=20", "run.warmup_s=1"]))
+    validate(plan.build(_compose(["run.search=capacity", "run.search.over=rate", "run.requests=20", "run.warmup_s=1"])))
 
 
 def test_the_cli_refuses_bad_search_settings_with_exit_2(tmp_path):
@@ -277,12 +277,11 @@ def test_the_sweep_report_shows_the_capacity_and_the_decision_uses_it(capacity_s
 
 @serial
 def test_mlflow_gets_the_capacity_and_each_point(capacity_sweep, tmp_path):
-    from runner.store import jobdir
     from runner.track import tracking
 
     job = _job(capacity_sweep, searched=True)
     tracker = tracking.Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "capacity")
-    run_id = tracker.log_job(job, jobdir.config(job))
+    run_id = tracker.log_job(job, plan.written_config(job))
     assert tracker.client.get_run(run_id).data.metrics["capacity.concurrency"] == KNOWN_C
     points = json.loads((job / "summary.json").read_text())["capacity"]["points"]
     steps = sorted(tracker.client.get_metric_history(run_id, "capacity.point.load"), key=lambda m: m.step)
@@ -323,20 +322,18 @@ def test_results_load_a_real_sweep_folder(capacity_sweep, tmp_path):
 
 @serial
 def test_a_rerun_keeps_the_finished_points_and_measures_the_rest(tmp_path):
-    cfg = _compose([*OPENAI, *SEARCH, "run.search=capacity", "backend.base_url=http://127.0.0.1:1/v1"])
-    prompt_set = prompts.load(cfg.prompts.path, cfg.prompts.name)
     job = tmp_path / "job"
     with ScriptedServer(Script(ttft_s=TTFT, tpot_s=TPOT, tokens=TOKENS, serial=True)) as srv:
-        cfg.backend.base_url = srv.base_url
-        first = run_job(cfg, job, prompt_set)
+        the_plan = plan.build(_compose([*OPENAI, *SEARCH, "run.search=capacity", f"backend.base_url={srv.base_url}"]))
+        first = run_job(the_plan, job)
         assert first.error is None and first.capacity["passing"] == KNOWN_C, _points(first.capacity)
         sent = len(srv.requests)
-        again = run_job(cfg, job, prompt_set)  # a finished search: nothing is sent again
+        again = run_job(the_plan, job)  # a finished search: nothing is sent again
         assert len(srv.requests) == sent and again.capacity == first.capacity
         saved = json.loads((job / "capacity.json").read_text())  # as if stopped after two points
         (job / "capacity.json").write_text(json.dumps({**saved, "points": saved["points"][:2]}))
         redone = sum(p["attempted"] for p in saved["points"][2:])
-        resumed = run_job(cfg, job, prompt_set)
+        resumed = run_job(the_plan, job)
         assert resumed.capacity["passing"] == KNOWN_C, _points(resumed.capacity)
         assert resumed.skipped_done == sum(p["attempted"] for p in saved["points"][:2])
         # only the later points were measured again (a stopped point's in-flight requests vary a little)

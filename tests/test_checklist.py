@@ -99,18 +99,19 @@ def test_an_unknown_judge_mode_is_a_config_error(tmp_path):
 
 
 def test_judge_modes_come_from_the_registry_and_a_new_mode_is_graded_by_its_own_judge():
-    from omegaconf import OmegaConf
+    from dataclasses import replace
 
     from judges import grading, modes
     from judges.rubric import Grade, RubricJudge
+    from runner.config.plan import freeze
     from runner.config.schema import JudgeConfig
 
-    cfg = OmegaConf.merge(OmegaConf.structured(JudgeConfig), {"model": "j", "mode": "checklist"})
+    cfg = freeze(JudgeConfig(model="j", mode="checklist"))
     assert isinstance(grading.make_judge(cfg, Replies()), ChecklistJudge)
-    assert grading.grader_id(cfg) == "j/checklist" and "reasoning" in grading.judge_identity(cfg, "j")
-    cfg.mode = "rubric"
+    assert cfg.grader == "j/checklist" and "reasoning" in grading.judge_identity(cfg, "j")
+    cfg = replace(cfg, mode="rubric")
     assert isinstance(grading.make_judge(cfg, Replies()), RubricJudge)
-    assert grading.grader_id(cfg) == "j" and "reasoning" not in grading.judge_identity(cfg, "j")
+    assert cfg.grader == "j" and "reasoning" not in grading.judge_identity(cfg, "j")
 
     class Constant:
         def grade(self, prompt, answer):
@@ -118,8 +119,8 @@ def test_judge_modes_come_from_the_registry_and_a_new_mode_is_graded_by_its_own_
 
     modes.register(modes.Mode("constant", build=lambda c, b, t, s: Constant(), modules=(modes,)))
     try:
-        cfg.mode = "constant"
-        assert grading.grader_id(cfg) == "j/constant"
+        cfg = replace(cfg, mode="constant")
+        assert cfg.grader == "j/constant"
         assert grading.make_judge(cfg, Replies()).grade(PROMPT, "x").scores == {"decisions": 3}
         with pytest.raises(ValueError, match="twice"):
             modes.register(modes.Mode("constant", build=lambda c, b, t, s: Constant(), modules=()))

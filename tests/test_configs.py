@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from runner import app
-from runner.config import paths, prompts, schema
+from runner.config import paths, plan, schema
 from runner.decide import decision
 from runner.validate import validate
 
@@ -32,10 +32,11 @@ def test_option_composes_and_validates(group: str, option: str):
     # a judge option is composed beside a candidate of another model (no model may grade itself)
     other = ["model=gemma3-270m-int4" if option != "gemma3-270m-int4" else "model=smollm2-135m-int8"]
     cfg = _compose([f"{group}={option}", *(other if group == "judge" else [])])
-    validate(cfg)  # types, ranges, the backend's class, the judge's model
-    decision.check_selection(cfg.selection)
-    if group == "prompts":  # the prompt set it points at loads and is well formed
-        assert prompts.load(cfg.prompts.path, cfg.prompts.name).prompts
+    job = plan.build(cfg)  # types; for prompts, the set it points at loads
+    validate(job)  # ranges, the backend's class, the judge's model
+    decision.check_selection(job.selection)
+    if group == "prompts":  # the prompt set it points at is well formed
+        assert job.prompt_set.prompts
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)

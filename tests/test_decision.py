@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from runner.config import selection as selection_config
 from runner.config.errors import UserError
 from runner.decide import decision as dec
 from runner.decide import render, selection
@@ -208,7 +209,8 @@ def test_margin_is_clear_only_when_the_cis_do_not_overlap():
 def test_hydra_nested_overrides_are_flattened_into_dotted_keys():
     jobs = [("0_a", summary("a", tpot_p95=0.035)), ("1_b", summary("b", tpot_p95=0.025))]
     # what Hydra makes of `selection.max.tpot_s.p95=0.03 selection.min.quality.overall=...`: nested mappings
-    hydra_like = OmegaConf.create({"max": {"tpot_s": {"p95": 0.03}, "rss_mb": None}, "min": {}})
+    # (the job's plan hands them to the decision as plain mappings, runner/config/plan.py)
+    hydra_like = OmegaConf.to_container(OmegaConf.create({"max": {"tpot_s": {"p95": 0.03}, "rss_mb": None}, "min": {}}))
     d = dec.decide(jobs, hydra_like)
     assert d["limits"]["max"] == {"tpot_s.p95": 0.03}  # a null limit is no limit
     assert by_job(d)["0_a"]["reasons"] == ["tpot_s.p95 0.035 s/token > 0.03 s/token"]
@@ -216,18 +218,18 @@ def test_hydra_nested_overrides_are_flattened_into_dotted_keys():
     assert selection.flatten({"tpot_s": {"p95": 0.03}, "e2e_s.p95": 2.0, "quality": {"overall": 3}}, "max") == {
         "tpot_s.p95": 0.03, "e2e_s.p95": 2.0, "quality.overall": 3}
     # the same through `slmbench decide` overrides (OmegaConf dotlist onto conf/selection/default.yaml)
-    sel = selection.load_selection(["selection.max.tpot_s.p95=0.03", "min.quality.overall=3.0", "licenses=[Apache-2.0]",
+    sel = selection_config.load_selection(["selection.max.tpot_s.p95=0.03", "min.quality.overall=3.0", "licenses=[Apache-2.0]",
                               "objective=e2e_s.p50"])
     norm = selection.normalize_selection(sel)
     assert norm["max"] == {"tpot_s.p95": 0.03} and norm["min"] == {"quality.overall": 3.0}
     assert norm["licenses"] == ["Apache-2.0"] and norm["objective"] == {"metric": "e2e_s.p50", "goal": None}
     # on `slmbench run`, a new key in a mapping needs Hydra's ++
-    assert selection.hydra_overrides(["selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]) == [
+    assert selection_config.hydra_overrides(["selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]) == [
         "++selection.max.tpot_s.p95=0.03", "selection.licenses=[MIT]", "model=a"]
 
 
 def test_shipped_default_selection_is_valid_and_sets_no_limits():
-    sel = dec.check_selection(OmegaConf.load(selection.DEFAULT_SELECTION))
+    sel = dec.check_selection(OmegaConf.to_container(OmegaConf.load(selection_config.DEFAULT_SELECTION)))
     assert sel["max"] == {} and sel["min"] == {} and sel["licenses"] is None and sel["commercial"] is False
     assert sel["objective"] == {"metric": "auto", "goal": None}
 
@@ -255,7 +257,7 @@ def test_malformed_selections_are_configuration_errors():
         with pytest.raises(UserError, match=text):
             dec.decide(jobs, sel)
     with pytest.raises(UserError, match="KEY=VALUE"):
-        selection.load_selection(["max.rss_mb"])
+        selection_config.load_selection(["max.rss_mb"])
 
 
 def test_known_metrics_resolve_without_any_summary_holding_them():

@@ -5,13 +5,14 @@ between the RAPL counter and the hardware.power_w estimate (runner/measure/job.p
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
-from omegaconf import OmegaConf
 
 from runner.backends.base import Backend, Completion, GenParams
+from runner.config import plan
 from runner.config.prompts import Prompt, PromptSet
-from runner.config.schema import Config
+from runner.config.schema import HardwareConfig, ModelConfig, RunConfig
 from runner.measure import job, open_loop
 from runner.measure.memory import PeakSampler, rss_mb
 from runner.store import records
@@ -21,29 +22,24 @@ from runner.store.summary import _energy
 TOKENS = 5  # per fake request
 
 
-def config(**run) -> OmegaConf:
-    cfg = OmegaConf.structured(Config)
-    cfg.model.alias = cfg.model.id = "fake-model"
-    cfg.hardware.power_w = 15.0
-    cfg.run.warmup, cfg.run.progress = 0, False
-    for k, v in run.items():
-        cfg.run[k] = v
-    return cfg
+def config(**run):
+    """A job's plan with a fake model, a 15 W power figure and the given run settings."""
+    return plan.make(model=ModelConfig(alias="fake-model", id="fake-model"), hardware=HardwareConfig(power_w=15.0),
+                     run=RunConfig(**{"warmup": 0, "progress": False, **run}))
 
 
 def test_energy_estimate_and_measured_by_value():
     cfg = config()
     # estimate: 15 W x 12 s / 3600 = 0.05 Wh for 600 tokens -> 0.05 / 0.6 = 1/12 Wh per 1k tokens
-    e = _energy(cfg, Facts(window_s=12.0), {"output_tokens": 600})
+    e = _energy(cfg.hardware, Facts(window_s=12.0), {"output_tokens": 600})
     assert e["wh_per_1k_tokens"] == pytest.approx(1 / 12) and e["source"].startswith("estimate")
     # measured wins over the estimate: 540 J / 3600 = 0.15 Wh for 600 tokens -> 0.15 / 0.6 = 0.25
-    e = _energy(cfg, Facts(window_s=12.0, rapl_joules=540.0), {"output_tokens": 600})
+    e = _energy(cfg.hardware, Facts(window_s=12.0, rapl_joules=540.0), {"output_tokens": 600})
     assert e["wh_per_1k_tokens"] == pytest.approx(0.25) and e["source"].startswith("measured")
     # nothing to divide by, or nothing to measure with: no figure, never a made-up one
-    assert _energy(cfg, Facts(window_s=12.0), {"output_tokens": 0}) is None
-    assert _energy(cfg, Facts(window_s=None), {"output_tokens": 600}) is None
-    cfg.hardware.power_w = None
-    assert _energy(cfg, Facts(window_s=12.0), {"output_tokens": 600}) is None
+    assert _energy(cfg.hardware, Facts(window_s=12.0), {"output_tokens": 0}) is None
+    assert _energy(cfg.hardware, Facts(window_s=None), {"output_tokens": 600}) is None
+    assert _energy(replace(cfg.hardware, power_w=None), Facts(window_s=12.0), {"output_tokens": 600}) is None
 
 
 class Instant(Backend):
@@ -87,7 +83,7 @@ def test_job_uses_rapl_only_when_it_spans_just_the_window(tmp_path, monkeypatch,
                              tmp_path / records.REQUESTS, facts)
     window = facts.window
     assert window["ok"] == 4 and window["output_tokens"] == 4 * TOKENS  # measured requests only
-    e = _energy(cfg, facts, window)
+    e = _energy(cfg.hardware, facts, window)
     if rapl:
         # 1250 - 1000 = 250 J = 250/3600 Wh over 20 tokens -> (250 / 3600) / 0.02 Wh per 1k tokens
         assert facts.rapl_joules == 250.0

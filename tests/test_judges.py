@@ -8,15 +8,15 @@ import json
 
 import pytest
 from conftest import SMALL, run_cli
-from omegaconf import OmegaConf
 from scripted_server import Script, ScriptedServer, rubric_judge
 
 from judges import grading
 from judges.quality import quality_summary
 from judges.rubric import INJECTION, JudgeParseError, RubricJudge, parse, schema
 from runner.backends.base import Backend, BackendError, Completion
+from runner.config.plan import freeze
 from runner.config.prompts import Prompt
-from runner.config.schema import Config
+from runner.config.schema import JudgeConfig
 from runner.store import jobdir
 
 ASPECTS = {"accuracy": "facts right", "brevity": "short"}
@@ -112,18 +112,17 @@ class GreedyOrSampled(Backend):
 
 
 def test_repeats_sample_with_their_own_seeds_so_consistency_can_fall(tmp_path, monkeypatch):
-    cfg = OmegaConf.structured(Config)
-    cfg.judge.model, cfg.judge.backend, cfg.judge.base_url = "fake-judge", "openai", "http://127.0.0.1:9/v1"
-    cfg.judge.repeats, cfg.judge.injection_probe = 3, 0
+    judge = freeze(JudgeConfig(model="fake-judge", backend="openai", base_url="http://127.0.0.1:9/v1", repeats=3,
+                               injection_probe=0))
     backend = GreedyOrSampled()
     monkeypatch.setattr(grading, "judge_backend", lambda judge_cfg: backend)
     monkeypatch.setattr(grading, "qualify_judge", lambda judge_cfg, b: {"passed": True})
     ok = [{"round": 0, "prompt_id": "q", "model": "m", "output": "RAG retrieves, then generates."}]
-    grading._run_judge(cfg, tmp_path, ok, {"q": PROMPT}, {})
+    grading._run_judge(judge, tmp_path, ok, {"q": PROMPT}, {})
     # repeat 0 is the judge as qualified (greedy, judge.seed); repeats 1 and 2 sample, each its own seed
     first, *rest = backend.calls
     assert (first.temperature, first.seed) == (0.0, 42) and len(rest) == 2
-    assert all(p.temperature == cfg.judge.repeat_temperature == 0.7 for p in rest)
+    assert all(p.temperature == judge.repeat_temperature == 0.7 for p in rest)
     assert len({p.seed for p in backend.calls}) == 3
     # per aspect the grades are [3, 4, 4]: no pair agrees across repeats, range 4 - 3 = 1
     rc = quality_summary(tmp_path, ok, "fake-judge", None)["repeat_consistency"]

@@ -85,17 +85,16 @@ def test_an_endpoint_model_may_be_judged_by_the_default_alias_model():
     from hydra import compose, initialize_config_dir
 
     from runner import app
-    from runner.config import paths, schema
-    from runner.config.labels import label_of
+    from runner.config import paths, plan, schema
     from runner.validate import validate
 
     schema.register()
     app.register_resolvers()
     with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
-        endpoint = compose("config", ["backend=openai", "model.id=phi-4-mini", f"judge={DEFAULT_ALIAS}"])
-        own = compose("config", [f"judge={DEFAULT_ALIAS}"])
-        aliased = compose("config", ["backend=openai", "model.id=phi-4-mini", "model.alias=phi"])
-    assert label_of(endpoint) == "phi-4-mini" and label_of(own) == DEFAULT_ALIAS and label_of(aliased) == "phi"
+        endpoint = plan.build(compose("config", ["backend=openai", "model.id=phi-4-mini", f"judge={DEFAULT_ALIAS}"]))
+        own = plan.build(compose("config", [f"judge={DEFAULT_ALIAS}"]))
+        aliased = plan.build(compose("config", ["backend=openai", "model.id=phi-4-mini", "model.alias=phi"]))
+    assert endpoint.label == "phi-4-mini" and own.label == DEFAULT_ALIAS and aliased.label == "phi"
     validate(endpoint)  # phi-4-mini is not grading itself
     import pytest
 

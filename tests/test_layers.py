@@ -123,3 +123,29 @@ def test_the_checks_would_catch_a_cycle_and_an_upward_import():
 def test_no_module_is_over_800_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# The composed config stays at the edge: runner/config/plan.py turns it into the job's plan, and
+# the code below takes the plan (or the part of it it uses), never a DictConfig.
+CONFIG_EDGE = ("runner.config", "runner.validate", "runner.app", "runner.sweep", "runner.cli", "runner.models.cli",
+               "judges.cli")
+
+
+def test_omegaconf_and_hydra_stay_at_the_edge():
+    found = []
+    for name, path in modules().items():
+        if any(name == edge or name.startswith(edge + ".") for edge in CONFIG_EDGE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported = [node.module or ""]
+            else:
+                imported = []
+            if any(m.split(".")[0] in ("omegaconf", "hydra") for m in imported):
+                found.append(f"{name}:{node.lineno} imports {', '.join(imported)}")
+            if isinstance(node, ast.Name | ast.Attribute) and getattr(node, "id", getattr(node, "attr", "")) in (
+                    "DictConfig", "OmegaConf", "ListConfig"):
+                found.append(f"{name}:{node.lineno} uses {getattr(node, 'id', getattr(node, 'attr', ''))}")
+    assert not found, "the config is read at the edge only (runner/config/plan.py):\n" + "\n".join(found)

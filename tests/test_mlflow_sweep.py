@@ -132,9 +132,9 @@ def test_human_review_in_mlflow_feeds_agreement_and_goes_back_to_the_run(sweep: 
 
 def test_a_trace_that_fails_to_log_leaves_the_run_closed_and_says_how_to_replay(sweep: dict, tmp_path: Path,
                                                                              monkeypatch, capsys):
-    from omegaconf import OmegaConf
-
     from runner import app
+    from runner.config.plan import freeze
+    from runner.config.schema import TrackingConfig
     from runner.track import traces, tracking
 
     def broken(*args, **kwargs):
@@ -142,8 +142,7 @@ def test_a_trace_that_fails_to_log_leaves_the_run_closed_and_says_how_to_replay(
 
     monkeypatch.setattr(traces, "log_traces", broken)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = OmegaConf.create({"tracking": {"uri": uri, "experiment": "slmbench"}})
-    app.log_to_mlflow(cfg, sweep["jobs"][1], {})
+    app.log_to_mlflow(freeze(TrackingConfig(uri=uri, experiment="slmbench")), sweep["jobs"][1], {})
     err = capsys.readouterr().err
     assert f"replay with `slmbench ui --log {sweep['jobs'][1]}`" in err and "disk I/O error" in err
     [run] = tracking.Tracker(uri, "slmbench").client.search_runs(

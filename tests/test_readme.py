@@ -14,6 +14,7 @@ import itertools
 import re
 import shlex
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from omegaconf import OmegaConf
@@ -171,13 +172,20 @@ def sweep_points(overrides: list[str], user_conf: Path) -> list[list[str]]:
     return [first] + [[*first[:i], v, *first[i + 1:]] for i, vs in enumerate(values) for v in vs[1:]]
 
 
+def _unread_prompt_set(group):
+    from runner.config.prompts import PromptSet
+
+    return PromptSet(group.name, group.path, ())
+
+
 def check_run(args: list[str], user_conf: Path) -> None:
     """What `slmbench run ARGS` checks before measuring anything (runner/app.py run_cli, then
     each job's first checks), for every value of every sweep."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
 
-    from runner.decide import decision, selection
+    from runner.config import plan, selection
+    from runner.decide import decision
 
     options, overrides = app.split_hydra_args(selection.hydra_overrides(args))
     get_args_parser().parse_args([*options, *overrides])  # Hydra's flags (-m, --cfg, ...) exist
@@ -188,8 +196,11 @@ def check_run(args: list[str], user_conf: Path) -> None:
     for point in sweep_points(overrides, user_conf):
         with initialize_config_dir(str(paths.CONF_DIR), version_base="1.3"):
             cfg = compose("config", [*point, searchpath], return_hydra_config=True)
-        validate(cfg)
-        decision.check_selection(cfg.selection)
+        shipped = Path(cfg.prompts.path).is_file()  # a reader's own file (my_prompts.json) is not here to read
+        with mock.patch.object(plan, "load_prompt_set", plan.load_prompt_set if shipped else _unread_prompt_set):
+            job = plan.build(cfg)
+        validate(job)
+        decision.check_selection(job.selection)
         secrets.check_config({k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"})
 
 
@@ -210,7 +221,8 @@ def check_subcommand(args: list[str]) -> None:
         return
     ns = build_parser().parse_args(args)  # argparse exits (2) on an unknown subcommand, flag or choice
     if args[0] == "decide":  # as runner/decide/render.py decide_main, before reading the sweep
-        from runner.decide import decision, selection
+        from runner.config import selection
+        from runner.decide import decision
 
         decision.check_selection(selection.load_selection(ns.overrides))
     elif args[0] == "compare":

@@ -18,9 +18,10 @@ from runner.backends import GenParams
 from runner.backends.openai_compat import OpenAIBackend
 from runner.config import prompts
 from runner.config.errors import UserError
+from runner.config.selection import load_selection
 from runner.decide import decision as dec
 from runner.decide import render
-from runner.decide.selection import DEFAULT_ACCEPTANCE, load_selection
+from runner.decide.selection import DEFAULT_ACCEPTANCE
 from runner.measure import cap
 from runner.metrics import degenerate
 from runner.metrics.request import request_metrics

@@ -26,29 +26,22 @@ def model_label(alias: str, model_id: str, in_process: bool) -> str:
     return model_id if spec is not None and spec.id != model_id else alias
 
 
-def label_of(cfg) -> str:
-    from runner import backends
-
-    return model_label(cfg.model.alias, cfg.model.id, backends.capabilities(cfg.backend).in_process)
-
-
 MODEL_FACTS = ("license", "precision", "params_m")
 
 
-def model_facts(cfg, override_keys: list[str]) -> dict:
+def model_facts(model, in_process: bool, override_keys: list[str]) -> dict:
     """The licence, precision and size of the model that ran. An endpoint's model group only
     supplies defaults: they describe the model when the group is that model's registry entry
     (same id), or when typed as `model.license=...`; otherwise they are unknown (None), never
     another model's."""
-    from runner import backends
     from runner.models import registry
 
-    if backends.capabilities(cfg.backend).in_process:
-        return {k: cfg.model[k] for k in MODEL_FACTS}
-    spec = registry.find(str(cfg.model.alias))
-    own_entry = spec is not None and spec.id == cfg.model.id
+    if in_process:
+        return {k: getattr(model, k) for k in MODEL_FACTS}
+    spec = registry.find(str(model.alias))
+    own_entry = spec is not None and spec.id == model.id
     typed = {k.lstrip("+~") for k in override_keys}
-    return {k: cfg.model[k] if own_entry or f"model.{k}" in typed else None for k in MODEL_FACTS}
+    return {k: getattr(model, k) if own_entry or f"model.{k}" in typed else None for k in MODEL_FACTS}
 
 
 def path_safe(text: str) -> str:

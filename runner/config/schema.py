@@ -270,6 +270,20 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
 
 
+def typed(cls: type, raw: dict, where: str) -> Any:
+    """`raw` (a YAML mapping) on the schema class `cls`: its types checked, its defaults filled;
+    UserError naming `where` when it does not fit."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from runner.config.errors import UserError
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), raw or {}))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{where}: {str(exc).splitlines()[0]}") from None
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="slmbench_schema", node=Config)

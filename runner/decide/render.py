@@ -12,9 +12,10 @@ from typing import Any
 from tabulate import tabulate
 
 from runner.config.errors import UserError
+from runner.config.selection import load_selection
 from runner.decide.decision import RegistryLookup, decide, fmt, objective_text, with_unit
 from runner.decide.keys import Metric
-from runner.decide.selection import AUTO_SPEED, load_selection
+from runner.decide.selection import AUTO_SPEED
 from runner.metrics import catalog
 from runner.store import jobdir
 

@@ -5,20 +5,12 @@ back into dotted keys here."""
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 from typing import Any
-
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from runner.config import prompts
 from runner.config.errors import UserError
-from runner.config.paths import CONF_DIR
-from runner.config.schema import search_shorthand
 from runner.decide.keys import _is_num
 
-DEFAULT_SELECTION = CONF_DIR / "selection" / "default.yaml"
 SELECTION_KEYS = ("max", "min", "licenses", "commercial", "objective", "weights", "trust_unqualified", "acceptance",
                   "acceptance_default")
 # "Fit for the task" when a prompt set declares no bars: as conf/selection/default.yaml states it
@@ -31,17 +23,10 @@ AUTO_QUALITY, AUTO_SPEED = "quality.overall", "decode_tps.p50"
 # ---------------------------------------------------------------------------- the selection config
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, DictConfig | ListConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
-
-
 def flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, float]:
     """{"tpot_s": {"p95": 0.03}, "rss_mb": 1500} -> {"tpot_s.p95": 0.03, "rss_mb": 1500}.
     Hydra nests `selection.max.tpot_s.p95=0.03`; YAML may write `tpot_s.p95: 0.03`. A null value
     is no limit; a later duplicate wins (an override merged after the file)."""
-    mapping = _plain(mapping)
     if mapping is None:
         return {}
     if not isinstance(mapping, dict):
@@ -65,7 +50,7 @@ def flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, float]:
 
 def normalize_selection(selection: Any) -> dict:
     """The selection as a plain dict with flat limit and weight keys; UserError when malformed."""
-    sel = _plain(selection)
+    sel = selection
     if sel is None:
         sel = {}
     if not isinstance(sel, dict):
@@ -113,45 +98,3 @@ def normalize_selection(selection: Any) -> dict:
             "licenses": list(licenses) if licenses else None, "commercial": bool(commercial),
             "objective": {"metric": str(metric) if metric not in (None, "") else AUTO, "goal": goal},
             "weights": {k: v for k, v in flatten(sel.get("weights"), "weights").items()}}
-
-
-
-_HYDRA_MAPPING_OVERRIDE = re.compile(r"^(selection\.(max|min|weights)\.[^=]+"
-                                     r"|(selection|prompts)\.acceptance(\.[^=]+)?)=")
-
-
-def hydra_overrides(args: list[str]) -> list[str]:
-    """`selection.max.tpot_s.p95=0.03` adds a key to a mapping, which Hydra's struct mode refuses
-    without a `+`; `++` (add or override) makes such overrides work as written on `slmbench run`
-    (so do `prompts.acceptance={min: {...}}` and `selection.acceptance.min.quality.overall=4`), and
-    `run.search=capacity` is `run.search.mode=capacity` (runner/config/schema.py `search_shorthand`)."""
-    return ["++" + a if _HYDRA_MAPPING_OVERRIDE.match(a) else a for a in search_shorthand(args)]
-
-
-def load_selection(overrides: list[str], path: Path = DEFAULT_SELECTION) -> dict:
-    """The default selection with `slmbench decide` overrides applied (OmegaConf dotlist).
-    `selection.` prefixes, Hydra's `+`/`++` and `~key` (remove) are accepted."""
-    try:
-        base = OmegaConf.load(path)
-    except (OSError, OmegaConfBaseException) as exc:
-        raise UserError(f"selection config {path}: {str(exc).splitlines()[0]}") from None
-    dotlist = []
-    for raw in overrides:
-        item = raw.strip().lstrip("+")
-        removal = item.startswith("~")
-        item = item.lstrip("~")
-        if item.startswith("selection."):
-            item = item[len("selection."):]
-        if removal:
-            item = item.split("=", 1)[0] + "=null"
-        if "=" not in item or not item.split("=", 1)[0]:
-            raise UserError(f"selection override '{raw}' must be KEY=VALUE (e.g. max.e2e_s.p95=2.0)")
-        key, value = item.split("=", 1)
-        if key == "objective":  # objective=e2e_s.p50 means objective.metric=e2e_s.p50
-            key = "objective.metric"
-        dotlist.append(f"{key}={value}")
-    try:
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(dotlist))
-    except OmegaConfBaseException as exc:
-        raise UserError(f"selection overrides {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
-    return _plain(merged)

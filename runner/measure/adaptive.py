@@ -22,23 +22,23 @@ def ci_precision(req_path: Path, metrics: list[str]) -> dict[str, dict]:
     return out
 
 
-def until_precise(backend, prompt_set, params, cfg, writer, progress, t0, req_path, facts) -> dict:
+def until_precise(backend, prompt_set, params, job, writer, progress, t0, req_path, facts) -> dict:
     """Add whole rounds until every target metric's median is known to +/- target_ci."""
-    target = cfg.run.target_ci
-    metrics = list(cfg.run.target_metrics)
-    rounds = cfg.run.rounds
+    target = job.run.target_ci
+    metrics = list(job.run.target_metrics)
+    rounds = job.run.rounds
     while True:
         precision = ci_precision(req_path, metrics)
         reached = {m: p["rel_half_width"] is not None and p["rel_half_width"] <= target
                    for m, p in precision.items()}
-        if all(reached.values()) or rounds >= cfg.run.max_rounds:
+        if all(reached.values()) or rounds >= job.run.max_rounds:
             break
         done = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
         extra = [(rounds, p) for p in prompt_set.prompts if (rounds, p.id) not in done]  # a resume keeps them
         progress.total += len(extra)
-        counts = closed_loop.measure(backend, extra, params, cfg, writer, progress, t0)
+        counts = closed_loop.measure(backend, extra, params, job, writer, progress, t0)
         facts.window = {k: facts.window[k] + counts[k] for k in counts}
         rounds += 1
     facts.rounds = rounds
-    return {"target_ci": target, "max_rounds": cfg.run.max_rounds, "rounds": rounds, "reached": reached,
+    return {"target_ci": target, "max_rounds": job.run.max_rounds, "rounds": rounds, "reached": reached,
             "precision": precision}

@@ -8,17 +8,16 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from runner.backends import BackendError, GenParams
-from runner.config.labels import label_of
 from runner.config.prompts import Prompt
 from runner.metrics import degenerate
 from runner.metrics.request import request_metrics
 
 
-def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg, writer, progress, t0,
+def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, job, writer, progress, t0,
             halt: threading.Event | None = None) -> dict:
     """Run the pending requests; return this window's counts for throughput. Once `halt` is set
     (a capacity search's point: runner/measure/saturation.py), no further request starts."""
-    base = {"model": label_of(cfg), "model_id": cfg.model.id}
+    base = {"model": job.label, "model_id": job.model.id}
     wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
 
     def one(item: tuple[int, Prompt]) -> dict | None:
@@ -26,7 +25,7 @@ def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg,
             return None
         rnd, prompt = item
         record = {**base, "prompt_id": prompt.id, "round": rnd}
-        stop = degenerate.LoopStop() if cfg.decoding.loop_stop else None
+        stop = degenerate.LoopStop() if job.decoding.loop_stop else None
         try:
             c = backend.chat(prompt.chat_messages(), params, stop.feed if stop else None)
         except BackendError as exc:
@@ -39,10 +38,10 @@ def measure(backend, todo: Iterable[tuple[int, Prompt]], params: GenParams, cfg,
         progress.step(record["status"] if record["status"] != "ok" else "")
         return record
 
-    if cfg.run.concurrency == 1:
+    if job.run.concurrency == 1:
         done = [one(item) for item in todo]  # the lean path: no pool, no thread hop per request
     else:
-        with ThreadPoolExecutor(max_workers=cfg.run.concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=job.run.concurrency) as pool:
             done = list(pool.map(one, todo))
     return window_counts([r for r in done if r is not None])
 

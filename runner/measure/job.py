@@ -7,7 +7,6 @@ aggregate. A failure anywhere is recorded with its cause; it never raises.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import sys
@@ -17,27 +16,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from runner import backends
 from runner.backends import BackendError, GenParams, hardware
 from runner.config.errors import UserError, is_file_error, output_error
-from runner.config.labels import label_of
-from runner.config.prompts import PromptSet
 from runner.measure import adaptive, cap, closed_loop, load_point, open_loop
 from runner.measure.energy import rapl_joules
 from runner.measure.memory import PeakSampler, rss_mb
 from runner.store import jobdir, records
 from runner.store.facts import Facts
 from runner.store.jobdir import OPEN_LOOP
-
-
-def config_hash(cfg, prompt_set: PromptSet) -> str:
-    """What makes two jobs' records comparable: model, decoding, hardware, backend, prompts."""
-    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "decoding", "hardware")}
-    ident["backend"] = {"name": cfg.backend.name, "base_url": cfg.backend.base_url}
-    ident["prompts"] = prompt_set.digest()
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Progress:
@@ -60,15 +47,14 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run_isolated(work: Callable[..., Facts], cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
-    """Run `work(cfg, job_dir, prompt_set)` (an in-process job) in a fresh child process.
+def run_isolated(work: Callable[..., Facts], job, job_dir: Path) -> Facts:
+    """Run `work(job, job_dir)` (an in-process job, `job` its plan) in a fresh child process.
 
     Why: a second model loaded into a process that already held one inherits its heap,
     warm runtime and page cache, so its "cold" load time and RSS would be biased."""
     ctx = multiprocessing.get_context("spawn")
-    plain = OmegaConf.to_container(cfg, resolve=True)
     parent_end, child_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(work, plain, str(job_dir), prompt_set, child_end), daemon=True)
+    proc = ctx.Process(target=_child, args=(work, job, str(job_dir), child_end), daemon=True)
     proc.start()
     child_end.close()
     try:
@@ -83,9 +69,9 @@ def run_isolated(work: Callable[..., Facts], cfg, job_dir: Path, prompt_set: Pro
     return result
 
 
-def _child(work, plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None:
+def _child(work, job, job_dir: str, conn) -> None:
     try:
-        conn.send(work(OmegaConf.create(plain), Path(job_dir), prompt_set))
+        conn.send(work(job, Path(job_dir)))
     except UserError as exc:
         conn.send(exc)
     except OSError as exc:  # the job's own files, outside the record writer: one line, not a traceback
@@ -98,36 +84,38 @@ def _child(work, plain: dict, job_dir: str, prompt_set: PromptSet, conn) -> None
         conn.close()
 
 
-def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
-    """Run and record one job; return the facts `summary.build` needs."""
+def run_job(job, job_dir: Path) -> Facts:
+    """Run and record one job (`job`: its plan, runner/config/plan.py); return the facts
+    `summary.build` needs."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    chash = config_hash(cfg, prompt_set)
+    prompt_set = job.prompt_set
+    chash = job.config_hash
     resumed = records.check_manifest(job_dir, {
-        "config_hash": chash, "model": label_of(cfg), "model_id": cfg.model.id,
+        "config_hash": chash, "model": job.label, "model_id": job.model.id,
         "prompts": prompt_set.name, "prompts_path": prompt_set.path})
     req_path = job_dir / jobdir.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
-    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": cfg.backend.name})
-    d = cfg.decoding
+    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": job.backend.name})
+    d = job.decoding
     params = GenParams(max_tokens=d.max_tokens or cap.CAP_FALLBACK, temperature=d.temperature, top_p=d.top_p,
                        top_k=d.top_k, seed=d.seed, repetition_penalty=d.repetition_penalty,
                        frequency_penalty=d.frequency_penalty, presence_penalty=d.presence_penalty)
-    todo = [(r, p) for r in range(cfg.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
-    facts.skipped_done = cfg.run.rounds * len(prompt_set.prompts) - len(todo)
-    if cfg.run.rate is not None:
-        todo = open_loop.pending(job_dir, facts, cfg)
+    todo = [(r, p) for r in range(job.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
+    facts.skipped_done = job.run.rounds * len(prompt_set.prompts) - len(todo)
+    if job.run.rate is not None:
+        todo = open_loop.pending(job_dir, facts, job)
     search_from = None  # run.search: the load points a rerun keeps
-    if cfg.run.search.mode is not None:
-        search_from = load_point.pending(job_dir, facts, cfg)
+    if job.run.search.mode is not None:
+        search_from = load_point.pending(job_dir, facts, job)
         todo = [] if search_from is None else ["search"]
     backend = None
     try:
-        facts.hardware = hardware.check(cfg.hardware, backends.capabilities(cfg.backend).in_process)
-        backend = backends.create(cfg.backend, cfg.model)
+        facts.hardware = hardware.check(job.hardware, job.capabilities.in_process)
+        backend = backends.create(job.backend, job.model)
         facts.backend = backend.describe()
         ran_on, source = backend.execution_provider()
         if ran_on is not None:  # known before load (in process): a mismatch fails before any load
-            facts.device = hardware.verify(cfg.hardware, ran_on, source)
+            facts.device = hardware.verify(job.hardware, ran_on, source)
         # The cap is counted in the model's tokens before the model loads (the tokenizer's memory
         # is then in rss_before_load_mb, not in the model's RSS).
         facts.cap = cap.for_job(d.max_tokens, [p.reference for p in prompt_set.prompts if p.reference],
@@ -135,10 +123,10 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
         params = replace(params, max_tokens=facts.cap["max_tokens"])
         facts.rss_before_load_mb = rss_mb()
         facts.load_s = backend.load()
-        facts.device = hardware.verify(cfg.hardware, *backend.execution_provider())
+        facts.device = hardware.verify(job.hardware, *backend.execution_provider())
         facts.rss_mb = rss_mb() if backend.capabilities.in_process else None
         if todo:
-            _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path, facts, search_from)
+            _warm_up_and_measure(backend, todo, prompt_set, params, job, req_path, facts, search_from)
     except BackendError as exc:
         facts.error = str(exc)
     finally:
@@ -150,11 +138,11 @@ def run_job(cfg, job_dir: Path, prompt_set: PromptSet) -> Facts:
     return facts
 
 
-def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path, facts: Facts,
+def _warm_up_and_measure(backend, todo, prompt_set, params, job, req_path: Path, facts: Facts,
                          search_from: list[dict] | None = None) -> None:
     """Warm-up passes (not recorded), then the measured window with RSS sampling (under
     run.search, the search's load points from those a rerun keeps)."""
-    warm_up = [p for _ in range(cfg.run.warmup) for p in prompt_set.prompts][:cfg.run.warmup_requests]
+    warm_up = [p for _ in range(job.run.warmup) for p in prompt_set.prompts][:job.run.warmup_requests]
     for prompt in warm_up:
         facts.warmup_requests += 1
         try:
@@ -162,27 +150,27 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, cfg, req_path: Path,
         except BackendError:
             facts.warmup_errors += 1
     writer = records.RecordWriter(req_path)
-    progress = Progress(label_of(cfg), len(todo), cfg.run.progress)
+    progress = Progress(job.label, len(todo), job.run.progress)
     try:
         with PeakSampler() as sampler:
             joules = rapl_joules()
             t0 = time.perf_counter()
             if search_from is not None:
-                facts.update(load_point.run_search(backend, prompt_set, params, cfg, writer, progress,
+                facts.update(load_point.run_search(backend, prompt_set, params, job, writer, progress,
                                                    req_path.parent, search_from))
                 joules = None  # the package counter would span every point; the figures are one point's
-            elif cfg.run.rate is not None:
-                window = open_loop.measure(backend, prompt_set, params, cfg, writer, progress)
+            elif job.run.rate is not None:
+                window = open_loop.measure(backend, prompt_set, params, job, writer, progress)
                 facts.update(window)
-                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(cfg)},
+                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(job)},
                                                                     indent=2))
-                if cfg.run.warmup_s or cfg.run.cooldown_s:
+                if job.run.warmup_s or job.run.cooldown_s:
                     joules = None  # RAPL would count the unrecorded load around the window too
             else:
-                facts.window = closed_loop.measure(backend, todo, params, cfg, writer, progress, t0)
-                facts.rounds = cfg.run.rounds
-                if cfg.run.target_ci:
-                    facts.adaptive = adaptive.until_precise(backend, prompt_set, params, cfg, writer, progress, t0,
+                facts.window = closed_loop.measure(backend, todo, params, job, writer, progress, t0)
+                facts.rounds = job.run.rounds
+                if job.run.target_ci:
+                    facts.adaptive = adaptive.until_precise(backend, prompt_set, params, job, writer, progress, t0,
                                                        req_path, facts)
                 facts.window_s = time.perf_counter() - t0
             after = rapl_joules() if joules is not None else None

@@ -22,12 +22,9 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from runner.config.labels import label_of
 from runner.measure import arrivals, capacity, closed_loop, open_loop
 from runner.measure.capacity import CLOSED, CONCURRENCY, OPEN, Point
 from runner.measure.saturation import Monitor
@@ -41,20 +38,20 @@ BUDGET = "budget: run.search.budget_s ran out before the window ended"
 POINT_FIELDS = tuple(f.name for f in fields(Point))
 
 
-def settings(cfg) -> dict:
+def settings(job) -> dict:
     """What a kept point's figures and the search's path depend on beyond the config hash (which
     leaves out `run`). The budget and the number of points only say how far the search goes."""
-    search = OmegaConf.to_container(cfg.run.search, resolve=True)
+    search = job.run.search.as_dict()
     return {"search": {k: v for k, v in search.items() if k not in ("budget_s", "max_points")},
-            "slo": OmegaConf.to_container(cfg.run.slo, resolve=True),
-            **{k: v for k, v in open_loop.load_settings(cfg).items() if k != "rate"}}
+            "slo": dict(job.run.slo),
+            **{k: v for k, v in open_loop.load_settings(job).items() if k != "rate"}}
 
 
-def pending(job_dir: Path, facts: Facts, cfg) -> list[dict] | None:
+def pending(job_dir: Path, facts: Facts, job) -> list[dict] | None:
     """The points a rerun keeps ([] for a new search), or None when they already make the whole
     search: then nothing is measured and `facts` get the answer from them."""
     saved = _read(job_dir)
-    kept = saved["points"] if saved and saved.get("settings") == settings(cfg) else []
+    kept = saved["points"] if saved and saved.get("settings") == settings(job) else []
     kept = kept[:next((i for i, e in enumerate(kept) if e["passed"] is None), len(kept))]  # a cut point is redone
     used: list[dict] = []
 
@@ -65,7 +62,7 @@ def pending(job_dir: Path, facts: Facts, cfg) -> list[dict] | None:
         raise _Unkept
 
     try:
-        found = _search(replay, cfg)
+        found = _search(replay, job)
     except _Unkept:
         found = None
     _set_aside(job_dir, {e["index"] for e in used})
@@ -73,11 +70,11 @@ def pending(job_dir: Path, facts: Facts, cfg) -> list[dict] | None:
     if found is not None:
         facts.update(answer(found, used))
         return None
-    _write(job_dir, cfg, used)
+    _write(job_dir, job, used)
     return used
 
 
-def run_search(backend, prompt_set, params, cfg, writer, progress, job_dir: Path, kept: list[dict]) -> dict:
+def run_search(backend, prompt_set, params, job, writer, progress, job_dir: Path, kept: list[dict]) -> dict:
     """The search (runner/measure/capacity.py) over points measured here, the kept ones replayed;
     returns the facts of the answer (`answer`)."""
     used: list[dict] = []
@@ -87,13 +84,13 @@ def run_search(backend, prompt_set, params, cfg, writer, progress, job_dir: Path
         if k < len(kept) and _same(kept[k], load, loop):
             entry = kept[k]
         else:
-            entry = measure_point(backend, prompt_set, params, cfg, writer, progress, k, load, loop,
+            entry = measure_point(backend, prompt_set, params, job, writer, progress, k, load, loop,
                                   sum(e["rounds"] for e in used), seconds_left)
         used.append(entry)
-        _write(job_dir, cfg, used)
+        _write(job_dir, job, used)
         return _point(entry)
 
-    return answer(_search(measure, cfg), used)
+    return answer(_search(measure, job), used)
 
 
 def answer(found: capacity.Found, used: list[dict]) -> dict:
@@ -106,18 +103,18 @@ def answer(found: capacity.Found, used: list[dict]) -> dict:
             "expected": e["expected"], "rounds": e["rounds"], "load": e["load_facts"], "generator": e["generator"]}
 
 
-def measure_point(backend, prompt_set, params, cfg, writer, progress, index: int, load: float, loop: str,
+def measure_point(backend, prompt_set, params, job, writer, progress, index: int, load: float, loop: str,
                   first_round: int, seconds_left: float) -> dict:
     """One point's window, stopped early by its monitor or by the budget; its Point and window facts."""
-    run = cfg.run
+    run = job.run
     prompts = prompt_set.prompts
     if loop == CLOSED:
         c = int(load)
         rounds = max(run.rounds, math.ceil(MIN_PER_CLIENT * c / len(prompts)))
         expected = rounds * len(prompts)
-        point_cfg = OmegaConf.merge(cfg, {"run": {"concurrency": c, "rate": None}})
+        point_job = replace(job, run=replace(run, concurrency=c, rate=None))
     else:
-        point_cfg = OmegaConf.merge(cfg, {"run": {"rate": load, "concurrency": 1}})
+        point_job = replace(job, run=replace(run, rate=load, concurrency=1))
         expected = sum(a.phase == arrivals.MEASURED for a in open_loop.schedule(run, load, len(prompts)))
         rounds = math.ceil(expected / len(prompts))
     bounds = slo_bounds(run.slo)
@@ -129,7 +126,7 @@ def measure_point(backend, prompt_set, params, cfg, writer, progress, index: int
         stop.set()
 
     tagged = _Tagged(writer, index, load, first_round, monitor, stop)
-    progress.label, progress.done, progress.total = f"{label_of(cfg)} {run.search.over} point {load:g}", 0, expected
+    progress.label, progress.done, progress.total = f"{job.label} {run.search.over} point {load:g}", 0, expected
     timer = threading.Timer(max(0.0, seconds_left), budget_spent)
     timer.daemon = True
     t0 = time.perf_counter()
@@ -137,12 +134,12 @@ def measure_point(backend, prompt_set, params, cfg, writer, progress, index: int
     try:
         if loop == CLOSED:
             todo = [(r, p) for r in range(rounds) for p in prompts]
-            window = closed_loop.measure(backend, todo, params, point_cfg, tagged, progress, t0, stop)
+            window = closed_loop.measure(backend, todo, params, point_job, tagged, progress, t0, stop)
             window_s = time.perf_counter() - t0
             load_facts = {"profile": "concurrency" if c > 1 else "sequential", "concurrency": c}
             generator = None
         else:
-            got = open_loop.measure(backend, prompt_set, params, point_cfg, tagged, progress, stop, tagged.watch)
+            got = open_loop.measure(backend, prompt_set, params, point_job, tagged, progress, stop, tagged.watch)
             window, window_s, load_facts, generator = got["window"], got["window_s"], got["load"], got["generator"]
     finally:
         timer.cancel()
@@ -185,9 +182,9 @@ class _Tagged:
             self.stop.set()
 
 
-def _search(measure: capacity.Measure, cfg) -> capacity.Found:
-    s = cfg.run.search
-    max_load = s.max_load if s.max_load is not None else (cfg.run.max_in_flight if s.over == CONCURRENCY else None)
+def _search(measure: capacity.Measure, job) -> capacity.Found:
+    s = job.run.search
+    max_load = s.max_load if s.max_load is not None else (job.run.max_in_flight if s.over == CONCURRENCY else None)
     return capacity.search(measure, s.over, s.goodput, s.max_points, s.budget_s, s.tolerance, max_load)
 
 
@@ -206,8 +203,8 @@ def _read(job_dir: Path) -> dict | None:
         return None
 
 
-def _write(job_dir: Path, cfg, points: list[dict]) -> None:
-    jobdir.write_whole(job_dir / jobdir.CAPACITY, json.dumps({"settings": settings(cfg), "points": points}, indent=2))
+def _write(job_dir: Path, job, points: list[dict]) -> None:
+    jobdir.write_whole(job_dir / jobdir.CAPACITY, json.dumps({"settings": settings(job), "points": points}, indent=2))
 
 
 def _set_aside(job_dir: Path, kept: set[int]) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.backends import BackendError, GenParams
-from runner.config.labels import label_of
 from runner.config.prompts import Prompt, PromptSet
 from runner.measure import arrivals, closed_loop
 from runner.metrics import degenerate
@@ -22,19 +21,19 @@ from runner.store.jobdir import OPEN_LOOP
 LOAD_KEYS = ("rate", "requests", "duration_s", "warmup_s", "cooldown_s", "burstiness", "seed", "max_in_flight")
 
 
-def load_settings(cfg) -> dict:
+def load_settings(job) -> dict:
     """What an open-loop window's figures depend on beyond the config hash (which leaves out `run`)."""
-    return {k: cfg.run[k] for k in LOAD_KEYS} | {"rounds": cfg.run.rounds}
+    return {k: getattr(job.run, k) for k in LOAD_KEYS} | {"rounds": job.run.rounds}
 
 
-def pending(job_dir: Path, facts: Facts, cfg) -> list:
+def pending(job_dir: Path, facts: Facts, job) -> list:
     """An open-loop window is measured whole or not at all: a partial one would not hold the
     offered rate. A completed window with the same load settings is reused; otherwise the old
     records are set aside (appended to requests.interrupted.jsonl) and the window is rerun."""
     done = job_dir / OPEN_LOOP
     if done.exists():
         kept = json.loads(done.read_text())
-        if kept.get("settings") == load_settings(cfg):
+        if kept.get("settings") == load_settings(job):
             facts.update(kept)
             facts.skipped_done = kept["expected"]
             return []
@@ -55,17 +54,17 @@ def schedule(run, rate: float, n_prompts: int) -> list[arrivals.Arrival]:
     return arrivals.schedule(rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness, run.seed)
 
 
-def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, progress,
+def measure(backend, prompt_set: PromptSet, params: GenParams, job, writer, progress,
             halt: threading.Event | None = None, observe: Callable[[float, float], None] | None = None) -> dict:
     """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they
     end. For a capacity search's point: once `halt` is set nothing more is sent, and
     `observe(t_start_s, ttft_s)` sees each warm-up and cool-down request that ends (never recorded)."""
-    run = cfg.run
+    run = job.run
     prompts = prompt_set.prompts
     planned = schedule(run, run.rate, len(prompts))
     measured = [a for a in planned if a.phase == arrivals.MEASURED]
     progress.total = len(measured)
-    base = {"model": label_of(cfg), "model_id": cfg.model.id}
+    base = {"model": job.label, "model_id": job.model.id}
     done: list[dict] = []
     lock = threading.Lock()
 
@@ -78,7 +77,7 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, cfg, writer, prog
     def fire(a: arrivals.Arrival, due: float) -> None:
         rnd, prompt = prompt_of(a)
         t_call = time.perf_counter()
-        stop = degenerate.LoopStop() if cfg.decoding.loop_stop else None
+        stop = degenerate.LoopStop() if job.decoding.loop_stop else None
         try:
             c = backend.chat(prompt.chat_messages(), params, stop.feed if stop else None)
             metrics = {**request_metrics(c, params.max_tokens),

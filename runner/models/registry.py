@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from runner.config import paths
 from runner.config.errors import UserError
-from runner.config.schema import ModelConfig
+from runner.config.schema import ModelConfig, typed
 
 
 def model_dirs() -> list[Path]:
@@ -21,10 +20,9 @@ def model_dirs() -> list[Path]:
 def load_file(path: Path) -> ModelConfig:
     try:
         raw = yaml.safe_load(path.read_text())
-        node = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw or {})
-        spec = OmegaConf.to_object(node)
-    except (OSError, yaml.YAMLError, OmegaConfBaseException) as exc:
+    except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"model config {path}: {str(exc).splitlines()[0]}") from None
+    spec = typed(ModelConfig, raw, f"model config {path}")
     if spec.alias != path.stem:
         raise UserError(f"model config {path}: alias '{spec.alias}' must match the file name")
     return spec
@@ -59,6 +57,6 @@ def get(alias: str) -> ModelConfig:
 def write_user_model(spec: ModelConfig) -> Path:
     target = paths.user_conf_dir() / "model" / f"{spec.alias}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = OmegaConf.to_container(OmegaConf.structured(spec))
+    data = asdict(spec)
     target.write_text(yaml.safe_dump(data, sort_keys=False))
     return target

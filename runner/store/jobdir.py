@@ -46,20 +46,6 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent for p in sweep_dir.glob(f"*/{SUMMARY}"))
 
 
-def config(job_dir: Path) -> dict:
-    """The job's resolved config, from the file Hydra wrote into `.hydra/` (live and replay read
-    the same); {} when there is none."""
-    from omegaconf import OmegaConf
-
-    from runner.config.resolvers import register_resolvers
-
-    path = job_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return {}
-    register_resolvers()
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-
 # ---- records ---------------------------------------------------------------------------------
 
 def measured(job_dir: Path) -> list[dict]:

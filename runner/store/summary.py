@@ -10,11 +10,8 @@ from collections import Counter, defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from runner import backends
 from runner.config.environment import environment
-from runner.config.labels import job_name, label_of
+from runner.config.labels import job_name
 from runner.config.prompts import acceptance
 from runner.metrics import catalog, degenerate
 from runner.metrics.stats import summarize
@@ -26,9 +23,10 @@ SUMMARY = jobdir.SUMMARY
 TIMED = ["ttft_s", "e2e_s", "tpot_s", "decode_tps"]
 
 
-def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | None, quality: dict) -> Summary:
-    """The job's summary from its records, its facts and its graded quality (judges/quality.py);
-    written to summary.json and summary.csv."""
+def build(job, facts: Facts, job_dir: Path, disk_mb: float | None, quality: dict) -> Summary:
+    """The job's summary from its plan (runner/config/plan.py), its records, its facts and its
+    graded quality (judges/quality.py); written to summary.json and summary.csv."""
+    n_prompts = len(job.prompt_set.prompts)
     recs = jobdir.graded_records(job_dir, quality.get("judge"))
     if facts.reported_point is not None:  # a capacity search: the figures are those of one load point
         recs = [r for r in recs if r.get("load_point") == facts.reported_point]
@@ -38,7 +36,7 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
     metrics["itl_p50_s"] = summarize([r["itl"]["p50_s"] for r in ok if r.get("itl")])
     metrics["completion_tokens"] = summarize([r["completion_tokens"] for r in ok])
     expected = facts.expected if facts.expected is not None else (
-        (facts.rounds or cfg.run.rounds) * n_prompts)
+        (facts.rounds or job.run.rounds) * n_prompts)
     failed = facts.error is not None or not ok
     window = facts.window or {}
     window_s = facts.window_s
@@ -46,19 +44,19 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
     if window_s and window.get("ok"):
         throughput = {
             "window_s": window_s,
-            "concurrency": (facts.load or {}).get("concurrency", cfg.run.concurrency),
+            "concurrency": (facts.load or {}).get("concurrency", job.run.concurrency),
             "requests_per_s": window["ok"] / window_s,
             "output_tps": window["output_tokens"] / window_s,
             "total_tps": (window["output_tokens"] + window["prompt_tokens"]) / window_s,
         }
     summary = Summary.from_dict({
         "schema_version": jobdir.SCHEMA_VERSION,  # the job folder's layout (runner/store/jobdir.py)
-        "model": label_of(cfg),  # the model that ran (runner/config/labels.py)
-        "name": job_name(label_of(cfg), facts.distinguishing or []),  # unique within its sweep
+        "model": job.label,  # the model that ran (runner/config/labels.py)
+        "name": job_name(job.label, facts.distinguishing or []),  # unique within its sweep
         "distinguishing": facts.distinguishing or [],  # the swept overrides in the name
-        "model_alias": cfg.model.alias,
-        "model_id": cfg.model.id,
-        "prompts": facts.prompts or cfg.prompts.name,
+        "model_alias": job.model.alias,
+        "model_id": job.model.id,
+        "prompts": facts.prompts or job.prompts.name,
         "status": "failed" if failed else "ok",
         "error": facts.error or (_first_error(errors) if failed else None),
         "partial": bool(not failed and (errors or len(ok) < expected)),
@@ -73,32 +71,32 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "rss_peak_mb": facts.rss_peak_mb,
         "disk_mb": disk_mb,
         # None for an endpoint model its group does not describe (runner/config/labels.model_facts)
-        **(facts.model or {k: cfg.model[k] for k in ("license", "precision", "params_m")}),
+        **(facts.model or {k: getattr(job.model, k) for k in ("license", "precision", "params_m")}),
         "throughput": throughput,
-        "load": facts.load or {"profile": "concurrency" if cfg.run.concurrency > 1 else "sequential",
-                                      "concurrency": cfg.run.concurrency},
-        "goodput": goodput(ok, len(recs), window_s, window.get("ok"), cfg.run.slo),
+        "load": facts.load or {"profile": "concurrency" if job.run.concurrency > 1 else "sequential",
+                                      "concurrency": job.run.concurrency},
+        "goodput": goodput(ok, len(recs), window_s, window.get("ok"), job.run.slo),
         # run.search=capacity: the highest load meeting run.slo, and every load tried (runner/measure/capacity.py)
         "capacity": facts.capacity,
-        "energy": _energy(cfg, facts, window),
-        "determinism": _determinism(cfg, ok),
+        "energy": _energy(job.hardware, facts, window),
+        "determinism": _determinism(job.decoding, ok),
         "tokens_estimated": any(r.get("tokens_estimated") for r in ok),
         "finish_reasons": dict(Counter(r["finish_reason"] for r in ok)),
         # ok requests whose answer has no text: recorded as they are, never graded by a judge
         "empty_answers": sum(1 for r in ok if not (r.get("output") or "").strip()),
         "no_finish_reason": sum(1 for r in ok if r.get("finish_reason") is None),
-        "truncation": truncation(ok, cap_of(cfg, facts), cfg.run.warn_truncated_share),
+        "truncation": truncation(ok, cap_of(job.decoding, facts), job.run.warn_truncated_share),
         "degenerate": degenerate_shares(ok),
         "cap": facts.cap,
         # the bars of "fit for the task" this job's prompt set declares (runner/decide/fitness.py)
-        "acceptance": acceptance(cfg.prompts.get("acceptance")),
+        "acceptance": acceptance(job.prompts.get("acceptance")),
         "token_count_check": token_count_check(ok),
         # the endpoint client's own processing time inside each timed window (runner/metrics/request.py)
         "client": {"overhead_s": summarize([r.get("client_overhead_s") for r in ok])}
         if any(r.get("client_overhead_s") is not None for r in ok) else None,
-        "warmup": {"rounds": cfg.run.warmup, "requests": facts.warmup_requests,
+        "warmup": {"rounds": job.run.warmup, "requests": facts.warmup_requests,
                    "errors": facts.warmup_errors},
-        "rounds": facts.rounds or cfg.run.rounds,
+        "rounds": facts.rounds or job.run.rounds,
         "adaptive": facts.adaptive,
         "job_wall": facts.job_wall,  # host and unix times: the sweep report counts overlapping jobs
         "launcher": facts.launcher,
@@ -106,11 +104,11 @@ def build(cfg, facts: Facts, job_dir: Path, n_prompts: int, disk_mb: float | Non
         "skipped_done": facts.skipped_done,
         "config_hash": facts.config_hash,
         "config": {
-            "decoding": OmegaConf.to_container(cfg.decoding, resolve=True),
-            "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
-            "backend": {"name": cfg.backend.name, "base_url": cfg.backend.base_url, "target": cfg.backend.target,
-                        "capabilities": asdict(backends.capabilities(cfg.backend))},
-            "run": OmegaConf.to_container(cfg.run, resolve=True),
+            "decoding": job.decoding.as_dict(),
+            "hardware": job.hardware.as_dict(),
+            "backend": {"name": job.backend.name, "base_url": job.backend.base_url, "target": job.backend.target,
+                        "capabilities": asdict(job.capabilities)},
+            "run": job.run.as_dict(),
         },
         "runtime": {**facts.backend, **(facts.hardware or {}),
                     **({"execution_provider": facts.device["ran_on"] or "unverified",
@@ -154,9 +152,9 @@ def missed_objectives(r: dict, bounds: dict[str, float]) -> list[str]:
     return [k for k, b in bounds.items() if r.get(k) is not None and r[k] > b]
 
 
-def cap_of(cfg, facts: Facts) -> int | None:
-    """The token cap the job ran under: derived (facts.cap) or as set."""
-    return (facts.cap or {}).get("max_tokens") or cfg.decoding.max_tokens
+def cap_of(decoding, facts: Facts) -> int | None:
+    """The token cap the job ran under: derived (facts.cap) or as set (`decoding.max_tokens`)."""
+    return (facts.cap or {}).get("max_tokens") or decoding.max_tokens
 
 
 def answer_class(r: dict) -> str | None:
@@ -235,22 +233,22 @@ def _first_error(errors: list[dict]) -> str:
     return errors[0]["error"] if errors else "no successful requests"
 
 
-def _energy(cfg, facts: Facts, window: dict) -> dict | None:
+def _energy(hardware, facts: Facts, window: dict) -> dict | None:
     tokens = window.get("output_tokens") if window else None
     if not tokens or not facts.window_s:
         return None
     if facts.rapl_joules is not None:
         wh, source = facts.rapl_joules / 3600, "measured: RAPL package counter (whole CPU package)"
-    elif cfg.hardware.power_w:
-        wh, source = cfg.hardware.power_w * facts.window_s / 3600, "estimate: hardware.power_w x window"
+    elif hardware.power_w:
+        wh, source = hardware.power_w * facts.window_s / 3600, "estimate: hardware.power_w x window"
     else:
         return None
     return {"wh_per_1k_tokens": wh / (tokens / 1000), "source": source}
 
 
-def _determinism(cfg, ok: list[dict]) -> dict:
+def _determinism(decoding, ok: list[dict]) -> dict:
     """At temperature 0 every round must give the same text; record whether it did."""
-    if cfg.decoding.temperature != 0:
+    if decoding.temperature != 0:
         return {"checked": False, "reason": "sampled decoding"}
     by_prompt = defaultdict(set)
     for r in ok:

@@ -34,7 +34,7 @@ placed at the window's start with zero duration.
 Assessments (MLflow `Feedback`), each with its source and rationale:
 
 - the judge (every judge in judgements.jsonl): one Feedback per rubric aspect, named as the aspect, source LLM_JUDGE with the grader
-  id (`judges.grading.grader_id`), value the 1-5 score, rationale the judge's; a grading that failed
+  id (`runner.config.plan.JudgePlan.grader`), value the 1-5 score, rationale the judge's; a grading that failed
   (`empty answer`, unparseable reply, judge unavailable) is a Feedback carrying an error (code
   EMPTY_ANSWER or JUDGE_ERROR), never a score. Repeats k >= 1 (judge.repeats) go in the metadata
   of the aspect's Feedback (`repeat_scores`), not as Feedbacks of their own;
@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.errors import UserError
+from runner.config.plan import written_config
 from runner.store import jobdir
 from runner.track.retry import retry
 
@@ -118,7 +119,7 @@ def _read_json(path: Path) -> dict:
 
 def prompts_path(job_dir: Path) -> str | None:
     """The job's prompt file, from its resolved config (`prompts.path`)."""
-    path = (jobdir.config(job_dir).get("prompts") or {}).get("path")
+    path = (written_config(job_dir).get("prompts") or {}).get("path")
     return str(path) if path else None
 
 

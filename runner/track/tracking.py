@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner.config.plan import written_config
 from runner.config.secrets import SECRET, redact_url  # one definition of what looks like a secret
 from runner.metrics import catalog
 from runner.store import jobdir
@@ -252,7 +253,7 @@ def job_run(job_dir: Path, uri: str | None, experiment: str = "slmbench"):
 
 def _job_tracking_uri(job_dir: Path) -> str | None:
     """Where the job logged: its config's tracking.uri, else its sweep's store (slmbench-sweep.json)."""
-    uri = (jobdir.config(job_dir).get("tracking") or {}).get("uri")
+    uri = (written_config(job_dir).get("tracking") or {}).get("uri")
     context = job_dir.parent / "slmbench-sweep.json"
     if not uri and context.is_file():
         uri = json.loads(context.read_text()).get("tracking_uri")
@@ -280,12 +281,12 @@ def replay(path: Path, uri: str | None, experiment: str) -> list[str]:
 
     tracker = Tracker(uri, experiment)
     if (path / SUMMARY).is_file():
-        return [tracker.log_job(path, jobdir.config(path))]
+        return [tracker.log_job(path, written_config(path))]
     jobs = jobdir.job_dirs(path)
     if not jobs:
         raise UserError(f"{path}: not a job or sweep directory (no summary.json)")
     parent = tracker.start_parent(path.name, {"sweep_dir": str(path.resolve())})
-    ids = [tracker.log_job(j, jobdir.config(j), parent) for j in jobs]
+    ids = [tracker.log_job(j, written_config(j), parent) for j in jobs]
     statuses = [jobdir.read_summary(j)["status"] for j in jobs]
     tracker.end_parent(parent, path, "FINISHED" if "ok" in statuses else "FAILED")
     return [parent, *ids]

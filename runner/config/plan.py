@@ -1,0 +1,207 @@
+"""The job plan: a job's composed config, read once.
+
+Right after Hydra composes a job's config, `build` turns the DictConfig into a frozen, typed plan:
+each config group as a frozen dataclass with the schema's fields (runner/config/schema.py), and
+the facts derived from them, computed here once: the job's label, the backend's capabilities, the
+prompt set and the config hash (the grader's name has its one home in `JudgePlan.grader`).
+runner/validate.py then checks the plan's ranges. The layers below take the plan, or the part of
+it they use; none of them reads the DictConfig (tests/test_layers.py keeps it so).
+
+A finished job's plan is read back from the file Hydra wrote (`.hydra/config.yaml`) through the
+same builder (`from_job_dir`): live and replay cannot drift. `make` builds a plan from schema
+objects, without Hydra (tests, scripts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from runner.config import schema
+from runner.config.errors import UserError
+from runner.config.labels import model_label
+from runner.config.prompts import PromptSet
+
+# Graders of this judge mode are named by their model alone; any other mode's as `<model>/<mode>`
+# (judges/modes.py registers the modes; a grader's name is in every grade and qualification).
+DEFAULT_JUDGE_MODE = "rubric"
+
+
+class _Group:
+    """What every plan group offers besides its fields: `get`, as backends written for the
+    DictConfig (`backend_cfg.get("options")`) read it, and a plain dict."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _frozen_twin(cls: type, name: str) -> type:
+    """A frozen dataclass with `cls`'s fields, in this module (so a plan pickles into a job's
+    child process). Generated from the schema, not written out again, so the two cannot drift."""
+    twin = dataclasses.make_dataclass(name, [(f.name, f.type) for f in fields(cls)], bases=(_Group,),
+                                      frozen=True)
+    twin.__module__ = __name__
+    twin.__doc__ = f"{cls.__name__} (runner/config/schema.py), frozen."
+    return twin
+
+
+SourcePlan = _frozen_twin(schema.SourceConfig, "SourcePlan")
+ModelPlan = _frozen_twin(schema.ModelConfig, "ModelPlan")
+PromptsPlan = _frozen_twin(schema.PromptsConfig, "PromptsPlan")
+HardwarePlan = _frozen_twin(schema.HardwareConfig, "HardwarePlan")
+DecodingPlan = _frozen_twin(schema.DecodingConfig, "DecodingPlan")
+BackendPlan = _frozen_twin(schema.BackendConfig, "BackendPlan")
+QualificationPlan = _frozen_twin(schema.QualificationConfig, "QualificationPlan")
+NotesPlan = _frozen_twin(schema.NotesConfig, "NotesPlan")
+_JudgeFields = _frozen_twin(schema.JudgeConfig, "_JudgeFields")
+
+
+class JudgePlan(_JudgeFields):
+    """JudgeConfig (runner/config/schema.py), frozen, with the grader's name."""
+
+    @property
+    def grader(self) -> str | None:
+        """How this judge is named wherever its grades or qualification appear: the model it asks
+        for (`judge.model_id` when set, as an endpoint's judges are told apart; else the alias
+        `judge.model`) in the default mode, `<name>/<mode>` otherwise; None without a judge model."""
+        if not self.model:
+            return None
+        name = self.model_id or self.model
+        return name if self.mode == DEFAULT_JUDGE_MODE else f"{name}/{self.mode}"
+
+
+SearchPlan = _frozen_twin(schema.SearchConfig, "SearchPlan")
+RunPlan = _frozen_twin(schema.RunConfig, "RunPlan")
+TrackingPlan = _frozen_twin(schema.TrackingConfig, "TrackingPlan")
+ReportPlan = _frozen_twin(schema.ReportConfig, "ReportPlan")
+TWINS: dict[type, type] = {
+    schema.SourceConfig: SourcePlan, schema.ModelConfig: ModelPlan, schema.PromptsConfig: PromptsPlan,
+    schema.HardwareConfig: HardwarePlan, schema.DecodingConfig: DecodingPlan, schema.BackendConfig: BackendPlan,
+    schema.QualificationConfig: QualificationPlan, schema.NotesConfig: NotesPlan, schema.JudgeConfig: JudgePlan,
+    schema.SearchConfig: SearchPlan, schema.RunConfig: RunPlan, schema.TrackingConfig: TrackingPlan,
+    schema.ReportConfig: ReportPlan}
+
+
+def freeze(obj: Any) -> Any:
+    """A schema object (and the schema objects inside it) as its frozen plan twin."""
+    if is_dataclass(obj) and type(obj) in TWINS:
+        return TWINS[type(obj)](**{f.name: freeze(getattr(obj, f.name)) for f in fields(obj)})
+    return obj
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One job, as the layers below the app use it."""
+
+    model: Any  # ModelPlan
+    prompts: Any  # PromptsPlan
+    hardware: Any  # HardwarePlan
+    decoding: Any  # DecodingPlan
+    backend: Any  # BackendPlan
+    judge: Any  # JudgePlan
+    run: Any  # RunPlan
+    tracking: Any  # TrackingPlan
+    report: Any  # ReportPlan
+    selection: dict  # the decision's mapping (runner/decide/selection.py reads it)
+    baseline: str | None  # `+baseline=NAME`: keep this job as a named baseline
+    # derived once, here
+    label: str  # the model that ran (runner/config/labels.py)
+    capabilities: Any  # the backend class's declared Capabilities (runner/backends/base.py)
+    prompt_set: PromptSet
+    config_hash: str  # what makes two jobs' records comparable (`config_hash`)
+
+
+def config_hash(model: Any, decoding: Any, hardware: Any, backend: Any, prompt_set: PromptSet) -> str:
+    """What makes two jobs' records comparable: model, decoding, hardware, backend, prompts."""
+    ident = {"model": model.as_dict(), "decoding": decoding.as_dict(), "hardware": hardware.as_dict(),
+             "backend": {"name": backend.name, "base_url": backend.base_url}, "prompts": prompt_set.digest()}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_prompt_set(prompts_group: Any) -> PromptSet:
+    """The job's prompt set. A user's file (prompts.path=FILE) names itself; the group's name is
+    for the shipped sets."""
+    from runner.config import paths, prompts
+
+    shipped = Path(prompts_group.path).resolve().is_relative_to(paths.CONF_DIR)
+    return prompts.load(prompts_group.path, prompts_group.name if shipped else None, prompts_group.limit)
+
+
+def build(cfg: DictConfig) -> JobPlan:
+    """The plan of a composed job config (types checked by the schema; ranges by runner/validate.py).
+    UserError when its prompt set cannot be read."""
+    # each group as the schema's dataclasses, interpolations resolved (the root may hold keys the
+    # schema has not, such as `+baseline`)
+    try:
+        groups = {f.name: OmegaConf.to_object(cfg[f.name]) for f in fields(schema.Config)}
+    except OmegaConfBaseException as exc:  # a value left missing (???), or a resolver's error
+        cause = exc.__cause__ or exc.__context__
+        raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
+    baseline = cfg.get("baseline")
+    return _assemble(groups, None if baseline is None else str(baseline), None)
+
+
+def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **groups: Any) -> JobPlan:
+    """A plan from schema objects, the schema's defaults for the groups not given: for tests and
+    scripts that build a job without Hydra, e.g. `make(model=ModelConfig(alias="m", id="m"),
+    run=RunConfig(rounds=2))`. Without `prompt_set`, an empty one (the prompts group is not read)."""
+    config = schema.Config(**groups)
+    return _assemble({f.name: getattr(config, f.name) for f in fields(schema.Config)}, baseline,
+                     prompt_set or PromptSet("none", "", ()))
+
+
+def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSet | None) -> JobPlan:
+    """The one place a job's derived facts are computed: label, capabilities, prompt set, config hash."""
+    from runner import backends
+
+    frozen = {name: freeze(group) for name, group in groups.items()}
+    selection = frozen.pop("selection")
+    capabilities = backends.capabilities(frozen["backend"])
+    prompt_set = prompt_set or load_prompt_set(frozen["prompts"])
+    model = frozen["model"]
+    return JobPlan(**frozen, selection=dataclasses.asdict(selection) if is_dataclass(selection) else dict(selection),
+                   baseline=baseline, label=model_label(model.alias, model.id, capabilities.in_process),
+                   capabilities=capabilities, prompt_set=prompt_set,
+                   config_hash=config_hash(model, frozen["decoding"], frozen["hardware"], frozen["backend"],
+                                           prompt_set))
+
+
+def written_config(job_dir: Path) -> dict:
+    """The job's resolved config, from the file Hydra wrote into `.hydra/` (live and replay read
+    the same); {} when there is none."""
+    from runner.config.resolvers import register_resolvers
+
+    path = Path(job_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    register_resolvers()
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def composed_config(job_dir: Path) -> DictConfig:
+    """The config Hydra wrote into a job's `.hydra/`, back on the schema (as it was composed)."""
+    from runner.config.resolvers import register_resolvers
+
+    path = Path(job_dir) / ".hydra" / "config.yaml"
+    register_resolvers()
+    base = OmegaConf.structured(schema.Config)
+    OmegaConf.set_struct(base, False)  # keys the command line added (`+baseline=NAME`) come back too
+    try:
+        return OmegaConf.merge(base, OmegaConf.load(path))
+    except (OSError, OmegaConfBaseException) as exc:
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+
+
+def from_job_dir(job_dir: Path) -> JobPlan:
+    """A finished job's plan, from its `.hydra/config.yaml`, through the builder a live job uses."""
+    return build(composed_config(job_dir))
