@@ -28,7 +28,9 @@ SMALLEST_MODEL = "smollm2-135m-int4"  # the pack's smallest model
 SMALLEST = {
     "capacity.py": (["--service-ms", "30", "--concurrency", "2", "--requests", "12", "--warmup-s", "0.3"], "true capacity"),
     "client_timing.py": (["-n", "2"], "openai SDK"),
-    "conversion.py": ([SMALLEST_MODEL, "--prompts", "1", "--new-tokens", "4"], "wall: float32 reference check"),
+    # SmolLM2's fp32 comparison build is the pack's own smollm2-135m-fp32 (same weights and options)
+    "conversion.py": ([SMALLEST_MODEL, "--prompts", "1", "--new-tokens", "4"],
+                      ("smollm2-135m-fp32)", "wall: float32 reference check")),
     "loadgen.py": (["--seconds", "0.2"], "b) client path at   400 req/s"),
     "models.py": ([SMALLEST_MODEL], "one fresh process per model"),
     # both paths must generate the same tokens, or the comparison is void

@@ -75,3 +75,12 @@ def test_a_finished_jobs_plan_reads_back_as_it_ran(tmp_path):
     assert again.decoding.as_dict() == summary["config"]["decoding"] and again.run.as_dict() == summary["config"]["run"]
     assert again.baseline == "plan-test" and again.backend.base_url == srv.base_url
     assert json.loads((job_dir / "job.json").read_text())["config_hash"] == again.config_hash
+
+
+def test_a_baseline_is_kept_only_when_named_and_groups_read_as_the_dictconfig_did():
+    assert plan.build(_compose(["+baseline=nightly"])).baseline == "nightly"
+    assert plan.build(_compose(["+baseline=false"])).baseline is None and plan.build(_compose([])).baseline is None
+    backend = plan.build(_compose([])).backend  # what a backend of your own gets in from_config
+    assert backend["timeout_s"] == backend.get("timeout_s") == backend.timeout_s and backend.get("nope", 1) == 1
+    with pytest.raises(KeyError):
+        backend["nope"]

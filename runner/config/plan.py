@@ -35,11 +35,17 @@ DEFAULT_JUDGE_MODE = "rubric"
 
 
 class _Group:
-    """What every plan group offers besides its fields: `get`, as backends written for the
-    DictConfig (`backend_cfg.get("options")`) read it, and a plain dict."""
+    """What every plan group offers besides its fields: `get` and `group["key"]`, as backends
+    written for the DictConfig (`backend_cfg.get("options")`) read it, and a plain dict."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -147,8 +153,8 @@ def build(cfg: DictConfig) -> JobPlan:
     except OmegaConfBaseException as exc:  # a value left missing (???), or a resolver's error
         cause = exc.__cause__ or exc.__context__
         raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
-    baseline = cfg.get("baseline")
-    return _assemble(groups, None if baseline is None else str(baseline), None)
+    baseline = cfg.get("baseline")  # `+baseline=NAME`; unset or false: no baseline is kept
+    return _assemble(groups, str(baseline) if baseline else None, None)
 
 
 def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **groups: Any) -> JobPlan:
