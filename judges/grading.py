@@ -22,7 +22,7 @@ from runner.store import jobdir
 def family_warning(job) -> str | None:
     """A judge from the candidate's own family tends to favour its style: say so."""
     judge = job.judge
-    if (not judge.model or not backends.option_class(judge.backend).capabilities.in_process
+    if (not judge.model or not judge.capabilities.in_process
             or job.label != job.model.alias):
         return None  # an endpoint's model under the default group's alias: its family is unknown
     from runner.models import registry

@@ -8,7 +8,6 @@ from typing import Any
 
 from judges import modes, scorers
 from judges.matching import MATCHINGS
-from runner import backends
 from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 from runner.config import secrets
 from runner.config.errors import UserError
@@ -23,7 +22,7 @@ PENALTY_MAX = 2.0  # ORT GenAI and vLLM accept more; past 2 a small model stops 
 def validate(plan: Any) -> None:
     """Range checks the type system cannot express; raises UserError naming the key."""
     caps = plan.capabilities
-    judge_caps = backends.option_class(plan.judge.backend).capabilities
+    judge_caps = plan.judge.capabilities
 
     checks = [
         (plan.decoding.temperature >= 0, "decoding.temperature", "must be >= 0"),

@@ -73,7 +73,8 @@ _JudgeFields = _frozen_twin(schema.JudgeConfig, "_JudgeFields")
 
 
 class JudgePlan(_JudgeFields):
-    """JudgeConfig (runner/config/schema.py), frozen, with the grader's name."""
+    """JudgeConfig (runner/config/schema.py), frozen, with the grader's name and its backend's
+    capabilities."""
 
     @property
     def grader(self) -> str | None:
@@ -84,6 +85,13 @@ class JudgePlan(_JudgeFields):
             return None
         name = self.model_id or self.model
         return name if self.mode == DEFAULT_JUDGE_MODE else f"{name}/{self.mode}"
+
+    @property
+    def capabilities(self) -> Any:
+        """The Capabilities of the class the `conf/backend` option `judge.backend` names."""
+        from runner import backends
+
+        return backends.option_class(self.backend).capabilities
 
 
 SearchPlan = _frozen_twin(schema.SearchConfig, "SearchPlan")
