@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from runner.config import selection as selection_config
 from runner.config.errors import UserError
@@ -210,7 +209,7 @@ def test_hydra_nested_overrides_are_flattened_into_dotted_keys():
     jobs = [("0_a", summary("a", tpot_p95=0.035)), ("1_b", summary("b", tpot_p95=0.025))]
     # what Hydra makes of `selection.max.tpot_s.p95=0.03 selection.min.quality.overall=...`: nested mappings
     # (the job's plan hands them to the decision as plain mappings, runner/config/plan.py)
-    hydra_like = OmegaConf.to_container(OmegaConf.create({"max": {"tpot_s": {"p95": 0.03}, "rss_mb": None}, "min": {}}))
+    hydra_like = {"max": {"tpot_s": {"p95": 0.03}, "rss_mb": None}, "min": {}}
     d = dec.decide(jobs, hydra_like)
     assert d["limits"]["max"] == {"tpot_s.p95": 0.03}  # a null limit is no limit
     assert by_job(d)["0_a"]["reasons"] == ["tpot_s.p95 0.035 s/token > 0.03 s/token"]
@@ -229,7 +228,7 @@ def test_hydra_nested_overrides_are_flattened_into_dotted_keys():
 
 
 def test_shipped_default_selection_is_valid_and_sets_no_limits():
-    sel = dec.check_selection(OmegaConf.to_container(OmegaConf.load(selection_config.DEFAULT_SELECTION)))
+    sel = dec.check_selection(selection_config.load_selection([]))
     assert sel["max"] == {} and sel["min"] == {} and sel["licenses"] is None and sel["commercial"] is False
     assert sel["objective"] == {"metric": "auto", "goal": None}
 

@@ -131,10 +131,17 @@ def test_ui_serves_the_store(tmp_path):
                 time.sleep(1)
         assert body is not None and '"slmbench"' in body
         # `slmbench ui` became (same pid, so a signal reaches MLflow) this venv's Python running its mlflow
-        assert psutil.Process(ui.pid).cmdline()[:4] == [sys.executable, "-m", "mlflow", "ui"]
+        cmdline = psutil.Process(ui.pid).cmdline()
+        assert cmdline[:4] == [sys.executable, "-m", "mlflow", "ui"]
+        assert cmdline[cmdline.index("--workers") + 1] == "1"  # one server process for one user on loopback
     finally:
         ui.terminate()
         ui.wait(timeout=30)
+
+
+def test_ui_refuses_no_server_process_in_one_line():
+    done = run_cli("ui", "--workers", "0")
+    assert done.returncode == 2 and "--workers 0" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_compare_by_mlflow_run_id_and_by_baseline_name(tmp_path):

@@ -69,6 +69,10 @@ DecodingPlan = _frozen_twin(schema.DecodingConfig, "DecodingPlan")
 BackendPlan = _frozen_twin(schema.BackendConfig, "BackendPlan")
 QualificationPlan = _frozen_twin(schema.QualificationConfig, "QualificationPlan")
 NotesPlan = _frozen_twin(schema.NotesConfig, "NotesPlan")
+SearchPlan = _frozen_twin(schema.SearchConfig, "SearchPlan")
+RunPlan = _frozen_twin(schema.RunConfig, "RunPlan")
+TrackingPlan = _frozen_twin(schema.TrackingConfig, "TrackingPlan")
+ReportPlan = _frozen_twin(schema.ReportConfig, "ReportPlan")
 _JudgeFields = _frozen_twin(schema.JudgeConfig, "_JudgeFields")
 
 
@@ -94,10 +98,6 @@ class JudgePlan(_JudgeFields):
         return backends.option_class(self.backend).capabilities
 
 
-SearchPlan = _frozen_twin(schema.SearchConfig, "SearchPlan")
-RunPlan = _frozen_twin(schema.RunConfig, "RunPlan")
-TrackingPlan = _frozen_twin(schema.TrackingConfig, "TrackingPlan")
-ReportPlan = _frozen_twin(schema.ReportConfig, "ReportPlan")
 TWINS: dict[type, type] = {
     schema.SourceConfig: SourcePlan, schema.ModelConfig: ModelPlan, schema.PromptsConfig: PromptsPlan,
     schema.HardwareConfig: HardwarePlan, schema.DecodingConfig: DecodingPlan, schema.BackendConfig: BackendPlan,
@@ -183,7 +183,7 @@ def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSe
     capabilities = backends.capabilities(frozen["backend"])
     prompt_set = prompt_set or load_prompt_set(frozen["prompts"])
     model = frozen["model"]
-    return JobPlan(**frozen, selection=dataclasses.asdict(selection) if is_dataclass(selection) else dict(selection),
+    return JobPlan(**frozen, selection=dataclasses.asdict(selection),
                    baseline=baseline, label=model_label(model.alias, model.id, capabilities.in_process),
                    capabilities=capabilities, prompt_set=prompt_set,
                    config_hash=config_hash(model, frozen["decoding"], frozen["hardware"], frozen["backend"],
