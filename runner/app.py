@@ -9,16 +9,16 @@ import time
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from judges import grading, modes
+from judges import grading
 from judges.quality import quality_summary
 from runner.config import labels, launchers, paths, plan, schema, secrets
 from runner.config.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.config.resolvers import register_resolvers
 from runner.measure.job import run_isolated, run_job
 from runner.metrics import catalog
-from runner.models import embedder, pack
+from runner.models import pack
 from runner.outcomes import BROKEN_OUTPUT, OUTCOMES, STRICT, exit_code
 from runner.report import job as report
 from runner.store import jobdir, summary
@@ -52,15 +52,8 @@ def task(cfg: DictConfig) -> None:
         print(f"slmbench: {BROKEN_OUTPUT[0]}; no job started", file=sys.stderr)
         OUTCOMES.append("output-error")
         raise SweepAborted
-    try:  # a swept config group is composed per job, after the sweep's own check (runner/sweep.py)
-        secrets.check_config(OmegaConf.to_container(cfg, resolve=False))
-    except UserError as exc:
-        secrets.scrub_hydra_dir(job_dir / ".hydra")
-        print(f"slmbench: {exc}", file=sys.stderr)
-        OUTCOMES.append("config-error")
-        return
     try:
-        _measure_and_report(cfg, hc, job_dir, launcher, parallel, context, started)
+        _plan_measure_and_report(cfg, hc, job_dir, launcher, parallel, context, started)
     except (OSError, OutputError) as exc:
         # OSError: the job's own files (summary, report) could not be written; OutputError: a
         # record could not be appended (the file keeps whole lines only).
@@ -74,62 +67,42 @@ def task(cfg: DictConfig) -> None:
             raise SweepAborted from None
 
 
-def _measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, parallel: bool, context: dict,
-                        started: float) -> None:
+def _plan_measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, parallel: bool, context: dict,
+                             started: float) -> None:
+    """The job's phases: its plan (the config is read here, once), every check that can fail before
+    a request is sent, the measured and graded job (in its own process when its model runs in
+    this one), then its summary, report and tracking."""
     from hydra.types import RunMode
 
     sweep = hc.mode == RunMode.MULTIRUN
     try:
-        job = plan.build(cfg)  # the config is read here, once; below, the plan
-        override_keys = [o.split("=", 1)[0] for o in hc.overrides.task]
-        facts = _checked_and_measured(job, job_dir, launcher, parallel and sweep)
+        job = plan.build(cfg)
+    except UserError as exc:
+        secrets.scrub_hydra_dir(job_dir / ".hydra")  # a swept group's secret reached Hydra's copy
+        _config_error(exc)
+        return
+    try:
+        validate(job, launcher if parallel and sweep else None)
+        if job.run.isolate and job.capabilities.in_process:
+            facts = run_isolated(measure_and_grade, job, job_dir)
+        else:
+            facts = measure_and_grade(job, job_dir)
         facts.job_wall = {"host": socket.gethostname(), "start": started, "end": time.time()}
         facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []), job.label)
         facts.launcher = launcher
-        facts.model = labels.model_facts(job.model, job.capabilities.in_process, override_keys)
+        facts.model = labels.model_facts(job.model, job.capabilities.in_process,
+                                         [o.split("=", 1)[0] for o in hc.overrides.task])
     except OutputError:
         raise
     except UserError as exc:
-        print(f"slmbench: {exc}", file=sys.stderr)
-        OUTCOMES.append("config-error")
+        _config_error(exc)
         return
     _summarize_and_report(job, facts, job_dir, context, sweep)
 
 
-def _checked_and_measured(job: plan.JobPlan, job_dir: Path, launcher, parallel_sweep: bool) -> Facts:
-    """Every check that can fail before a request is sent, then the job (in its own process when
-    its model runs in this one)."""
-    validate(job)
-    caps = job.capabilities
-    if parallel_sweep and not caps.parallel_safe and not job.run.allow_parallel_inprocess:
-        raise UserError(f"backend={job.backend.name} runs the model inside the job's process: under hydra/launcher="
-                        f"{launcher} several jobs would share this machine's cores and bias each other's "
-                        f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
-                        f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
-                        f"when every job gets a machine of its own")
-    from runner.decide import decision
-
-    decision.check_selection(job.selection)
-    prompt_set, judge = job.prompt_set, job.judge
-    bare = [p.id for p in prompt_set.prompts if not p.aspects]
-    if judge.model and bare:
-        raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
-                        f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
-    from judges.qualify import load_calibration
-
-    load_calibration(judge.qualification.calibration)  # a bad calibration set fails before any run
-    if judge.notes.match == "semantic" and (
-            ("notes" in judge.scorers and any(p.reference_items for p in prompt_set.prompts))
-            or ("reference_coverage" in judge.scorers and any(p.reference for p in prompt_set.prompts))):
-        embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
-    unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
-    if judge.model and modes.get(judge.mode).needs_reference_items and unreferenced:
-        raise UserError(f"judge.mode={judge.mode} asks questions built from each prompt's reference_items, but "
-                        f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
-                        f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
-    if job.run.isolate and caps.in_process:
-        return run_isolated(measure_and_grade, job, job_dir)
-    return measure_and_grade(job, job_dir)
+def _config_error(exc: UserError) -> None:
+    print(f"slmbench: {exc}", file=sys.stderr)
+    OUTCOMES.append("config-error")
 
 
 def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, context: dict, sweep: bool) -> None:

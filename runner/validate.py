@@ -1,6 +1,7 @@
-"""Checks of a job's plan beyond its types: ranges, the backend's class, the judge's model,
-secrets in URLs. Each failure is a UserError naming the key (runner/config/plan.py builds the
-plan from the composed config; its types were checked against the schema then)."""
+"""Checks of a job's plan beyond its types, before any request: ranges, names that must resolve,
+secrets in URLs, the launch, what grading needs. Each failure is a UserError naming the key
+(runner/config/plan.py builds the plan from the composed config; its types were checked against
+the schema then)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ from typing import Any
 
 from judges import modes, scorers
 from judges.matching import MATCHINGS
+from judges.qualify import load_calibration
 from runner.backends.hardware import DEVICE_OF, ORT_PROVIDERS, short_name
 from runner.config import secrets
 from runner.config.errors import UserError
 from runner.config.prompts import acceptance
+from runner.decide.decision import check_selection
 from runner.decide.keys import resolve_key
-from runner.models import registry
+from runner.models import embedder, registry
 
 PENALTIES = ("repetition_penalty", "frequency_penalty", "presence_penalty")
 PENALTY_MAX = 2.0  # ORT GenAI and vLLM accept more; past 2 a small model stops forming words
 
 
-def validate(plan: Any) -> None:
-    """Range checks the type system cannot express; raises UserError naming the key."""
+def validate(plan: Any, parallel_launcher: str | None = None) -> None:
+    """Every check of a job that can fail before a request is sent: ranges the type system cannot
+    express, names that must resolve, files that must read; raises UserError naming the key.
+    `parallel_launcher`: the launcher, when the job runs beside others of its sweep."""
+    _ranges(plan)
+    _names(plan)
+    _launch(plan, parallel_launcher)
+    _grading(plan)
+
+
+def _ranges(plan: Any) -> None:
     caps = plan.capabilities
     judge_caps = plan.judge.capabilities
 
@@ -91,6 +103,11 @@ def validate(plan: Any) -> None:
     for ok, key, why in checks:
         if not ok:
             raise UserError(f"{key}={_get(plan, key)!r} {why}")
+
+
+def _names(plan: Any) -> None:
+    """What the plan names must exist: metrics, scorers, the judge's model, the selection's keys."""
+    judge, judge_caps = plan.judge, plan.judge.capabilities
     bars = acceptance(plan.prompts.get("acceptance"), "prompts.acceptance") or {}
     for kind, limits in bars.items():  # a bar naming no metric is refused now, not after the sweep
         for key in limits:
@@ -103,6 +120,36 @@ def validate(plan: Any) -> None:
             judge.model == plan.label or (judge.model_id or "") == plan.model.id):
         raise UserError(f"judge.model={judge.model} is the candidate model: a model may not grade itself "
                         f"(pick another judge, or set judge.allow_self=true)")
+    check_selection(plan.selection)
+
+
+def _launch(plan: Any, parallel_launcher: str | None) -> None:
+    if parallel_launcher and not plan.capabilities.parallel_safe and not plan.run.allow_parallel_inprocess:
+        raise UserError(f"backend={plan.backend.name} runs the model inside the job's process: under hydra/launcher="
+                        f"{parallel_launcher} several jobs would share this machine's cores and bias each other's "
+                        f"numbers. Use the default launcher (or n_jobs=1) for in-process models, a parallel "
+                        f"launcher for backend=openai endpoints, or set run.allow_parallel_inprocess=true "
+                        f"when every job gets a machine of its own")
+
+
+def _grading(plan: Any) -> None:
+    """The prompts carry what the judge and scorers need; the calibration set and the embedding
+    model they use are there."""
+    prompt_set, judge = plan.prompt_set, plan.judge
+    bare = [p.id for p in prompt_set.prompts if not p.aspects]
+    if judge.model and bare:
+        raise UserError(f"prompt set {prompt_set.name}: {len(bare)} prompts have no rubric aspects "
+                        f"({', '.join(bare[:5])}); judging needs them (or use judge=none)")
+    load_calibration(judge.qualification.calibration)  # a bad calibration set fails before any run
+    if judge.notes.match == "semantic" and (
+            ("notes" in judge.scorers and any(p.reference_items for p in prompt_set.prompts))
+            or ("reference_coverage" in judge.scorers and any(p.reference for p in prompt_set.prompts))):
+        embedder.require()  # a missing or changed embedding model fails before any run, naming the fix
+    unreferenced = [p.id for p in prompt_set.prompts if p.reference_items is None]
+    if judge.model and modes.get(judge.mode).needs_reference_items and unreferenced:
+        raise UserError(f"judge.mode={judge.mode} asks questions built from each prompt's reference_items, but "
+                        f"prompt set {prompt_set.name} has {len(unreferenced)} prompts without them "
+                        f"({', '.join(unreferenced[:5])}); use judge.mode=rubric or add reference_items")
 
 
 def search_checks(plan: Any) -> list[tuple[bool, str, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.config import schema
+from runner.config import schema, secrets
 from runner.config.errors import UserError
 from runner.config.labels import model_label
 from runner.config.prompts import PromptSet
@@ -153,7 +153,9 @@ def load_prompt_set(prompts_group: Any) -> PromptSet:
 
 def build(cfg: DictConfig) -> JobPlan:
     """The plan of a composed job config (types checked by the schema; ranges by runner/validate.py).
-    UserError when its prompt set cannot be read."""
+    UserError when it holds a secret (runner/config/secrets.py) or its prompt set cannot be read."""
+    # a swept config group is composed per job, after the sweep's own check (runner/sweep.py)
+    secrets.check_config(OmegaConf.to_container(cfg, resolve=False))
     # each group as the schema's dataclasses, interpolations resolved (the root may hold keys the
     # schema has not, such as `+baseline`)
     try:
