@@ -83,12 +83,12 @@ def bare_request(model, prompt) -> tuple[float, str, int]:
     return time.perf_counter() - t0, text, tokens
 
 
-def runner_request(backend, prompt, ctx: SimpleNamespace) -> float:
+def runner_request(prompt, ctx: SimpleNamespace) -> float:
     """One request through the runner's own measured loop (`closed_loop.measure`, concurrency 1): wall s."""
     from runner.measure.closed_loop import measure
 
     t0 = time.perf_counter()
-    measure(backend, [(ctx.round, prompt)], ctx.params, ctx.cfg, ctx.writer, ctx.progress, ctx.t0)
+    measure(ctx.sender, [(ctx.round, prompt)], 1, ctx.t0)
     wall = time.perf_counter() - t0
     ctx.round += 1
     return wall
@@ -116,16 +116,19 @@ def job_config(alias: str):
         return plan.build(compose("config", overrides))
 
 
-def runner_context(job, writer) -> SimpleNamespace:
-    """What `closed_loop.measure` takes besides the backend and the requests: the decoding params
-    (every `GenParams` field from the plan's `decoding`), the job's plan, the writer, a silent progress."""
+def runner_context(job, backend, writer) -> SimpleNamespace:
+    """What `closed_loop.measure` takes besides the requests: a sender (runner/measure/sender.py) with
+    the decoding params (every `GenParams` field from the plan's `decoding`), the writer and a silent
+    progress, as the job builds it."""
     from runner.backends import GenParams
     from runner.measure.job import Progress
+    from runner.measure.sender import Sender
 
     decoding = job.decoding.as_dict()
     params = GenParams(**{f.name: decoding[f.name] for f in dataclasses.fields(GenParams) if f.name in decoding})
-    return SimpleNamespace(params=params, cfg=job, writer=writer, progress=Progress(job.label, 0, False),
-                           t0=time.perf_counter(), round=0)
+    sender = Sender(backend, params, job.label, job.model.id, job.decoding.loop_stop, writer,
+                    Progress(job.label, 0, False))
+    return SimpleNamespace(params=params, sender=sender, t0=time.perf_counter(), round=0)
 
 
 def interleaved(model, backend, prompt_set, ctx, blocks: int) -> dict:
@@ -144,7 +147,7 @@ def interleaved(model, backend, prompt_set, ctx, blocks: int) -> dict:
                     wall, text, tokens = bare_request(model, prompt)
                     bare_out.setdefault(prompt.id, set()).add((text, tokens))
                 else:
-                    wall = runner_request(backend, prompt, ctx)
+                    wall = runner_request(prompt, ctx)
                 walls[path].append((prompt.id, wall))
     return {"walls": walls, "bare_out": bare_out}
 
@@ -173,7 +176,7 @@ def runner_vs_bare(alias: str, n: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             req_path = Path(tmp) / "requests.jsonl"
             writer = RecordWriter(req_path)
-            ctx = runner_context(job_config(alias), writer)
+            ctx = runner_context(job_config(alias), backend, writer)
             interleaved(model, backend, prompt_set, ctx, 1)  # warm-up: one pass per path
             req_path.write_text("")  # drop the warm-up records
             got = interleaved(model, backend, prompt_set, ctx, -(-n // len(prompt_set.prompts)))

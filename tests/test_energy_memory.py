@@ -76,7 +76,7 @@ def test_job_uses_rapl_only_when_it_spans_just_the_window(tmp_path, monkeypatch,
     monkeypatch.setattr(job, "rapl_joules", Counter())
     cfg = config(rounds=2, **run)
     prompts = PromptSet("p", "p.json", (Prompt("a", (("user", "hi"),)), Prompt("b", (("user", "ho"),))))
-    todo = open_loop.pending(tmp_path, Facts(), cfg) if cfg.run.rate else [
+    todo = open_loop.pending(tmp_path, Facts(), cfg.run) if cfg.run.rate else [
         (r, p) for r in range(2) for p in prompts.prompts]
     facts = Facts()
     job._warm_up_and_measure(Instant(), todo, prompts, GenParams(max_tokens=16), cfg,

@@ -22,6 +22,7 @@ from runner.config.errors import UserError, is_file_error, output_error
 from runner.measure import adaptive, cap, closed_loop, load_point, open_loop
 from runner.measure.energy import rapl_joules
 from runner.measure.memory import PeakSampler, rss_mb
+from runner.measure.sender import Sender
 from runner.store import jobdir, records
 from runner.store.facts import Facts
 from runner.store.jobdir import OPEN_LOOP
@@ -103,10 +104,10 @@ def run_job(job, job_dir: Path) -> Facts:
     todo = [(r, p) for r in range(job.run.rounds) for p in prompt_set.prompts if (r, p.id) not in done_keys]
     facts.skipped_done = job.run.rounds * len(prompt_set.prompts) - len(todo)
     if job.run.rate is not None:
-        todo = open_loop.pending(job_dir, facts, job)
+        todo = open_loop.pending(job_dir, facts, job.run)
     search_from = None  # run.search: the load points a rerun keeps
     if job.run.search.mode is not None:
-        search_from = load_point.pending(job_dir, facts, job)
+        search_from = load_point.pending(job_dir, facts, job.run)
         todo = [] if search_from is None else ["search"]
     backend = None
     try:
@@ -151,27 +152,27 @@ def _warm_up_and_measure(backend, todo, prompt_set, params, job, req_path: Path,
             facts.warmup_errors += 1
     writer = records.RecordWriter(req_path)
     progress = Progress(job.label, len(todo), job.run.progress)
+    sender = Sender(backend, params, job.label, job.model.id, job.decoding.loop_stop, writer, progress)
+    run, prompts = job.run, prompt_set.prompts
     try:
         with PeakSampler() as sampler:
             joules = rapl_joules()
             t0 = time.perf_counter()
             if search_from is not None:
-                facts.update(load_point.run_search(backend, prompt_set, params, job, writer, progress,
-                                                   req_path.parent, search_from))
+                facts.update(load_point.run_search(sender, prompts, run, req_path.parent, search_from))
                 joules = None  # the package counter would span every point; the figures are one point's
-            elif job.run.rate is not None:
-                window = open_loop.measure(backend, prompt_set, params, job, writer, progress)
+            elif run.rate is not None:
+                window = open_loop.measure(sender, prompts, run)
                 facts.update(window)
-                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(job)},
+                (req_path.parent / OPEN_LOOP).write_text(json.dumps({**window, "settings": open_loop.load_settings(run)},
                                                                     indent=2))
-                if job.run.warmup_s or job.run.cooldown_s:
+                if run.warmup_s or run.cooldown_s:
                     joules = None  # RAPL would count the unrecorded load around the window too
             else:
-                facts.window = closed_loop.measure(backend, todo, params, job, writer, progress, t0)
-                facts.rounds = job.run.rounds
-                if job.run.target_ci:
-                    facts.adaptive = adaptive.until_precise(backend, prompt_set, params, job, writer, progress, t0,
-                                                       req_path, facts)
+                facts.window = closed_loop.measure(sender, todo, run.concurrency, t0)
+                facts.rounds = run.rounds
+                if run.target_ci:
+                    facts.adaptive = adaptive.until_precise(sender, prompts, run, t0, req_path, facts)
                 facts.window_s = time.perf_counter() - t0
             after = rapl_joules() if joules is not None else None
             if after is not None:

@@ -25,9 +25,11 @@ import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
+from runner.config.prompts import Prompt
 from runner.measure import arrivals, capacity, closed_loop, open_loop
 from runner.measure.capacity import CLOSED, CONCURRENCY, OPEN, Point
 from runner.measure.saturation import Monitor
+from runner.measure.sender import Sender
 from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
@@ -38,20 +40,20 @@ BUDGET = "budget: run.search.budget_s ran out before the window ended"
 POINT_FIELDS = tuple(f.name for f in fields(Point))
 
 
-def settings(job) -> dict:
+def settings(run) -> dict:
     """What a kept point's figures and the search's path depend on beyond the config hash (which
     leaves out `run`). The budget and the number of points only say how far the search goes."""
-    search = job.run.search.as_dict()
+    search = run.search.as_dict()
     return {"search": {k: v for k, v in search.items() if k not in ("budget_s", "max_points")},
-            "slo": dict(job.run.slo),
-            **{k: v for k, v in open_loop.load_settings(job).items() if k != "rate"}}
+            "slo": dict(run.slo),
+            **{k: v for k, v in open_loop.load_settings(run).items() if k != "rate"}}
 
 
-def pending(job_dir: Path, facts: Facts, job) -> list[dict] | None:
+def pending(job_dir: Path, facts: Facts, run) -> list[dict] | None:
     """The points a rerun keeps ([] for a new search), or None when they already make the whole
     search: then nothing is measured and `facts` get the answer from them."""
     saved = _read(job_dir)
-    kept = saved["points"] if saved and saved.get("settings") == settings(job) else []
+    kept = saved["points"] if saved and saved.get("settings") == settings(run) else []
     kept = kept[:next((i for i, e in enumerate(kept) if e["passed"] is None), len(kept))]  # a cut point is redone
     used: list[dict] = []
 
@@ -62,7 +64,7 @@ def pending(job_dir: Path, facts: Facts, job) -> list[dict] | None:
         raise _Unkept
 
     try:
-        found = _search(replay, job)
+        found = _search(replay, run)
     except _Unkept:
         found = None
     _set_aside(job_dir, {e["index"] for e in used})
@@ -70,11 +72,11 @@ def pending(job_dir: Path, facts: Facts, job) -> list[dict] | None:
     if found is not None:
         facts.update(answer(found, used))
         return None
-    _write(job_dir, job, used)
+    _write(job_dir, run, used)
     return used
 
 
-def run_search(backend, prompt_set, params, job, writer, progress, job_dir: Path, kept: list[dict]) -> dict:
+def run_search(sender: Sender, prompts: tuple[Prompt, ...], run, job_dir: Path, kept: list[dict]) -> dict:
     """The search (runner/measure/capacity.py) over points measured here, the kept ones replayed;
     returns the facts of the answer (`answer`)."""
     used: list[dict] = []
@@ -84,13 +86,12 @@ def run_search(backend, prompt_set, params, job, writer, progress, job_dir: Path
         if k < len(kept) and _same(kept[k], load, loop):
             entry = kept[k]
         else:
-            entry = measure_point(backend, prompt_set, params, job, writer, progress, k, load, loop,
-                                  sum(e["rounds"] for e in used), seconds_left)
+            entry = measure_point(sender, prompts, run, k, load, loop, sum(e["rounds"] for e in used), seconds_left)
         used.append(entry)
-        _write(job_dir, job, used)
+        _write(job_dir, run, used)
         return _point(entry)
 
-    return answer(_search(measure, job), used)
+    return answer(_search(measure, run), used)
 
 
 def answer(found: capacity.Found, used: list[dict]) -> dict:
@@ -103,18 +104,14 @@ def answer(found: capacity.Found, used: list[dict]) -> dict:
             "expected": e["expected"], "rounds": e["rounds"], "load": e["load_facts"], "generator": e["generator"]}
 
 
-def measure_point(backend, prompt_set, params, job, writer, progress, index: int, load: float, loop: str,
+def measure_point(sender: Sender, prompts: tuple[Prompt, ...], run, index: int, load: float, loop: str,
                   first_round: int, seconds_left: float) -> dict:
     """One point's window, stopped early by its monitor or by the budget; its Point and window facts."""
-    run = job.run
-    prompts = prompt_set.prompts
     if loop == CLOSED:
         c = int(load)
         rounds = max(run.rounds, math.ceil(MIN_PER_CLIENT * c / len(prompts)))
         expected = rounds * len(prompts)
-        point_job = replace(job, run=replace(run, concurrency=c, rate=None))
     else:
-        point_job = replace(job, run=replace(run, rate=load, concurrency=1))
         expected = sum(a.phase == arrivals.MEASURED for a in open_loop.schedule(run, load, len(prompts)))
         rounds = math.ceil(expected / len(prompts))
     bounds = slo_bounds(run.slo)
@@ -125,8 +122,10 @@ def measure_point(backend, prompt_set, params, job, writer, progress, index: int
         out_of_budget.set()
         stop.set()
 
-    tagged = _Tagged(writer, index, load, first_round, monitor, stop)
-    progress.label, progress.done, progress.total = f"{job.label} {run.search.over} point {load:g}", 0, expected
+    tagged = _Tagged(sender.writer, index, load, first_round, monitor, stop)
+    point = replace(sender, writer=tagged)
+    progress = sender.progress
+    progress.label, progress.done, progress.total = f"{sender.label} {run.search.over} point {load:g}", 0, expected
     timer = threading.Timer(max(0.0, seconds_left), budget_spent)
     timer.daemon = True
     t0 = time.perf_counter()
@@ -134,12 +133,12 @@ def measure_point(backend, prompt_set, params, job, writer, progress, index: int
     try:
         if loop == CLOSED:
             todo = [(r, p) for r in range(rounds) for p in prompts]
-            window = closed_loop.measure(backend, todo, params, point_job, tagged, progress, t0, stop)
+            window = closed_loop.measure(point, todo, c, t0, stop)
             window_s = time.perf_counter() - t0
             load_facts = {"profile": "concurrency" if c > 1 else "sequential", "concurrency": c}
             generator = None
         else:
-            got = open_loop.measure(backend, prompt_set, params, point_job, tagged, progress, stop, tagged.watch)
+            got = open_loop.measure(point, prompts, replace(run, rate=load, concurrency=1), stop, tagged.watch)
             window, window_s, load_facts, generator = got["window"], got["window_s"], got["load"], got["generator"]
     finally:
         timer.cancel()
@@ -150,12 +149,12 @@ def measure_point(backend, prompt_set, params, job, writer, progress, index: int
     share = good / len(recs) if recs else None
     cut = out_of_budget.is_set() and len(recs) < expected and monitor.reason is None
     reason = monitor.reason or (BUDGET if cut else None)
-    point = Point(load=load, loop=loop, passed=capacity.verdict(share, run.search.goodput, monitor.reason, cut),
+    verdict = Point(load=load, loop=loop, passed=capacity.verdict(share, run.search.goodput, monitor.reason, cut),
                   goodput=share, p95={k: (summarize([r.get(k) for r in ok]) or {}).get("p95") for k in bounds},
                   stopped_early=reason is not None and len(recs) < expected, stop_reason=reason,
                   first_failed=monitor.first_failed, attempted=len(recs), expected=expected,
                   requests_per_s=len(ok) / window_s if ok and window_s else None, wall_s=wall_s)
-    return {**asdict(point), "index": index, "first_round": first_round, "rounds": rounds, "window": window,
+    return {**asdict(verdict), "index": index, "first_round": first_round, "rounds": rounds, "window": window,
             "window_s": window_s, "load_facts": load_facts, "generator": generator}
 
 
@@ -182,9 +181,9 @@ class _Tagged:
             self.stop.set()
 
 
-def _search(measure: capacity.Measure, job) -> capacity.Found:
-    s = job.run.search
-    max_load = s.max_load if s.max_load is not None else (job.run.max_in_flight if s.over == CONCURRENCY else None)
+def _search(measure: capacity.Measure, run) -> capacity.Found:
+    s = run.search
+    max_load = s.max_load if s.max_load is not None else (run.max_in_flight if s.over == CONCURRENCY else None)
     return capacity.search(measure, s.over, s.goodput, s.max_points, s.budget_s, s.tolerance, max_load)
 
 
@@ -203,8 +202,8 @@ def _read(job_dir: Path) -> dict | None:
         return None
 
 
-def _write(job_dir: Path, job, points: list[dict]) -> None:
-    jobdir.write_whole(job_dir / jobdir.CAPACITY, json.dumps({"settings": settings(job), "points": points}, indent=2))
+def _write(job_dir: Path, run, points: list[dict]) -> None:
+    jobdir.write_whole(job_dir / jobdir.CAPACITY, json.dumps({"settings": settings(run), "points": points}, indent=2))
 
 
 def _set_aside(job_dir: Path, kept: set[int]) -> None:

@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.backends import BackendError, GenParams
-from runner.config.prompts import Prompt, PromptSet
+from runner.backends import BackendError
+from runner.config.prompts import Prompt
 from runner.measure import arrivals, closed_loop
-from runner.metrics import degenerate
-from runner.metrics.request import request_metrics
+from runner.measure.sender import Sender
 from runner.store import jobdir
 from runner.store.facts import Facts
 from runner.store.jobdir import OPEN_LOOP
@@ -21,19 +20,19 @@ from runner.store.jobdir import OPEN_LOOP
 LOAD_KEYS = ("rate", "requests", "duration_s", "warmup_s", "cooldown_s", "burstiness", "seed", "max_in_flight")
 
 
-def load_settings(job) -> dict:
+def load_settings(run) -> dict:
     """What an open-loop window's figures depend on beyond the config hash (which leaves out `run`)."""
-    return {k: getattr(job.run, k) for k in LOAD_KEYS} | {"rounds": job.run.rounds}
+    return {k: getattr(run, k) for k in LOAD_KEYS} | {"rounds": run.rounds}
 
 
-def pending(job_dir: Path, facts: Facts, job) -> list:
+def pending(job_dir: Path, facts: Facts, run) -> list:
     """An open-loop window is measured whole or not at all: a partial one would not hold the
     offered rate. A completed window with the same load settings is reused; otherwise the old
     records are set aside (appended to requests.interrupted.jsonl) and the window is rerun."""
     done = job_dir / OPEN_LOOP
     if done.exists():
         kept = json.loads(done.read_text())
-        if kept.get("settings") == load_settings(job):
+        if kept.get("settings") == load_settings(run):
             facts.update(kept)
             facts.skipped_done = kept["expected"]
             return []
@@ -54,17 +53,15 @@ def schedule(run, rate: float, n_prompts: int) -> list[arrivals.Arrival]:
     return arrivals.schedule(rate, count, run.duration_s, run.warmup_s, run.cooldown_s, run.burstiness, run.seed)
 
 
-def measure(backend, prompt_set: PromptSet, params: GenParams, job, writer, progress,
-            halt: threading.Event | None = None, observe: Callable[[float, float], None] | None = None) -> dict:
-    """Requests at their scheduled times (runner/measure/arrivals.py); measured ones recorded as they
-    end. For a capacity search's point: once `halt` is set nothing more is sent, and
-    `observe(t_start_s, ttft_s)` sees each warm-up and cool-down request that ends (never recorded)."""
-    run = job.run
-    prompts = prompt_set.prompts
+def measure(sender: Sender, prompts: tuple[Prompt, ...], run, halt: threading.Event | None = None,
+            observe: Callable[[float, float], None] | None = None) -> dict:
+    """Requests at `run.rate`, at their scheduled times (runner/measure/arrivals.py); measured ones
+    recorded as they end. For a capacity search's point: once `halt` is set nothing more is sent,
+    and `observe(t_start_s, ttft_s)` sees each warm-up and cool-down request that ends (never
+    recorded)."""
     planned = schedule(run, run.rate, len(prompts))
     measured = [a for a in planned if a.phase == arrivals.MEASURED]
-    progress.total = len(measured)
-    base = {"model": job.label, "model_id": job.model.id}
+    sender.progress.total = len(measured)
     done: list[dict] = []
     lock = threading.Lock()
 
@@ -77,39 +74,35 @@ def measure(backend, prompt_set: PromptSet, params: GenParams, job, writer, prog
     def fire(a: arrivals.Arrival, due: float) -> None:
         rnd, prompt = prompt_of(a)
         t_call = time.perf_counter()
-        stop = degenerate.LoopStop() if job.decoding.loop_stop else None
         try:
-            c = backend.chat(prompt.chat_messages(), params, stop.feed if stop else None)
-            metrics = {**request_metrics(c, params.max_tokens),
-                       **degenerate.answer_fields(c.text, closed_loop.prompt_texts(prompt), stop)}
+            c, metrics = sender.chat(prompt)
         except Exception as exc:  # a thread's exception would vanish in its future: record it
             if a.phase != arrivals.MEASURED:
                 return
             error = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
-            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "error", "error": error,
-                      "output": None, "t_start_s": t_call - t0}
+            record = {**sender.base(prompt, rnd), "status": "error", "error": error, "output": None,
+                      "t_start_s": t_call - t0}
         else:
             if a.phase != arrivals.MEASURED:
                 if observe is not None and metrics["ttft_s"] is not None:
                     observe(c.t_sent - t0, metrics["ttft_s"])
                 return
-            record = {**base, "prompt_id": prompt.id, "round": rnd, "status": "ok", "error": None,
-                      **metrics, "output": c.text, "t_start_s": c.t_sent - t0, "t_start_unix": wall + c.t_sent}
+            record = {**sender.base(prompt, rnd), "status": "ok", "error": None, **metrics, "output": c.text,
+                      "t_start_s": c.t_sent - t0, "t_start_unix": wall + c.t_sent}
         record.update(scheduled_s=a.offset_s, lag_s=t_call - due)
         _keep(record)
 
     def drop(a: arrivals.Arrival, in_flight: int) -> None:
         if a.phase == arrivals.MEASURED:
             rnd, prompt = prompt_of(a)
-            _keep({**base, "prompt_id": prompt.id, "round": rnd, "status": "dropped", "output": None,
+            _keep({**sender.base(prompt, rnd), "status": "dropped", "output": None,
                    "t_start_s": None, "scheduled_s": a.offset_s, "lag_s": None,
                    "error": f"dropped: {in_flight} requests in flight at its arrival (run.max_in_flight)"})
 
     def _keep(record: dict) -> None:
-        writer.append(record)
+        sender.keep(record)
         with lock:
             done.append(record)
-        progress.step(record["status"] if record["status"] != "ok" else "")
 
     t0 = time.perf_counter()  # the origin of scheduled_s and t_start_s
     wall = time.time() - time.perf_counter()  # the monotonic clock's offset to wall time: traces need dates
