@@ -76,7 +76,7 @@ def _plan_measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, paral
 
     sweep = hc.mode == RunMode.MULTIRUN
     try:
-        job = plan.build(cfg)
+        job = plan.build(cfg, hc.overrides.task)
     except UserError as exc:
         secrets.scrub_hydra_dir(job_dir / ".hydra")  # a swept group's secret reached Hydra's copy
         _config_error(exc)
@@ -90,8 +90,6 @@ def _plan_measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, paral
         facts.job_wall = {"host": socket.gethostname(), "start": started, "end": time.time()}
         facts.distinguishing = labels.distinguishing(list(hc.overrides.task), context.get("swept", []), job.label)
         facts.launcher = launcher
-        facts.model = labels.model_facts(job.model, job.capabilities.in_process,
-                                         [o.split("=", 1)[0] for o in hc.overrides.task])
     except OutputError:
         raise
     except UserError as exc:

@@ -65,7 +65,7 @@ def test_a_finished_jobs_plan_reads_back_as_it_ran(tmp_path):
     job_dir = tmp_path / "job"
     with ScriptedServer(Script(ttft_s=0.0, tpot_s=0.0, tokens=3)) as srv:
         done = run_cli("run", "backend=openai", f"backend.base_url={srv.base_url}", "model.id=scripted-model",
-                       "prompts=smoke", "run.rounds=1", "run.warmup=0", "+baseline=plan-test",
+                       "prompts=smoke", "run.rounds=1", "run.warmup=0", "+baseline=plan-test", "model.license=mit",
                        f"hydra.run.dir={job_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads((job_dir / "summary.json").read_text())
@@ -74,6 +74,10 @@ def test_a_finished_jobs_plan_reads_back_as_it_ran(tmp_path):
     assert again.config_hash == summary["config_hash"] and again.label == summary["model"] == "scripted-model"
     assert again.decoding.as_dict() == summary["config"]["decoding"] and again.run.as_dict() == summary["config"]["run"]
     assert again.baseline == "plan-test" and again.backend.base_url == srv.base_url
+    # an endpoint's licence counts when typed (the default group's entry is another model's): the
+    # replayed plan reads the job's overrides too
+    assert summary["license"] == again.model_facts["license"] == "mit" and summary["params_m"] is None
+    assert again.model_facts == {k: summary[k] for k in ("license", "precision", "params_m")}
     assert json.loads((job_dir / "job.json").read_text())["config_hash"] == again.config_hash
 
 

@@ -2,8 +2,9 @@
 
 Right after Hydra composes a job's config, `build` turns the DictConfig into a frozen, typed plan:
 each config group as a frozen dataclass with the schema's fields (runner/config/schema.py), and
-the facts derived from them, computed here once: the job's label, the backend's capabilities, the
-prompt set and the config hash (the grader's name has its one home in `JudgePlan.grader`).
+the facts derived from them, computed here once: the job's label, the model's facts (licence,
+precision, size), the backend's capabilities, the prompt set and the config hash (the grader's
+name has its one home in `JudgePlan.grader`).
 runner/validate.py then checks the plan's ranges. The layers below take the plan, or the part of
 it they use; none of them reads the DictConfig (tests/test_layers.py keeps it so).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from runner.config import schema, secrets
 from runner.config.errors import UserError
-from runner.config.labels import model_label
+from runner.config.labels import model_facts, model_label
 from runner.config.prompts import PromptSet
 
 # Graders of this judge mode are named by their model alone; any other mode's as `<model>/<mode>`
@@ -130,6 +132,7 @@ class JobPlan:
     baseline: str | None  # `+baseline=NAME`: keep this job as a named baseline
     # derived once, here
     label: str  # the model that ran (runner/config/labels.py)
+    model_facts: dict  # licence, precision, size of the model that ran, None where unknown (labels.model_facts)
     capabilities: Any  # the backend class's declared Capabilities (runner/backends/base.py)
     prompt_set: PromptSet
     config_hash: str  # what makes two jobs' records comparable (`config_hash`)
@@ -151,8 +154,9 @@ def load_prompt_set(prompts_group: Any) -> PromptSet:
     return prompts.load(prompts_group.path, prompts_group.name if shipped else None, prompts_group.limit)
 
 
-def build(cfg: DictConfig) -> JobPlan:
-    """The plan of a composed job config (types checked by the schema; ranges by runner/validate.py).
+def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> JobPlan:
+    """The plan of a composed job config (types checked by the schema; ranges by runner/validate.py);
+    `overrides`: the job's command-line overrides (an endpoint's model facts count when typed).
     UserError when it holds a secret (runner/config/secrets.py) or its prompt set cannot be read."""
     # a swept config group is composed per job, after the sweep's own check (runner/sweep.py)
     secrets.check_config(OmegaConf.to_container(cfg, resolve=False))
@@ -164,7 +168,7 @@ def build(cfg: DictConfig) -> JobPlan:
         cause = exc.__cause__ or exc.__context__
         raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
     baseline = cfg.get("baseline")  # `+baseline=NAME`; unset or false: no baseline is kept
-    return _assemble(groups, str(baseline) if baseline else None, None)
+    return _assemble(groups, str(baseline) if baseline else None, None, [o.split("=", 1)[0] for o in overrides])
 
 
 def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **groups: Any) -> JobPlan:
@@ -173,11 +177,13 @@ def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **gro
     run=RunConfig(rounds=2))`. Without `prompt_set`, an empty one (the prompts group is not read)."""
     config = schema.Config(**groups)
     return _assemble({f.name: getattr(config, f.name) for f in fields(schema.Config)}, baseline,
-                     prompt_set or PromptSet("none", "", ()))
+                     prompt_set or PromptSet("none", "", ()), [])
 
 
-def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSet | None) -> JobPlan:
-    """The one place a job's derived facts are computed: label, capabilities, prompt set, config hash."""
+def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSet | None,
+              override_keys: list[str]) -> JobPlan:
+    """The one place a job's derived facts are computed: label, model facts, capabilities, prompt
+    set, config hash."""
     from runner import backends
 
     frozen = {name: freeze(group) for name, group in groups.items()}
@@ -187,6 +193,7 @@ def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSe
     model = frozen["model"]
     return JobPlan(**frozen, selection=dataclasses.asdict(selection),
                    baseline=baseline, label=model_label(model.alias, model.id, capabilities.in_process),
+                   model_facts=model_facts(model, capabilities.in_process, override_keys),
                    capabilities=capabilities, prompt_set=prompt_set,
                    config_hash=config_hash(model, frozen["decoding"], frozen["hardware"], frozen["backend"],
                                            prompt_set))
@@ -219,5 +226,8 @@ def composed_config(job_dir: Path) -> DictConfig:
 
 
 def from_job_dir(job_dir: Path) -> JobPlan:
-    """A finished job's plan, from its `.hydra/config.yaml`, through the builder a live job uses."""
-    return build(composed_config(job_dir))
+    """A finished job's plan, from its `.hydra/config.yaml` and `overrides.yaml`, through the builder
+    a live job uses."""
+    path = Path(job_dir) / ".hydra" / "overrides.yaml"
+    overrides = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else []
+    return build(composed_config(job_dir), overrides)

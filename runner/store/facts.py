@@ -46,7 +46,6 @@ class Facts:
     job_wall: dict | None = None  # host, start, end (unix s)
     distinguishing: list[str] = field(default_factory=list)
     launcher: str | None = None
-    model: dict | None = None  # labels.model_facts: licence, precision, size of the model that ran
 
     def update(self, values: dict) -> None:
         """Take the known fields of a mapping (e.g. a kept open-loop window's load.json)."""

@@ -71,7 +71,7 @@ def build(job, facts: Facts, job_dir: Path, disk_mb: float | None, quality: dict
         "rss_peak_mb": facts.rss_peak_mb,
         "disk_mb": disk_mb,
         # None for an endpoint model its group does not describe (runner/config/labels.model_facts)
-        **(facts.model or {k: getattr(job.model, k) for k in ("license", "precision", "params_m")}),
+        **job.model_facts,
         "throughput": throughput,
         "load": facts.load or {"profile": "concurrency" if job.run.concurrency > 1 else "sequential",
                                       "concurrency": job.run.concurrency},
