@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStor
 
 
 # A launcher's worker imports this module to unpickle `task`, and resolves the job's output
-# directory (which uses ${label:...}) before calling it.
+# directory (which uses ${model_label:...}) before calling it.
 register_resolvers()
 
 

@@ -163,12 +163,14 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> JobPlan:
     # each group as the schema's dataclasses, interpolations resolved (the root may hold keys the
     # schema has not, such as `+baseline`)
     try:
-        groups = {f.name: OmegaConf.to_object(cfg[f.name]) for f in fields(schema.Config)}
+        groups = {f.name: OmegaConf.to_object(cfg[f.name]) for f in fields(schema.Config) if f.name != "label"}
+        label = str(cfg.label)  # computed as the job was composed (runner/config/resolvers.py)
     except OmegaConfBaseException as exc:  # a value left missing (???), or a resolver's error
         cause = exc.__cause__ or exc.__context__
         raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
     baseline = cfg.get("baseline")  # `+baseline=NAME`; unset or false: no baseline is kept
-    return _assemble(groups, str(baseline) if baseline else None, None, [o.split("=", 1)[0] for o in overrides])
+    return _assemble(groups, str(baseline) if baseline else None, None, [o.split("=", 1)[0] for o in overrides],
+                     label)
 
 
 def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **groups: Any) -> JobPlan:
@@ -176,14 +178,15 @@ def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **gro
     scripts that build a job without Hydra, e.g. `make(model=ModelConfig(alias="m", id="m"),
     run=RunConfig(rounds=2))`. Without `prompt_set`, an empty one (the prompts group is not read)."""
     config = schema.Config(**groups)
-    return _assemble({f.name: getattr(config, f.name) for f in fields(schema.Config)}, baseline,
-                     prompt_set or PromptSet("none", "", ()), [])
+    return _assemble({f.name: getattr(config, f.name) for f in fields(schema.Config) if f.name != "label"},
+                     baseline, prompt_set or PromptSet("none", "", ()), [], None)
 
 
 def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSet | None,
-              override_keys: list[str]) -> JobPlan:
-    """The one place a job's derived facts are computed: label, model facts, capabilities, prompt
-    set, config hash."""
+              override_keys: list[str], label: str | None) -> JobPlan:
+    """The one place a job's derived facts are computed: model facts, capabilities, prompt set,
+    config hash; the label is Hydra's (`label`, computed as the job was composed), or, for a plan
+    built without Hydra (`make`), the same rule's."""
     from runner import backends
 
     frozen = {name: freeze(group) for name, group in groups.items()}
@@ -192,7 +195,7 @@ def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSe
     prompt_set = prompt_set or load_prompt_set(frozen["prompts"])
     model = frozen["model"]
     return JobPlan(**frozen, selection=dataclasses.asdict(selection),
-                   baseline=baseline, label=model_label(model.alias, model.id, capabilities.in_process),
+                   baseline=baseline, label=label or model_label(model.alias, model.id, capabilities.in_process),
                    model_facts=model_facts(model, capabilities.in_process, override_keys),
                    capabilities=capabilities, prompt_set=prompt_set,
                    config_hash=config_hash(model, frozen["decoding"], frozen["hardware"], frozen["backend"],

@@ -268,6 +268,10 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    # The model that ran (runner/config/labels.py: the alias in process, model.id on an endpoint
+    # unless model.alias names it): computed once, as the job is composed; its directory's name and
+    # the job's plan read it here.
+    label: str = "${model_label:${model.alias},${model.id},${backend.target}}"
 
 
 def typed(cls: type, raw: dict, where: str) -> Any:
