@@ -78,6 +78,12 @@ def test_a_finished_jobs_plan_reads_back_as_it_ran(tmp_path):
     # replayed plan reads the job's overrides too
     assert summary["license"] == again.model_facts["license"] == "mit" and summary["params_m"] is None
     assert again.model_facts == {k: summary[k] for k in ("license", "precision", "params_m")}
+    # a folder written before the config held `label` reads back with the same label
+    written = job_dir / ".hydra" / "config.yaml"
+    kept = [line for line in written.read_text().splitlines() if not line.startswith("label:")]
+    assert len(kept) < len(written.read_text().splitlines())
+    written.write_text("\n".join(kept) + "\n")
+    assert plan.from_job_dir(job_dir).label == "scripted-model"
     assert json.loads((job_dir / "job.json").read_text())["config_hash"] == again.config_hash
 
 
