@@ -12,13 +12,10 @@ import json
 import sys
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from judges import modes, qualify
-from runner.config import paths, plan
+from runner.config import paths, plan, schema
 from runner.config.errors import UserError
-from runner.config.schema import JudgeConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
-    """conf/judge/NAME.yaml (or a pack model alias as an in-process judge) on the schema."""
+def judge_config(name: str, mode: str | None, overrides: dict, qualification: dict | None = None):
+    """The judge's plan (runner/config/plan.JudgePlan): conf/judge/NAME.yaml (or a pack model alias
+    as an in-process judge) on the schema, with the command line's settings; `qualification`: its
+    thresholds and calibration set, where given."""
     if "/" in name:
         name, mode = name.split("/", 1)[0], mode or name.split("/", 1)[1]
     path = paths.CONF_DIR / "judge" / f"{name}.yaml"
@@ -62,16 +61,14 @@ def judge_config(name: str, mode: str | None, overrides: dict) -> JudgeConfig:
     raw.update({k: v for k, v in overrides.items() if v is not None})
     if mode:
         raw["mode"] = mode
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(JudgeConfig), raw)
-    except OmegaConfBaseException as exc:
-        raise UserError(f"judge {name}: {str(exc).splitlines()[0]}") from None
-    modes.get(cfg.mode)  # an unknown mode names the known ones
-    from runner import backends
-
-    if backends.option_class(cfg.backend).capabilities.needs_base_url and not cfg.base_url:
+    given = {k: v for k, v in (qualification or {}).items() if v is not None}
+    if given:
+        raw["qualification"] = {**(raw.get("qualification") or {}), **given}
+    judge = plan.freeze(schema.typed(schema.JudgeConfig, raw, f"judge {name}"))
+    modes.get(judge.mode)  # an unknown mode names the known ones
+    if judge.capabilities.needs_base_url and not judge.base_url:
         raise UserError(f"judge {name} runs on an endpoint: give --base-url")
-    return cfg
+    return judge
 
 
 def cmd_qualify(args) -> int:
@@ -81,8 +78,8 @@ def cmd_qualify(args) -> int:
     from judges import scorers
 
     if args.name in scorers.SCORERS:
-        defaults = OmegaConf.structured(JudgeConfig).qualification
-        th = {k: v if v is not None else defaults[k] for k, v in thresholds.items()}
+        defaults = schema.QualificationConfig()
+        th = {k: v if v is not None else getattr(defaults, k) for k, v in thresholds.items()}
         options = {"match": args.match} if args.name == "notes" else None
         result = qualify.qualify(qualify.scorer_grader(args.name, options), qualify.load_calibration(args.calibration),
                                  th["min_spearman"], th["max_injection_lift"], args.refresh,
@@ -91,15 +88,9 @@ def cmd_qualify(args) -> int:
         from judges.grading import judge_backend, qualify_judge
         from runner.backends import BackendError
 
-        cfg = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
-                                                  "api_key_env": args.api_key_env,
-                                                  "reasoning": args.reasoning})
-        for key, value in thresholds.items():
-            if value is not None:
-                cfg.qualification[key] = value
-        if args.calibration:
-            cfg.qualification.calibration = args.calibration
-        judge = plan.freeze(OmegaConf.to_object(cfg))
+        judge = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
+                                                    "api_key_env": args.api_key_env, "reasoning": args.reasoning},
+                             {**thresholds, "calibration": args.calibration})
         try:
             backend = judge_backend(judge)
             backend.load()

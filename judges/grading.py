@@ -16,6 +16,7 @@ from judges import modes, qualify, scorers
 from judges.rubric import INJECTION
 from runner import backends
 from runner.backends import BackendError
+from runner.config.prompts import PromptSet
 from runner.store import jobdir
 
 
@@ -110,10 +111,9 @@ def judge_backend(judge):
     return klass.from_config(backend, model)
 
 
-def grade_job(job, job_dir: Path) -> dict:
-    """Score and grade the job's ok records (`job`: its plan, runner/config/plan.py); returns facts
-    for the summary."""
-    judge, prompt_set = job.judge, job.prompt_set
+def grade_job(judge, prompt_set: PromptSet, job_dir: Path) -> dict:
+    """Score and grade the job's ok records (`judge`: the plan's JudgePlan, runner/config/plan.py);
+    returns facts for the summary."""
     by_id = {p.id: p for p in prompt_set.prompts}
     ok = [r for r in jobdir.measured(job_dir) if r["status"] == "ok" and r["prompt_id"] in by_id]
     for r in ok:  # cheap, deterministic: recomputed every time

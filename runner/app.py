@@ -142,7 +142,7 @@ def measure_and_grade(job: plan.JobPlan, job_dir: Path) -> Facts:
     never overlaps the measured window. A rerun with nothing left to measure still grades (e.g. a
     second judge on a finished job). Runs in the job's child process when it is isolated."""
     facts = run_job(job, job_dir)
-    facts.grading = grading.grade_job(job, job_dir)
+    facts.grading = grading.grade_job(job.judge, job.prompt_set, job_dir)
     return facts
 
 

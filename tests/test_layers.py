@@ -127,8 +127,7 @@ def test_no_module_is_over_800_lines():
 
 # The composed config stays at the edge: runner/config/plan.py turns it into the job's plan, and
 # the code below takes the plan (or the part of it it uses), never a DictConfig.
-CONFIG_EDGE = ("runner.config", "runner.validate", "runner.app", "runner.sweep", "runner.cli", "runner.models.cli",
-               "judges.cli")
+CONFIG_EDGE = ("runner.config", "runner.app", "runner.sweep", "runner.models.cli")
 
 
 def test_omegaconf_and_hydra_stay_at_the_edge():
