@@ -98,3 +98,29 @@ def test_units_are_written_in_one_module():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 found += [f"{path.relative_to(ROOT)}:{node.lineno} {u}" for u in UNITS if u in node.value]
     assert not found, found
+
+
+def test_every_metric_names_the_code_that_computes_it():
+    """`computed_in` is where a reader goes to check a formula: it must name a module or function
+    that exists (a moved function left a dead pointer before: runner.store.summary.goodput)."""
+    import importlib
+
+    from runner.metrics import catalog
+
+    dead = []
+    for spec in catalog.SPECS.values():
+        module, _, name = spec.computed_in.rpartition(".")
+        try:
+            importlib.import_module(spec.computed_in)
+            continue
+        except ImportError:
+            pass
+        try:
+            target = importlib.import_module(module)
+        except ImportError:
+            target = None
+        found = getattr(target, name.split(".")[0], None) if target is not None else None
+        # defined there, not only imported there
+        if found is None or getattr(found, "__module__", module) != module:
+            dead.append(f"{spec.key}: {spec.computed_in}")
+    assert not dead, dead

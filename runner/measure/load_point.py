@@ -30,10 +30,10 @@ from runner.measure import arrivals, capacity, closed_loop, open_loop
 from runner.measure.capacity import CLOSED, CONCURRENCY, OPEN, Point
 from runner.measure.saturation import Monitor
 from runner.measure.sender import Sender
+from runner.metrics.slo import missed_objectives, slo_bounds
 from runner.metrics.stats import summarize
 from runner.store import jobdir
 from runner.store.facts import Facts
-from runner.store.summary import missed_objectives, slo_bounds
 
 MIN_PER_CLIENT = 4  # a closed-loop point sends at least this many requests per request in flight
 BUDGET = "budget: run.search.budget_s ran out before the window ended"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from statistics import median
 
-from runner.store.summary import missed_objectives
+from runner.metrics.slo import missed_objectives
 
 MIN_DONE = 12  # ended requests before the growth rule may fire: four per third, so one slow request is noise
 GROWTH = 2.0  # last third's median TTFT / first third's

@@ -89,10 +89,10 @@ SPECS: dict[str, Spec] = {s.key: s for s in (
     _job("throughput.window_s", "s", "closed loop: the measured rounds' wall time; open loop (run.rate): first "
                                      "measured send to last measured completion", None),
     _job("goodput.fraction", "1", "requests meeting every SLO in run.slo / measured requests (failed and dropped "
-                                  "count against it)", HIGHER, "runner.store.summary.goodput"),
+                                  "count against it)", HIGHER, "runner.metrics.slo.goodput"),
     _job("goodput.requests_per_s", "req/s", "requests meeting every SLO in run.slo / measured window wall time",
-         HIGHER, "runner.store.summary.goodput"),
-    _job("goodput.good", "requests", "requests meeting every SLO in run.slo", HIGHER, "runner.store.summary.goodput"),
+         HIGHER, "runner.metrics.slo.goodput"),
+    _job("goodput.good", "requests", "requests meeting every SLO in run.slo", HIGHER, "runner.metrics.slo.goodput"),
     # per job: capacity under SLO (run.search=capacity, runner/measure/capacity.py); named after what was searched
     _job("capacity.concurrency", "requests", "highest concurrency (closed loop, requests in flight) whose goodput "
          "share >= run.search.goodput (summary.json capacity.passing; 0 when even one request at a time missed)",

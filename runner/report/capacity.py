@@ -9,8 +9,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from runner.metrics import catalog
+from runner.metrics.slo import slo_bounds
 from runner.report.plots import capacity_plot, load_text
-from runner.store.summary import slo_bounds
 
 PLOT = "capacity.png"
 
