@@ -18,7 +18,6 @@ from runner.config.errors import OutputError, SweepAborted, UserError, is_file_e
 from runner.config.resolvers import register_resolvers
 from runner.measure.job import run_isolated, run_job
 from runner.metrics import catalog
-from runner.models import pack
 from runner.outcomes import BROKEN_OUTPUT, OUTCOMES, STRICT, exit_code
 from runner.report import job as report
 from runner.store import jobdir, summary
@@ -104,12 +103,8 @@ def _config_error(exc: UserError) -> None:
 
 
 def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, context: dict, sweep: bool) -> None:
-    disk = None
-    if job.capabilities.in_process and job.model.source.kind != "remote":
-        folder = pack.model_folder(job.model)
-        disk = pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
     graded = quality_summary(job_dir, jobdir.ok_records(job_dir, job.judge.grader), job.judge.grader, grading.family_warning(job))
-    s = summary.build(job, facts, job_dir, disk, graded)
+    s = summary.build(job, facts, job_dir, graded)
     out = report.write_job_report(job_dir, plots=job.report.plots)
     if not sweep:  # a sweep decides once, over all its jobs
         from runner.decide.render import write_decision

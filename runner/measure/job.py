@@ -23,6 +23,7 @@ from runner.measure import adaptive, cap, closed_loop, load_point, open_loop
 from runner.measure.energy import rapl_joules
 from runner.measure.memory import PeakSampler, rss_mb
 from runner.measure.sender import Sender
+from runner.models import pack
 from runner.store import jobdir, records
 from runner.store.facts import Facts
 from runner.store.jobdir import OPEN_LOOP
@@ -96,7 +97,8 @@ def run_job(job, job_dir: Path) -> Facts:
         "prompts": prompt_set.name, "prompts_path": prompt_set.path})
     req_path = job_dir / jobdir.REQUESTS
     done_keys = {(r["round"], r["prompt_id"]) for r in records.read(req_path) if r.get("status") == "ok"}
-    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": job.backend.name})
+    facts = Facts(config_hash=chash, resumed=resumed, prompts=prompt_set.name, backend={"backend": job.backend.name},
+                  disk_mb=_disk_mb(job))
     d = job.decoding
     params = GenParams(max_tokens=d.max_tokens or cap.CAP_FALLBACK, temperature=d.temperature, top_p=d.top_p,
                        top_k=d.top_k, seed=d.seed, repetition_penalty=d.repetition_penalty,
@@ -137,6 +139,14 @@ def run_job(job, job_dir: Path) -> Facts:
             except Exception as exc:  # an unload failure must not hide the job's results
                 facts.unload_error = str(exc)
     return facts
+
+
+def _disk_mb(job) -> float | None:
+    """The footprint on disk of a model the job loads from the pack (None for an endpoint's)."""
+    if not job.capabilities.in_process or job.model.source.kind == "remote":
+        return None
+    folder = pack.model_folder(job.model)
+    return pack.folder_bytes(folder) / 1e6 if folder.is_dir() else None
 
 
 def _warm_up_and_measure(backend, todo, prompt_set, params, job, req_path: Path, facts: Facts,

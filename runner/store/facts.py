@@ -22,6 +22,7 @@ class Facts:
     rss_before_load_mb: float | None = None
     rss_mb: float | None = None
     rss_peak_mb: float | None = None
+    disk_mb: float | None = None  # the model folder's bytes / 10^6 (in-process models from the pack)
     backend: dict = field(default_factory=dict)  # Backend.describe()
     hardware: dict | None = None  # hardware.check: the runtime facts of the hardware asked for
     device: dict | None = None  # hardware.verify: asked, ran_on, source, verified

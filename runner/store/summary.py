@@ -24,7 +24,7 @@ SUMMARY = jobdir.SUMMARY
 TIMED = ["ttft_s", "e2e_s", "tpot_s", "decode_tps"]
 
 
-def build(job, facts: Facts, job_dir: Path, disk_mb: float | None, quality: dict) -> Summary:
+def build(job, facts: Facts, job_dir: Path, quality: dict) -> Summary:
     """The job's summary from its plan (runner/config/plan.py), its records, its facts and its
     graded quality (judges/quality.py); written to summary.json and summary.csv."""
     n_prompts = len(job.prompt_set.prompts)
@@ -70,7 +70,7 @@ def build(job, facts: Facts, job_dir: Path, disk_mb: float | None, quality: dict
         "rss_mb": facts.rss_mb,
         "rss_before_load_mb": facts.rss_before_load_mb,
         "rss_peak_mb": facts.rss_peak_mb,
-        "disk_mb": disk_mb,
+        "disk_mb": facts.disk_mb,
         # None for an endpoint model its group does not describe (runner/config/labels.model_facts)
         **job.model_facts,
         "throughput": throughput,
