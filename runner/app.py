@@ -103,7 +103,8 @@ def _config_error(exc: UserError) -> None:
 
 
 def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, context: dict, sweep: bool) -> None:
-    graded = quality_summary(job_dir, jobdir.ok_records(job_dir, job.judge.grader), job.judge.grader, grading.family_warning(job))
+    grader = job.judge.grader
+    graded = quality_summary(job_dir, jobdir.ok_records(job_dir, grader), grader, grading.family_warning(job))
     s = summary.build(job, facts, job_dir, graded)
     out = report.write_job_report(job_dir, plots=job.report.plots)
     if not sweep:  # a sweep decides once, over all its jobs
