@@ -76,8 +76,12 @@ def _plan_measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, paral
     sweep = hc.mode == RunMode.MULTIRUN
     try:
         job = plan.build(cfg, hc.overrides.task)
-    except UserError as exc:
+        plan.settle_label(job_dir, job.label)
+    except secrets.SecretError as exc:
         secrets.scrub_hydra_dir(job_dir / ".hydra")  # a swept group's secret reached Hydra's copy
+        _config_error(exc)
+        return
+    except UserError as exc:
         _config_error(exc)
         return
     try:

@@ -33,7 +33,7 @@ def test_option_composes_and_validates(group: str, option: str):
     other = ["model=gemma3-270m-int4" if option != "gemma3-270m-int4" else "model=smollm2-135m-int8"]
     cfg = _compose([f"{group}={option}", *(other if group == "judge" else [])])
     job = plan.build(cfg)  # types; for prompts, the set it points at loads
-    validate(job)  # ranges, the backend's class, the judge's model
+    validate(job)  # every check before a first request: ranges, names, what grading needs
     decision.check_selection(job.selection)
     if group == "prompts":  # the prompt set it points at is well formed
         assert job.prompt_set.prompts

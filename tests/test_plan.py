@@ -78,8 +78,11 @@ def test_a_finished_jobs_plan_reads_back_as_it_ran(tmp_path):
     # replayed plan reads the job's overrides too
     assert summary["license"] == again.model_facts["license"] == "mit" and summary["params_m"] is None
     assert again.model_facts == {k: summary[k] for k in ("license", "precision", "params_m")}
-    # a folder written before the config held `label` reads back with the same label
+    # the job folder holds the label the job ran under, not its formula: a reader resolves nothing
     written = job_dir / ".hydra" / "config.yaml"
+    assert "label: scripted-model\n" in written.read_text() and "model_label" not in written.read_text()
+    assert plan.written_config(job_dir)["label"] == "scripted-model"
+    # a folder written before the config held `label` reads back with the same label
     kept = [line for line in written.read_text().splitlines() if not line.startswith("label:")]
     assert len(kept) < len(written.read_text().splitlines())
     written.write_text("\n".join(kept) + "\n")
@@ -94,3 +97,8 @@ def test_a_baseline_is_kept_only_when_named_and_groups_read_as_the_dictconfig_di
     assert backend["timeout_s"] == backend.get("timeout_s") == backend.timeout_s and backend.get("nope", 1) == 1
     with pytest.raises(KeyError):
         backend["nope"]
+
+
+def test_the_label_is_derived_not_set():
+    with pytest.raises(UserError, match="model.alias"):
+        plan.build(_compose(["label=mine"]), ["label=mine"])

@@ -2,11 +2,12 @@
 
 Right after Hydra composes a job's config, `build` turns the DictConfig into a frozen, typed plan:
 each config group as a frozen dataclass with the schema's fields (runner/config/schema.py), and
-the facts derived from them, computed here once: the job's label, the model's facts (licence,
-precision, size), the backend's capabilities, the prompt set and the config hash (the grader's
-name has its one home in `JudgePlan.grader`).
-runner/validate.py then checks the plan's ranges. The layers below take the plan, or the part of
-it they use; none of them reads the DictConfig (tests/test_layers.py keeps it so).
+the facts derived from them, computed here once: the model's facts (licence, precision, size),
+the backend's capabilities, the prompt set and the config hash. The job's label is Hydra's: the
+config's `label`, computed as the job was composed (it names the job's directory too); the
+grader's name has its one home in `JudgePlan.grader`. runner/validate.py then runs every check
+that can fail before the first request. The layers below take the plan, or the part of it they
+use; none of them reads the DictConfig (tests/test_layers.py keeps it so).
 
 A finished job's plan is read back from the file Hydra wrote (`.hydra/config.yaml`) through the
 same builder (`from_job_dir`): live and replay cannot drift. `make` builds a plan from schema
@@ -168,6 +169,9 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> JobPlan:
     except OmegaConfBaseException as exc:  # a value left missing (???), or a resolver's error
         cause = exc.__cause__ or exc.__context__
         raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
+    if "label" in {o.split("=", 1)[0].lstrip("+~") for o in overrides}:
+        raise UserError("label is not a setting: it names the model that ran (runner/config/labels.py); name an "
+                        "endpoint's model with model.alias=NAME")
     baseline = cfg.get("baseline")  # `+baseline=NAME`; unset or false: no baseline is kept
     return _assemble(groups, str(baseline) if baseline else None, None, [o.split("=", 1)[0] for o in overrides],
                      label)
@@ -200,6 +204,22 @@ def _assemble(groups: dict[str, Any], baseline: str | None, prompt_set: PromptSe
                    capabilities=capabilities, prompt_set=prompt_set,
                    config_hash=config_hash(model, frozen["decoding"], frozen["hardware"], frozen["backend"],
                                            prompt_set))
+
+
+def settle_label(job_dir: Path, label: str) -> None:
+    """Write the job's resolved label into `.hydra/config.yaml`, where Hydra left its formula: a
+    reader of the job folder (results, `slmbench ui --log`, tracking) then resolves no backend class
+    and reads the label the job ran under, not one recomputed with the reader's model registry."""
+    import yaml
+
+    path = Path(job_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():  # hydra.output_subdir=null
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    settled = yaml.safe_dump({"label": label}, width=10_000)
+    out = [settled if line.startswith("label:") else line for line in lines]
+    if out != lines:
+        path.write_text("".join(out))
 
 
 def written_config(job_dir: Path) -> dict:

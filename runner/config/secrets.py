@@ -58,6 +58,10 @@ def check_urls(urls: dict[str, str | None]) -> None:
             raise UserError(f"{key}={redact_url(str(url))} carries credentials, which MLflow would store; {SAFE_WAY}")
 
 
+class SecretError(UserError):
+    """A secret in the composed config: what Hydra already wrote must be scrubbed."""
+
+
 def check_config(tree, where: str = "") -> None:
     """The composed config, before Hydra writes it (a callback's on_run_start / on_multirun_start):
     a secret-named key with a value, or a URL with credentials, from any config file is refused."""
@@ -65,14 +69,14 @@ def check_config(tree, where: str = "") -> None:
         for k, v in tree.items():
             key = f"{where}.{k}" if where else str(k)
             if _holds_secret(k, v):
-                raise UserError(f"refusing {key}=... from a config file: Hydra and MLflow would store the secret "
+                raise SecretError(f"refusing {key}=... from a config file: Hydra and MLflow would store the secret "
                                 f"in plain text; {SAFE_WAY}")
             check_config(v, key)
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
             check_config(v, f"{where}[{i}]")
     elif isinstance(tree, str) and URL_CREDENTIALS.search(tree):
-        raise UserError(f"{where}={redact_url(tree)} carries credentials, which Hydra and MLflow would store; "
+        raise SecretError(f"{where}={redact_url(tree)} carries credentials, which Hydra and MLflow would store; "
                         f"{SAFE_WAY}")
 
 

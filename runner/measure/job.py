@@ -65,7 +65,7 @@ def run_isolated(work: Callable[..., Facts], job, job_dir: Path) -> Facts:
         result = None
     proc.join()
     if result is None:
-        return Facts(error=f"job process died (exit code {proc.exitcode})")
+        return Facts(error=f"job process died (exit code {proc.exitcode})", disk_mb=_disk_mb(job))
     if isinstance(result, UserError):
         raise result
     return result
