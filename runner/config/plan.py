@@ -231,7 +231,10 @@ def written_config(job_dir: Path) -> dict:
     if not path.is_file():
         return {}
     register_resolvers()
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except OmegaConfBaseException as exc:  # a formula that no longer resolves here: one line, not a traceback
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
 def composed_config(job_dir: Path) -> DictConfig:
