@@ -54,13 +54,19 @@ class _Group:
         return dataclasses.asdict(self)
 
 
+# schema class -> its frozen plan twin (`freeze` maps one to the other)
+TWINS: dict[type, type] = {}
+
+
 def _frozen_twin(cls: type, name: str) -> type:
     """A frozen dataclass with `cls`'s fields, in this module (so a plan pickles into a job's
-    child process). Generated from the schema, not written out again, so the two cannot drift."""
+    child process), registered in TWINS. Generated from the schema, not written out again, so the
+    two cannot drift."""
     twin = dataclasses.make_dataclass(name, [(f.name, f.type) for f in fields(cls)], bases=(_Group,),
                                       frozen=True)
     twin.__module__ = __name__
     twin.__doc__ = f"{cls.__name__} (runner/config/schema.py), frozen."
+    TWINS[cls] = twin
     return twin
 
 
@@ -101,12 +107,7 @@ class JudgePlan(_JudgeFields):
         return backends.option_class(self.backend).capabilities
 
 
-TWINS: dict[type, type] = {
-    schema.SourceConfig: SourcePlan, schema.ModelConfig: ModelPlan, schema.PromptsConfig: PromptsPlan,
-    schema.HardwareConfig: HardwarePlan, schema.DecodingConfig: DecodingPlan, schema.BackendConfig: BackendPlan,
-    schema.QualificationConfig: QualificationPlan, schema.NotesConfig: NotesPlan, schema.JudgeConfig: JudgePlan,
-    schema.SearchConfig: SearchPlan, schema.RunConfig: RunPlan, schema.TrackingConfig: TrackingPlan,
-    schema.ReportConfig: ReportPlan}
+TWINS[schema.JudgeConfig] = JudgePlan  # the generated fields, with the grader's name and capabilities
 
 
 def freeze(obj: Any) -> Any:
@@ -169,12 +170,12 @@ def build(cfg: DictConfig, overrides: Sequence[str] = ()) -> JobPlan:
     except OmegaConfBaseException as exc:  # a value left missing (???), or a resolver's error
         cause = exc.__cause__ or exc.__context__
         raise (cause if isinstance(cause, UserError) else UserError(str(exc).splitlines()[0])) from None
-    if "label" in {o.split("=", 1)[0].lstrip("+~") for o in overrides}:
+    override_keys = [o.split("=", 1)[0] for o in overrides]
+    if "label" in {k.lstrip("+~") for k in override_keys}:
         raise UserError("label is not a setting: it names the model that ran (runner/config/labels.py); name an "
                         "endpoint's model with model.alias=NAME")
     baseline = cfg.get("baseline")  # `+baseline=NAME`; unset or false: no baseline is kept
-    return _assemble(groups, str(baseline) if baseline else None, None, [o.split("=", 1)[0] for o in overrides],
-                     label)
+    return _assemble(groups, str(baseline) if baseline else None, None, override_keys, label)
 
 
 def make(prompt_set: PromptSet | None = None, baseline: str | None = None, **groups: Any) -> JobPlan:

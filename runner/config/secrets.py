@@ -70,14 +70,14 @@ def check_config(tree, where: str = "") -> None:
             key = f"{where}.{k}" if where else str(k)
             if _holds_secret(k, v):
                 raise SecretError(f"refusing {key}=... from a config file: Hydra and MLflow would store the secret "
-                                f"in plain text; {SAFE_WAY}")
+                                  f"in plain text; {SAFE_WAY}")
             check_config(v, key)
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
             check_config(v, f"{where}[{i}]")
     elif isinstance(tree, str) and URL_CREDENTIALS.search(tree):
         raise SecretError(f"{where}={redact_url(tree)} carries credentials, which Hydra and MLflow would store; "
-                        f"{SAFE_WAY}")
+                          f"{SAFE_WAY}")
 
 
 def _holds_secret(key, value) -> bool:

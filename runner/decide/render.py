@@ -230,9 +230,11 @@ def write_decision(sweep_dir: Path, selection: Any, registry_lookup: RegistryLoo
     sweep_dir = Path(sweep_dir)
     decision = decide(read_summaries(sweep_dir), selection, registry_lookup)
     decision["sweep"] = sweep_dir.name
-    if not plots:
-        (sweep_dir / PLOT).unlink(missing_ok=True)
-    plot = write_plot(decision, sweep_dir / PLOT) if plots else None
+    if plots:
+        plot = write_plot(decision, sweep_dir / PLOT)
+    else:
+        (sweep_dir / PLOT).unlink(missing_ok=True)  # a stale plot would contradict this decision
+        plot = None
     decision["plot"] = plot.name if plot else None
     out = sweep_dir / DECISION
     if out.is_file():

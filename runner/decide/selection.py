@@ -50,9 +50,7 @@ def flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, float]:
 
 def normalize_selection(selection: Any) -> dict:
     """The selection as a plain dict with flat limit and weight keys; UserError when malformed."""
-    sel = selection
-    if sel is None:
-        sel = {}
+    sel = {} if selection is None else selection
     if not isinstance(sel, dict):
         raise UserError(f"selection must be a mapping, got {sel!r}")
     unknown = sorted(str(k) for k in sel if k not in SELECTION_KEYS)

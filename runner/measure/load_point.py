@@ -150,10 +150,10 @@ def measure_point(sender: Sender, prompts: tuple[Prompt, ...], run, index: int, 
     cut = out_of_budget.is_set() and len(recs) < expected and monitor.reason is None
     reason = monitor.reason or (BUDGET if cut else None)
     verdict = Point(load=load, loop=loop, passed=capacity.verdict(share, run.search.goodput, monitor.reason, cut),
-                  goodput=share, p95={k: (summarize([r.get(k) for r in ok]) or {}).get("p95") for k in bounds},
-                  stopped_early=reason is not None and len(recs) < expected, stop_reason=reason,
-                  first_failed=monitor.first_failed, attempted=len(recs), expected=expected,
-                  requests_per_s=len(ok) / window_s if ok and window_s else None, wall_s=wall_s)
+                    goodput=share, p95={k: (summarize([r.get(k) for r in ok]) or {}).get("p95") for k in bounds},
+                    stopped_early=reason is not None and len(recs) < expected, stop_reason=reason,
+                    first_failed=monitor.first_failed, attempted=len(recs), expected=expected,
+                    requests_per_s=len(ok) / window_s if ok and window_s else None, wall_s=wall_s)
     return {**asdict(verdict), "index": index, "first_round": first_round, "rounds": rounds, "window": window,
             "window_s": window_s, "load_facts": load_facts, "generator": generator}
 
