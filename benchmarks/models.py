@@ -118,7 +118,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("aliases", nargs="*", help="model aliases (default: the 4 pack models)")
+    parser.add_argument("aliases", nargs="*", help="model aliases (default: every pack model)")
     parser.add_argument("--one", metavar="ALIAS", help="internal: measure ALIAS in this process, print JSON")
     args = parser.parse_args(argv)
     if args.one:

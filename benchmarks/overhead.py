@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     from runner.models import pack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=pack.PACK[0], help="alias for a) (default: %(default)s)")
+    parser.add_argument("--model", default=pack.SMALL_PACK[0], help="alias for a) (default: %(default)s)")
     parser.add_argument("-n", type=positive, default=20, help="requests per path in a), rounded up to whole passes "
                         "over the prompts (default: %(default)s)")
     parser.add_argument("--scripted", type=positive, default=SCRIPTED_REQUESTS, metavar="N",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams, Message, OnDelta
-from runner.models import catalog
+from runner.models import catalog, memory
 
 _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
 
@@ -34,6 +34,8 @@ class FoundryBackend(Backend):
     def load(self) -> float:
         if self.spec is not None and self.spec.source.kind != "remote":
             ensure_registered(self.spec)
+            if short := memory.shortfall(self.spec.alias, "loading it", self.spec.run_memory_mb):
+                raise BackendError(short)
         try:
             model = catalog.find(self.model_id)
         except Exception as exc:  # native errors carry no stable type

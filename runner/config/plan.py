@@ -142,9 +142,21 @@ class JobPlan:
 
 def config_hash(model: Any, decoding: Any, hardware: Any, backend: Any, prompt_set: PromptSet) -> str:
     """What makes two jobs' records comparable: model, decoding, hardware, backend, prompts."""
-    ident = {"model": model.as_dict(), "decoding": decoding.as_dict(), "hardware": hardware.as_dict(),
+    ident = {"model": _model_identity(model.as_dict()), "decoding": decoding.as_dict(), "hardware": hardware.as_dict(),
              "backend": {"name": backend.name, "base_url": backend.base_url}, "prompts": prompt_set.digest()}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Model settings added after records were hashed, and their defaults: a model that leaves one at its
+# default hashes as before, so its recorded jobs stay comparable (and resumable). The licence's
+# source and the stated memory needs change no answer, so they never count.
+_ADDED_SOURCE_DEFAULTS = {"parts": [], "dequantize_dtype": "float32"}
+_NOT_IDENTITY = ("license_source", "build_memory_mb", "run_memory_mb")
+
+
+def _model_identity(model: dict) -> dict:
+    source = {k: v for k, v in (model.get("source") or {}).items() if _ADDED_SOURCE_DEFAULTS.get(k, ()) != v}
+    return {**{k: v for k, v in model.items() if k not in _NOT_IDENTITY}, "source": source}
 
 
 def load_prompt_set(prompts_group: Any) -> PromptSet:

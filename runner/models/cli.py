@@ -15,9 +15,10 @@ from tabulate import tabulate
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.schema import ModelConfig, SourceConfig
-from runner.models import catalog, embedder, fidelity, pack, registry
+from runner.models import catalog, embedder, fidelity, memory, pack, registry
 
 ALIAS_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+BFLOAT16_ABOVE_BYTES = 500e6  # GGUF imports above this dequantize to bfloat16 (the pack's small models: float32)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     pk = ms.add_parser("pack", help="build the default model pack (offline, from PyPI wheels)")
     pk.add_argument("aliases", nargs="*", help=f"subset to build (default: {', '.join(pack.PACK)})")
+    pk.add_argument("--small", action="store_true",
+                    help=f"the pack without its large model{'s' if len(pack.LARGE) > 1 else ''} "
+                         f"({', '.join(pack.LARGE)}): what the test suite needs")
     im = ms.add_parser("import", help="bring your own model: a GGUF file, HF folder or ORT GenAI folder")
     im.add_argument("path")
     im.add_argument("--alias", required=True)
@@ -59,6 +63,7 @@ def _state(spec: ModelConfig) -> dict:
     size = pack.folder_bytes(folder) / 1e6 if built else spec.size_mb
     return {"alias": spec.alias, "id": spec.id, "precision": spec.precision,
             "size_mb": round(size, 1) if size is not None else None, "license": spec.license,
+            "license_source": spec.license_source,
             "capabilities": list(spec.capabilities), "cached": bool(built and registered),
             "built": built, "registered": registered, "path": str(folder) if folder else None,
             "params_m": spec.params_m, "context_length": spec.context_length, "family": spec.family,
@@ -79,7 +84,8 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [[r["alias"], r["role"], r["id"], r["precision"], r["size_mb"], r["license"],
+    table = [[r["alias"], r["role"], r["id"], r["precision"], r["size_mb"],
+              r["license"] + (f" ({r['license_source']})" if r.get("license_source") else ""),
               ",".join(r.get("capabilities") or ["embeddings"]),
               "yes" if r["cached"] else ("built" if r["built"] else "no"), _fidelity_cell(r.get("fidelity"))]
              for r in rows]
@@ -90,7 +96,9 @@ def cmd_list(args) -> int:
 
 def cmd_pack(args) -> int:
     t0 = time.perf_counter()
-    built = pack.build_pack(args.aliases or None, log=lambda s: print(s, flush=True))
+    if args.small and args.aliases:
+        raise UserError("models pack: name models or --small, not both")
+    built = pack.build_pack(args.aliases or None, log=lambda s: print(s, flush=True), small=args.small)
     print(f"pack ready: {len(built)} models in {time.perf_counter() - t0:.1f} s (cache: {paths.home()})")
     return 0
 
@@ -130,10 +138,15 @@ def cmd_import(args) -> int:
     kind = detect_kind(path)
     if kind != "onnx" and args.precision is None:
         args.precision = "int4"
+    need = memory.import_need_mb(kind, path)
+    memory.check(args.alias, "converting it (estimated)", need)  # before anything is written
+    # A float32 copy of a big model is what exhausts memory (a 1.1 GB GGUF: 17 GB peak); bfloat16
+    # halves it at no visible cost to a 4- or 8-bit build.
+    dtype = "bfloat16" if kind == "gguf" and path.stat().st_size > BFLOAT16_ABOVE_BYTES else "float32"
     spec = ModelConfig(alias=args.alias, id=f"{args.alias}-generic-cpu:1", precision=args.precision or "as-built",
                        context_length=args.context_length, license=args.license,
-                       capabilities=["chat", "imported"],
-                       source=SourceConfig(kind=kind, path=str(path)))
+                       capabilities=["chat", "imported"], build_memory_mb=round(need) if need else None,
+                       source=SourceConfig(kind=kind, path=str(path), dequantize_dtype=dtype))
     built = pack.build(spec, log=lambda s: print(s, flush=True))
     pack.check_fidelity(spec, log=lambda s: print(s, flush=True))
     spec = replace(spec, size_mb=round(pack.folder_bytes(built.folder) / 1e6, 1))
@@ -201,9 +214,22 @@ def cmd_info(args) -> int:
     state = _state(spec)
     print(f"built: {state['built']}  registered: {state['registered']}  path: {state['path']}  "
           f"size_mb: {state['size_mb']}")
+    print(f"source: {_source_line(spec)}")
+    print(f"license: {spec.license}" + (f" ({spec.license_source})" if spec.license_source else ""))
     if state["built"]:
         print(f"fidelity: {fidelity.summary(state['fidelity'])}")
     return 0
+
+
+def _source_line(spec: ModelConfig) -> str:
+    src = spec.source
+    if src.parts:
+        first, last = src.parts[0].package, src.parts[-1].package
+        return (f"{len(src.parts)} PyPI wheels, {first} ... {last}, each pinned by sha256; joined "
+                f"{src.bytes:,} bytes, sha256 {src.sha256}")
+    if src.packages:
+        return f"PyPI {', '.join(src.packages)}; sha256 {src.sha256}"
+    return f"{src.kind} {src.path}" if src.path else src.kind
 
 
 def cmd_remove(args) -> int:

