@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from runner.config.labels import job_name
 from runner.metrics import catalog
-from runner.report import capacity
+from runner.report import capacity, size_tradeoff
 from runner.report.job import PLOTS_OFF, RATE, degenerate_line, fmt, formula, truncation_warning
 from runner.report.plots import latency_plot, pyplot, scatter
 from runner.store import jobdir
@@ -67,6 +67,7 @@ def write_sweep_report(sweep_dir: Path, plots: bool = True) -> Path | None:
         lines += [f"![speed against size]({size.name})", ""]
     if quality:
         lines += [f"![quality against speed]({quality.name})", ""]
+    lines += size_tradeoff.section(rows, sweep_dir, plots)
     lines += load_curve(summaries, [j.name for j in jobs], sweep_dir, plots)
     lines += capacity.sweep_section(summaries, [j.name for j in jobs], sweep_dir, plots)
     lines += [concurrency_note(summaries), ""]

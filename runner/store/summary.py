@@ -237,7 +237,7 @@ TEXT_COLUMNS = ["job", "model", "name", "precision", "prompts", "decoding", "har
                 "license", "concurrency", "rate", "deterministic", "execution_provider", "judge", "quality.source",
                 "decode_tps.ci95", "quality.ci95", "error"]
 NUMBER_COLUMNS = ["n", "n_errors", "ttft_s.p50", "ttft_s.p95", "tpot_s.p50", "decode_tps.p50", "e2e_s.p50",
-                  "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "throughput.output_tps",
+                  "e2e_s.p95", "load_s", "rss_mb", "rss_peak_mb", "disk_mb", "params_m", "throughput.output_tps",
                   "throughput.requests_per_s", "goodput.fraction", "capacity.concurrency", "capacity.rate",
                   "truncation.share", "truncation.cut_loop", "truncation.cut_short",
                   "degenerate.share", "degenerate.loop", "degenerate.echo", "degenerate.empty", "degenerate.off_task",
