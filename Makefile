@@ -32,16 +32,18 @@ pack: install
 pack-small: install
 	$(BIN)/slmbench models pack --small
 
-# The default experiment over the pack's candidates, graded by the best grader that qualifies
-# offline: the `notes` scorer against each transcript's reference_items (no pack model orders
-# answers of known quality; `slmbench judge qualify` shows each one's figures). The token cap is
-# derived from the set's reference answers (no answer as long as a reference is cut), and the loop
-# stop ends a looping answer early; the decision says whether any candidate is fit for the task.
-# One measured round over the ten transcripts (n=10 a model) after two warm-up requests keeps the
-# demo within ten minutes on two cores; `slmbench run` defaults to three rounds after a whole
-# warm-up pass, for decisions that need the samples.
-DEMO_ARGS ?= -m model=smollm2-135m-int4,smollm2-135m-int8,gemma3-270m-int4 prompts=meeting-notes \
-	judge=none run.rounds=1 run.warmup=1 run.warmup_requests=2
+# The default experiment: a small model against a bigger one, the question a team brings. SmolLM2
+# 135M and Gemma 3 270M beside Qwen2.5-Coder 1.5B (11x the parameters, 21x the disk), graded by the
+# best grader that qualifies offline: the `notes` scorer against each transcript's reference_items
+# (`slmbench judge qualify` shows each grader's figures). The token cap is derived from the set's
+# reference answers (no answer as long as a reference is cut), and the loop stop ends a looping
+# answer early; the decision says whether any candidate is fit for the task, and the report what
+# the extra size buys. One measured round over the first eight transcripts (n=8 a model) after one
+# warm-up request keeps the demo within fifteen minutes on two cores (the 1.5B model's answers take
+# ~30 s each: its sweep job alone took 348 s over all ten); `slmbench run` defaults to the whole set,
+# three rounds, after a whole warm-up pass, for decisions that need the samples.
+DEMO_ARGS ?= -m model=smollm2-135m-int4,gemma3-270m-int4,qwen2.5-coder-1.5b-int4 prompts=meeting-notes \
+	prompts.limit=8 judge=none run.rounds=1 run.warmup=1 run.warmup_requests=1
 
 # Each stage timed, so a slow first run says where its minutes went.
 demo:

@@ -150,7 +150,7 @@ def config_hash(model: Any, decoding: Any, hardware: Any, backend: Any, prompt_s
 # Model settings added after records were hashed, and their defaults: a model that leaves one at its
 # default hashes as before, so its recorded jobs stay comparable (and resumable). The licence's
 # source and the stated memory needs change no answer, so they never count.
-_ADDED_SOURCE_DEFAULTS = {"parts": [], "dequantize_dtype": "float32"}
+_ADDED_SOURCE_DEFAULTS = {"parts": [], "dequantize_dtype": "float32", "session_options": {}}
 _NOT_IDENTITY = ("license_source", "build_memory_mb", "run_memory_mb")
 
 

@@ -163,7 +163,8 @@ def _initializer(graph, name: str, array):
 
 
 def build_onnx(hf_dir: Path, out: Path, precision: str, cache: Path, context_length: int,
-               extra_options: list[str], stop_token_ids: list[int]) -> None:
+               extra_options: list[str], stop_token_ids: list[int], session_options: dict[str, int] | None = None
+               ) -> None:
     """Run the ORT GenAI model builder, then pin the context window and stop tokens."""
     import runpy
 
@@ -188,6 +189,7 @@ def build_onnx(hf_dir: Path, out: Path, precision: str, cache: Path, context_len
         eos = cfg["model"].get("eos_token_id")
         eos = eos if isinstance(eos, list) else [eos]
         cfg["model"]["eos_token_id"] = sorted(set(eos) | set(stop_token_ids))
+    cfg["model"]["decoder"]["session_options"].update(session_options or {})
     cfg_path.write_text(json.dumps(cfg, indent=4))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -209,12 +211,14 @@ def main() -> None:
     b.add_argument("--context-length", type=int, required=True)
     b.add_argument("--extra-option", action="append", default=[])
     b.add_argument("--stop-token-id", type=int, action="append", default=[])
+    b.add_argument("--session-option", action="append", default=[], help="KEY=INT, into genai_config.json")
     a = p.parse_args()
     if a.step == "dequantize":
         dequantize(a.gguf, a.out, GEMMA_CHAT_TEMPLATE if a.gemma_template else None, a.dtype)
     else:
+        options = {k: int(v) for k, _, v in (o.partition("=") for o in a.session_option)}
         build_onnx(a.hf_dir, a.out, a.precision, a.cache, a.context_length, a.extra_option,
-                   a.stop_token_id)
+                   a.stop_token_id, options)
 
 
 if __name__ == "__main__":

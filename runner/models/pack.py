@@ -61,7 +61,8 @@ def _stamp_for(spec: ModelConfig) -> dict:
     return {"alias": spec.alias, "precision": spec.precision, "context_length": spec.context_length,
             "source": src.sha256 or src.path, "builder_options": list(src.builder_options),
             "stop_token_ids": list(src.stop_token_ids), "chat_template": src.chat_template,
-            **({"dequantize_dtype": src.dequantize_dtype} if src.dequantize_dtype != "float32" else {})}
+            **({"dequantize_dtype": src.dequantize_dtype} if src.dequantize_dtype != "float32" else {}),
+            **({"session_options": dict(src.session_options)} if src.session_options else {})}
 
 
 def _read_stamp(folder: Path) -> dict | None:
@@ -197,6 +198,7 @@ def build(spec: ModelConfig, log: Log = print, register_lock: threading.Lock | N
                 "--context-length", str(spec.context_length or 2048)]
         args += [f"--extra-option={o}" for o in spec.source.builder_options]
         args += [f"--stop-token-id={t}" for t in spec.source.stop_token_ids]
+        args += [f"--session-option={k}={v}" for k, v in spec.source.session_options.items()]
         peak = _convert(args, paths.home() / "logs" / f"build-{spec.alias}.log", f"{spec.alias}: ONNX build")
         (folder / STAMP).write_text(json.dumps(_stamp_for(spec)))
         log(f"  built {folder_bytes(folder) / 1e6:.0f} MB ({time.perf_counter() - step:.1f} s, {_peak(peak)})")
@@ -300,6 +302,8 @@ def build_pack(aliases: list[str] | None = None, log: Log = print, small: bool =
             done.append(built)
         return done
 
+    # The largest source first: its conversion is the longest, and the small ones fill the other core.
+    families = dict(sorted(families.items(), key=lambda kv: -(kv[1][0].source.bytes or 0)))
     workers = min(len(families), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = dict(zip(families, pool.map(build_family, families.values()), strict=True))
