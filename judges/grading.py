@@ -14,7 +14,7 @@ from pathlib import Path
 
 from judges import modes, qualify, scorers
 from judges.rubric import INJECTION
-from runner import backends
+from runner import backends, interrupts
 from runner.backends import BackendError
 from runner.config.prompts import PromptSet
 from runner.store import jobdir
@@ -126,10 +126,12 @@ def grade_job(judge, prompt_set: PromptSet, job_dir: Path) -> dict:
     # answer) has no grader to qualify or run, and spends no time on them.
     if ok:
         named = scorers.resolve(list(judge.scorers))
+        interrupts.enter("qualification")
         if "notes" in named and any(p.reference_items for p in prompt_set.prompts):
             qualifications["notes"] = _brief(qualify_scorer("notes", judge))
         if "reference_coverage" in named and any(p.reference and not p.reference_items for p in prompt_set.prompts):
             qualifications["reference_coverage"] = _brief(qualify_scorer("reference_coverage", judge))
+        interrupts.enter("grading")
         if judge.model:
             facts.update(_run_judge(judge, job_dir, ok, by_id, qualifications))
     jobdir.write_qualifications(job_dir, qualifications)
@@ -164,7 +166,9 @@ def _run_judge(judge, job_dir: Path, ok: list[dict], by_id: dict, qualifications
     except BackendError as exc:
         return _record_failures(job_dir, todo, judge_name, f"judge unavailable: {exc}")
     # A judge failing mid-way fails its grades (recorded as errors), so it is not qualified.
+    interrupts.enter("qualification")
     qualifications[judge_name] = _brief(qualify_judge(judge, backend))
+    interrupts.enter("grading")
     judges = {k: make_judge(judge, backend, k) for k in range(judge.repeats)}
     writer = jobdir.judgement_writer(job_dir)
     # Deterministic candidates repeat their answers across rounds: grade each distinct answer

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from judges import grading
 from judges.quality import quality_summary
+from runner import interrupts
 from runner.config import labels, launchers, paths, plan, schema, secrets
 from runner.config.errors import OutputError, SweepAborted, UserError, is_file_error, output_error
 from runner.config.resolvers import register_resolvers
@@ -41,6 +42,7 @@ def task(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     started = time.time()
+    interrupts.enter("job start-up")
     STRICT.append(bool(cfg.run.strict))
     register_resolvers()  # a launched job may run in a fresh process that never ran run_cli
     hc = HydraConfig.get()
@@ -87,6 +89,7 @@ def _plan_measure_and_report(cfg: DictConfig, hc, job_dir: Path, launcher, paral
     try:
         validate(job, launcher if parallel and sweep else None)
         if job.run.isolate and job.capabilities.in_process:
+            interrupts.enter("measuring")  # in a child process, which names its own phases
             facts = run_isolated(measure_and_grade, job, job_dir)
         else:
             facts = measure_and_grade(job, job_dir)
@@ -107,6 +110,7 @@ def _config_error(exc: UserError) -> None:
 
 
 def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, context: dict, sweep: bool) -> None:
+    interrupts.enter("summary")
     grader = job.judge.grader
     graded = quality_summary(job_dir, jobdir.ok_records(job_dir, grader), grader, grading.family_warning(job))
     s = summary.build(job, facts, job_dir, graded)
@@ -114,11 +118,13 @@ def _summarize_and_report(job: plan.JobPlan, facts: Facts, job_dir: Path, contex
     if not sweep:  # a sweep decides once, over all its jobs
         from runner.decide.render import write_decision
 
+        interrupts.enter("decision")
         try:
             write_decision(job_dir, job.selection, plots=job.report.plots)
         except UserError as exc:
             print(f"slmbench: decision: {exc}", file=sys.stderr)
     if job.tracking.enabled:
+        interrupts.enter("job tracking")
         log_to_mlflow(job.tracking, job_dir, context)
     if job.baseline:
         from runner.store import baseline
@@ -141,7 +147,9 @@ def measure_and_grade(job: plan.JobPlan, job_dir: Path) -> Facts:
     """The job's measured window, then its grading: after the candidate is unloaded, so grading
     never overlaps the measured window. A rerun with nothing left to measure still grades (e.g. a
     second judge on a finished job). Runs in the job's child process when it is isolated."""
+    interrupts.enter("measuring")
     facts = run_job(job, job_dir)
+    interrupts.enter("grading")
     facts.grading = grading.grade_job(job.judge, job.prompt_set, job_dir)
     return facts
 

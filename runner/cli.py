@@ -168,13 +168,37 @@ def cmd_agreement(args) -> int:
     return 0
 
 
+def cmd_run(args: list[str]) -> int:
+    """`slmbench run`, under its own SIGINT handling (runner/interrupts.py): a Ctrl-C anywhere,
+    even one whose KeyboardInterrupt a library swallowed, ends it with 130."""
+    from runner import interrupts
+
+    interrupts.install()
+    interrupts.enter(interrupts.STARTUP)
+    code = None
+    try:
+        from runner.app import run_cli
+
+        code = run_cli(args)
+        if interrupts.interrupted():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        print(f"slmbench: interrupted during {interrupts.interrupted() or interrupts.phase()}; the records so far "
+              f"are kept (a rerun into the same directory resumes)", file=sys.stderr)
+        code = interrupts.EXIT
+    except UserError as exc:
+        print(f"slmbench: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    finally:
+        interrupts.leave(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "run":
-            from runner.app import run_cli
-
-            return run_cli(argv[1:])
+            return cmd_run(argv[1:])
         args = build_parser().parse_args(argv)
         if args.cmd == "models":
             from runner.models import cli as models_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from runner import outcomes
+from runner import interrupts, outcomes
 from runner.config import labels, launchers, secrets
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.decide.render import write_decision
@@ -47,6 +47,7 @@ class SweepReport(Callback):
             outcomes.BROKEN_OUTPUT.append(str(output_error(exc.filename or sweep_dir, exc)))
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
+        interrupts.enter("tracking set-up")
         try:
             self.tracker = tracking.Tracker(config.tracking.uri, config.tracking.experiment)
             self.parent_run_id = self.tracker.start_parent(
@@ -57,6 +58,7 @@ class SweepReport(Callback):
                   f"and writes its files: replay with `slmbench ui --log {sweep_dir}`", file=sys.stderr)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        interrupts.enter("sweep report")
         sweep_dir = Path(config.hydra.sweep.dir)
         outcomes.OUTCOMES[:] = job_outcomes(sweep_dir, self.started)  # jobs may have run in other processes
         outcomes.STRICT.append(bool(config.run.strict))
@@ -71,6 +73,7 @@ class SweepReport(Callback):
             outcomes.OUTCOMES.append("output-error")
             out = None
         if out is not None:
+            interrupts.enter("decision")
             try:
                 made = write_decision(sweep_dir, OmegaConf.to_container(config.selection, resolve=True),
                                       plots=config.report.plots)
@@ -81,6 +84,7 @@ class SweepReport(Callback):
         if self.tracker is None:
             return
         statuses = [jobdir.read_summary(j)["status"] for j in jobdir.job_dirs(sweep_dir)]
+        interrupts.enter("tracking end")
         try:
             self.tracker.end_parent(self.parent_run_id, sweep_dir, "FINISHED" if "ok" in statuses else "FAILED")
         except Exception as exc:

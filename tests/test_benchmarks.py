@@ -28,9 +28,12 @@ SMALLEST_MODEL = "smollm2-135m-int4"  # the pack's smallest model
 SMALLEST = {
     "capacity.py": (["--service-ms", "30", "--concurrency", "2", "--requests", "12", "--warmup-s", "0.3"], "true capacity"),
     "client_timing.py": (["-n", "2"], "openai SDK"),
+    # one run signalled as the Ctrl-C test signals (5 records in): it exits 130, its parent run KILLED
+    "ctrl_c.py": (["--runs", "1", "--at", "test"], "| measuring | 1 | 1 | - | KILLED 1 | 1 |"),
     # SmolLM2's fp32 comparison build is the pack's own smollm2-135m-fp32 (same weights and options)
     "conversion.py": ([SMALLEST_MODEL, "--prompts", "1", "--new-tokens", "4"],
                       ("smollm2-135m-fp32)", "wall: float32 reference check")),
+    "judge_prefix.py": ([SMALLEST_MODEL, "--transcripts", "1", "--answers", "2"], "less prefill"),
     "loadgen.py": (["--seconds", "0.2"], "b) client path at   400 req/s"),
     "models.py": ([SMALLEST_MODEL], "one fresh process per model"),
     # both paths must generate the same tokens, or the comparison is void
@@ -46,7 +49,7 @@ SMALLEST = {
     "tracking.py": (["--jobs", "1"], "limit"),
     "tracking_traces.py": (["--requests-per-prompt", "1"], "assessments"),
 }
-NEEDS_PACK = {"conversion.py", "models.py", "overhead.py", "penalties.py"}
+NEEDS_PACK = {"conversion.py", "judge_prefix.py", "models.py", "overhead.py", "penalties.py"}
 # Where scripts are quoted as commands to run.
 PAGES = [ROOT / "README.md", BENCHMARKS / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 QUOTED = re.compile(r"(?:\.venv/bin/)?python\s+benchmarks/([\w-]+\.py)([^`\n#]*)")

@@ -18,7 +18,8 @@ LAYERS = [
     ("measure, grade, decide, report, track", ("runner.measure", "judges", "runner.decide", "runner.report",
                                                "runner.track")),
     ("store and metrics", ("runner.store", "runner.metrics")),
-    ("backends, models and config", ("runner.backends", "runner.models", "runner.config")),
+    ("backends, models, config and interrupts", ("runner.backends", "runner.models", "runner.config",
+                                                 "runner.interrupts")),
 ]
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from runner import backends
+from runner import backends, interrupts
 from runner.backends import BackendError, GenParams, hardware
 from runner.config.errors import UserError, is_file_error, output_error
 from runner.measure import adaptive, cap, closed_loop, load_point, open_loop
@@ -58,12 +58,20 @@ def run_isolated(work: Callable[..., Facts], job, job_dir: Path) -> Facts:
     parent_end, child_end = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(work, job, str(job_dir), child_end), daemon=True)
     proc.start()
+    interrupts.CHILDREN.add(proc.pid)
     child_end.close()
     try:
-        result = parent_end.recv()
-    except EOFError:
-        result = None
-    proc.join()
+        try:
+            result = parent_end.recv()
+        except EOFError:
+            result = None
+        except BaseException:  # a Ctrl-C here: the job stops too (its records are whole lines), then ours
+            proc.terminate()
+            proc.join(10)
+            raise
+        proc.join()
+    finally:
+        interrupts.CHILDREN.discard(proc.pid)
     if result is None:
         return Facts(error=f"job process died (exit code {proc.exitcode})", disk_mb=_disk_mb(job))
     if isinstance(result, UserError):

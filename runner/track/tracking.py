@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner import interrupts
 from runner.config.plan import written_config
 from runner.config.secrets import SECRET, redact_url  # one definition of what looks like a secret
 from runner.metrics import catalog
@@ -94,7 +95,8 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = tracking_uri(uri)
-        with _creation_lock(self.uri):
+        # A new store's tables are created here: cut in two by a Ctrl-C, the store would stay broken.
+        with _creation_lock(self.uri), interrupts.deferred():
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = retry(self._experiment, experiment)
 
@@ -113,10 +115,12 @@ class Tracker:
             return found.experiment_id
 
     def start_parent(self, name: str, tags: dict[str, str]) -> str:
-        run = retry(self.client.create_run, self.experiment_id, run_name=name,
-                    tags={**tags, "slmbench.kind": "sweep"})
-        run_id = run.info.run_id
-        atexit.register(self._kill_if_open, run_id)  # an interrupted sweep is not left RUNNING
+        # A Ctrl-C between the two would leave a run nobody closes: it is raised once both are done.
+        with interrupts.deferred():
+            run = retry(self.client.create_run, self.experiment_id, run_name=name,
+                        tags={**tags, "slmbench.kind": "sweep"})
+            run_id = run.info.run_id
+            atexit.register(self._kill_if_open, run_id)  # an interrupted sweep is not left RUNNING
         return run_id
 
     def _kill_if_open(self, run_id: str) -> None:
