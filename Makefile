@@ -62,7 +62,7 @@ demo-sweep: install
 	@echo
 	@echo "Report: the sweep report.md printed above (outputs/sweeps/<time>/report.md)."
 	@echo "Compare the runs in MLflow: $(BIN)/slmbench ui   (then open http://127.0.0.1:5000)"
-	@echo "How far each grader can be trusted: $(BIN)/slmbench judge qualify notes   (or a judge: smollm2-135m-fp32 --mode checklist)"
+	@echo "How far each grader can be trusted: $(BIN)/slmbench judge qualify notes   (or the pack's 1.5B judge: qwen2.5-coder-1.5b-int4 --mode checklist)"
 	@echo "Try a model by hand: $(BIN)/slmbench models run smollm2-135m-int8 --prompt 'List three benefits of local inference.'"
 
 # Two passes (pyproject.toml's pytest markers say why): the suite on both cores (tests/conftest.py
