@@ -1,7 +1,7 @@
 """Is a model's bad answer the model's or the conversion's? Gemma 3 270M's verdict, reproduced.
 
 For one pack alias (default gemma3-270m-int4) three models are compared with the float32
-Hugging Face reference the pack builds from (the dequantized GGUF, `pack._float32_folder`):
+Hugging Face reference the pack builds from (the dequantized GGUF, `pack._source_folder`):
 (a) that reference itself in transformers (torch), (b) an fp32 ONNX Runtime GenAI build of it:
 the pack's own fp32 model when the pack holds one built from the same weights with the same
 options (SmolLM2: smollm2-135m-fp32), else made here into `$SLMBENCH_HOME/scratch/<alias>-fp32`
@@ -196,7 +196,7 @@ def main() -> None:
     built = pack.model_folder(spec)
     if not pack.is_built(spec):
         raise SystemExit(f"{a.alias} is not built: run `slmbench models pack {a.alias}` first")
-    reference = pack._float32_folder(spec, lambda _: None)
+    reference = pack._source_folder(spec, lambda _: None)
     twin = pack_fp32_twin(spec)
     fp32 = pack.model_folder(twin) if twin else build_fp32_copy(spec, reference)
     t_build = time.perf_counter()

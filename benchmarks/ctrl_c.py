@@ -287,7 +287,8 @@ def main() -> None:
             s.terminate()
     print()
     print(f"{len(results)} runs in {time.monotonic() - t0:.0f} s{' with every core busy' if a.load else ''}"
-          f"{' (sweeps started with SIGINT ignored)' if a.ignored else ''}")
+          f"{' (sweeps started with SIGINT ignored)' if a.ignored else ''}; load average at the end "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min) on {os.cpu_count()} cores")
     print(table(results))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
