@@ -129,8 +129,7 @@ def _fetch_parts(spec: ModelConfig, log: Log) -> list[Path]:
             seconds = pending[index - 1].result()
             log(f"{head}: {part.bytes / 1e6:.1f} MB verified ({so_far / 1e6:.1f} of {total_mb:.1f} MB, "
                 f"{seconds:.1f} s)")
-    slices = pieces
-    return slices
+    return pieces
 
 
 def _matches(piece: Path, part: PartConfig) -> bool:

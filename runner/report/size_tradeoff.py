@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.metrics import catalog
-from runner.report.job import fmt
 from runner.report.plots import pyplot
 
 # (summary.csv column, its name in the sentence); each figure is read as the column's p50 or value.
@@ -19,18 +18,21 @@ def _size(row: dict) -> float | None:
     return row.get("params_m")
 
 
-def comparable_pair(rows: list[dict]) -> tuple[dict, dict] | None:
-    """(smallest, largest) by parameter count among the ok jobs of the largest group that shares
-    prompts, decoding and hardware; None when fewer than two sizes ran."""
+def compared_group(rows: list[dict]) -> list[dict]:
+    """The ok jobs of the largest group that shares prompts, decoding and hardware, by size."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "ok" and _size(r):
             groups.setdefault((r["prompts"], r["decoding"], r["hardware"]), []).append(r)
-    best = max(groups.values(), key=len, default=[])
-    if len({_size(r) for r in best}) < 2:
+    return sorted(max(groups.values(), key=len, default=[]), key=lambda r: (_size(r), r["job"]))
+
+
+def comparable_pair(rows: list[dict]) -> tuple[dict, dict] | None:
+    """(smallest, largest) by parameter count in the compared group; None when fewer than two sizes ran."""
+    group = compared_group(rows)
+    if len({_size(r) for r in group}) < 2:
         return None
-    ordered = sorted(best, key=lambda r: (_size(r), r["job"]))
-    return ordered[0], ordered[-1]
+    return group[0], group[-1]
 
 
 def _num(v: float | None) -> str:
@@ -48,7 +50,7 @@ def _ratio(big: float | None, small: float | None) -> str:
 
 def sentence(small: dict, big: dict) -> str:
     q_small, q_big = small.get("quality.overall"), big.get("quality.overall")
-    quality = (f"quality.overall {fmt(q_big, 2)} against {fmt(q_small, 2)} ({q_big - q_small:+.2f} on the 1-5 "
+    quality = (f"quality.overall {_num(q_big)} against {_num(q_small)} ({q_big - q_small:+.2f} on the 1-5 "
                f"scale, graded by {big.get('quality.source') or 'no grader'})" if None not in (q_small, q_big)
                else "no quality figure for both (no grader ran)")
     costs = [f"{_ratio(big.get(k), small.get(k))} the {name} ({k} {_num(big.get(k))} against "
@@ -57,13 +59,8 @@ def sentence(small: dict, big: dict) -> str:
             f"({_size(small):g}M) gives {quality}, at {', '.join(costs[:-1])} and {costs[-1]}.")
 
 
-def plot(rows: list[dict], pair: tuple[dict, dict], path: Path) -> Path:
+def plot(group: list[dict], path: Path) -> Path:
     """One bar panel per figure, the models of the compared group in order of size."""
-    small = pair[0]
-    group = sorted((r for r in rows if r["status"] == "ok" and _size(r) and
-                    (r["prompts"], r["decoding"], r["hardware"]) ==
-                    (small["prompts"], small["decoding"], small["hardware"])),
-                   key=lambda r: (_size(r), r["job"]))
     plt = pyplot()
     fig, axes = plt.subplots(1, len(FIGURES), figsize=(3.2 * len(FIGURES), 3.8))
     names = [f"{r['model']}\n{_size(r):g}M" for r in group]
@@ -88,5 +85,5 @@ def section(rows: list[dict], sweep_dir: Path, plots: bool = True) -> list[str]:
         return []
     lines = ["## Small against big", "", sentence(*pair), ""]
     if plots:
-        lines += [f"![what the extra size buys]({plot(rows, pair, sweep_dir / 'size_tradeoff.png').name})", ""]
+        lines += [f"![what the extra size buys]({plot(compared_group(rows), sweep_dir / 'size_tradeoff.png').name})", ""]
     return lines
