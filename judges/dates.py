@@ -25,15 +25,16 @@ WEEKDAYS.update({"tues": 1, "weds": 2, "thur": 3, "thurs": 3})
 
 _MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
-_YEAR = r"(?:,?\s+(?P<year>\d{4}))?"
+_YEAR = r"(?:,?[ \t]+(?P<year>\d{4}))?"
 _WEEKDAY = r"(?P<weekday>" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) + r")\.?"
 
 # Order matters: the first pattern that matches at a position wins.
 _PATTERNS = [
     re.compile(r"\b(?P<year>\d{4})[-/](?P<month>\d{1,2})[-/](?P<day>\d{1,2})\b"),
     re.compile(r"(?<![\d.])\b(?P<month>\d{1,2})/(?P<day>\d{1,2})(?:/(?P<year>\d{4}|\d{2}))?\b(?![/.]\d)(?!\s+of\b)"),
-    re.compile(r"\b" + _MONTH + r"\s+" + _DAY + r"\b" + _YEAR, re.I),
-    re.compile(r"\b" + _DAY + r"(?:\s+of)?\s+" + _MONTH + r"\b" + _YEAR, re.I),
+    # a date never spans a line break: "by 5 December\n2. Esther ..." is December 5, not December 2
+    re.compile(r"\b" + _MONTH + r"[ \t]+" + _DAY + r"\b" + _YEAR, re.I),
+    re.compile(r"\b" + _DAY + r"(?:[ \t]+of)?[ \t]+" + _MONTH + r"\b" + _YEAR, re.I),
     re.compile(r"\b(?P<rel>today|tonight|tomorrow|end of (?:the )?day|eod|end of (?:the )?month)\b", re.I),
     re.compile(r"\b(?:this\s+|next\s+|on\s+|by\s+)?" + _WEEKDAY + r"\b", re.I),
     re.compile(r"\bthe\s+(?P<nth>\d{1,2})(?:st|nd|rd|th)\b", re.I),
@@ -43,6 +44,12 @@ def find_dates(text: str, meeting: dt.date | None = None) -> list[tuple[int, dt.
     directly before a written date ("Friday, February 21") is part of that date, not a second
     one. Relative forms need `meeting`; without it they are skipped."""
     return [(start, date) for start, date, _ in _scan(text, meeting)]
+
+
+def spans(text: str, meeting: dt.date | None = None) -> list[tuple[int, int]]:
+    """(start, end) of every written date, a weekday beside a date included ("Friday, February
+    21" is two spans), in order."""
+    return [(start, end) for start, end, _, _ in _found(text, meeting)]
 
 
 def meeting_date(text: str) -> dt.date | None:
@@ -56,7 +63,7 @@ def meeting_date(text: str) -> dt.date | None:
     return found[0][1] if found else None
 
 
-def _scan(text: str, meeting: dt.date | None) -> list[tuple[int, dt.date, bool]]:
+def _found(text: str, meeting: dt.date | None) -> list[tuple[int, int, dt.date, bool]]:
     found: list[tuple[int, int, dt.date, bool]] = []
     taken: list[tuple[int, int]] = []
     for pattern in _PATTERNS:
@@ -70,6 +77,11 @@ def _scan(text: str, meeting: dt.date | None) -> list[tuple[int, dt.date, bool]]
             taken.append((start, end))
             found.append((start, end, date, bool(m.groupdict().get("year"))))
     found.sort(key=lambda f: f[0])
+    return found
+
+
+def _scan(text: str, meeting: dt.date | None) -> list[tuple[int, dt.date, bool]]:
+    found = _found(text, meeting)
     out = []
     for i, (start, end, date, has_year) in enumerate(found):
         nxt = found[i + 1] if i + 1 < len(found) else None

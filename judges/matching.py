@@ -23,8 +23,9 @@ or a decision or question that names another date than the reference's is `contr
 reference item stays unmatched and the item counts against the answer. An action item with another owner or another due date
 still matches its task (the owner and due are then graded wrong).
 
-Pairs are assigned one to one, highest evidence first (+SAME_SECTION_BONUS 0.1 when the answer
-item sits in the reference item's own section).
+Pairs are assigned one to one, best first, ranked by max(lex, cos term) + FACT_TIEBREAK (0.08) x
+facts + SAME_SECTION_BONUS (0.15) when the answer item sits in the reference item's own section:
+agreeing facts make a pair possible (the threshold), what the items say decides which pair it is.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ from judges.text import STOPWORDS, stem
 
 MATCHINGS = ("semantic", "lexical")
 MATCH_THRESHOLD = 0.4
-SAME_SECTION_BONUS = 0.1
+SAME_SECTION_BONUS = 0.15
 COS_FLOOR = 0.25
 FACT_WEIGHT = 0.15
 MAX_FACTS = 2  # owner and date
+# Pairs are ranked by what they say, facts only breaking near-ties: with every owner and date rotated
+# one item down, "Noor - verify the iPad fix - May 22" states the verify task with Noor's facts, and
+# must not be paired with Noor's own item for them.
+FACT_TIEBREAK = 0.08
 
 # A cue and the words it negates, up to the clause's end ("will not use hot-desking; ...").
 _SCOPE = r"((?:[^,;:()!?\n.]|\.(?=\d))*)"  # to the clause's end; "4.50" is one word
@@ -69,7 +74,7 @@ def _stems(text: str) -> set[str]:
 _ELSE = re.compile(r"\s*(?:else|other|others|further|more|additional|new)\b", re.I)
 _DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "today", "tomorrow"])
 _SCOPE_END = frozenset("by until before after then if when because so unless since while but and or in on at for of "
-                       "from to with over during within across".split())
+                       "from to with over during within across starting beginning effective as".split())
 
 
 def _scope_stems(scope: str, most: int = 3, dates_too: bool = True) -> set[str]:
@@ -85,13 +90,22 @@ def _scope_stems(scope: str, most: int = 3, dates_too: bool = True) -> set[str]:
     return _stems(" ".join(kept))
 
 
+# "shared rather than assigned, except for people with special equipment": the exception keeps what
+# the change leaves behind, so it is not denied.
+_EXCEPT = re.compile(r"\b(?:except|apart from|aside from|other than|save for|but for|only for|unless)\b", re.I)
+
+
+_WAITING = re.compile(r"^\s*(?:waiting|wait|holding off|going)\s+(?:for|until|till|with)\s+", re.I)
+
+
 @functools.lru_cache(maxsize=4096)
 def polarity(text: str) -> tuple[bool, set[str], set[str]]:
     """(negated at all, stems in a negation's scope or left behind by a change, the other stems)."""
     text = text.strip()
     # "nothing else changes", "no other decisions": a negation about everything else claims nothing here
     scopes = [m.group(1) for m in _NEGATED.finditer(text) if not _ELSE.match(m.group(1))]
-    left = [m.group(1) if m.group(1) is not None else m.group(2) for m in _LEFT_BEHIND.finditer(text)]
+    left = [] if _EXCEPT.search(text) else [_WAITING.sub("", m.group(1) if m.group(1) is not None else m.group(2))
+                                            for m in _LEFT_BEHIND.finditer(text)]
     # what a change leaves behind is a name or a value, not the date it happens: "instead of
     # Millbrook starting July 1"
     negated = set().union(*(_scope_stems(s) for s in scopes), *(_scope_stems(s, 2, dates_too=False) for s in left))
@@ -104,12 +118,36 @@ def contradicts(ref: str, ans: str) -> bool:
     its polarity differs and a negated word is asserted on the other side ("will not use
     hot-desking" against "uses hot-desking"), or both are negated and the answer negates a word
     the reference asserts (the negation moved: "fixed now, not in Q1" against "fixed in Q1, not
-    now")."""
+    now"). Using "instead of"/"not" in agreement is no contradiction: "Sourdough rises to 4.90
+    (was 4.50)" against "goes from 4.50 to 4.90", "shared rather than assigned, except for
+    special equipment" against "hot-desking, with assigned desks only for special equipment"."""
     neg_r, in_r, out_r = polarity(ref)
     neg_a, in_a, out_a = polarity(ans)
     if neg_r != neg_a:
         return bool(in_a & out_r or in_r & out_a)
     return neg_r and bool((in_a - in_r) & out_r)
+
+
+_WHEN_STARTS = re.compile(r"\b(?:starting|beginning|effective|as of|from|until|by|after|before)\b", re.I)
+_NOT_DATE = re.compile(r"\b(?:not|never|rather than|instead of)\s+(?:on\s+|in\s+|by\s+|the\s+)?$", re.I)
+
+
+def date_polarity(text: str, meeting) -> tuple[set, set]:
+    """(dates the text asserts, dates it denies): a date left behind by a change ("moved to March
+    29 instead of March 22", "from Thursday May 22 to Tuesday May 27") or right after "not" ("not
+    on March 22") is denied. A date in a negated clause's condition ("if it isn't merged by
+    Friday") is neither denied nor a fact to contradict: it stays asserted."""
+    spans = []
+    for m in _LEFT_BEHIND.finditer(text):
+        group = 1 if m.group(1) is not None else 2
+        start, end = m.span(group)
+        stop = _WHEN_STARTS.search(text, start, end)  # "instead of Millbrook starting July 1": July 1 is when
+        spans.append((start, stop.start() if stop else end))
+    asserted, denied = set(), set()
+    for pos, date in dates.find_dates(text, meeting):
+        left = any(a <= pos < b for a, b in spans) or _NOT_DATE.search(text[max(0, pos - 20):pos])
+        (denied if left else asserted).add(date)
+    return asserted, denied
 
 
 def meaning_or_words(lex: float, cos: float | None) -> float:
@@ -145,8 +183,9 @@ def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callab
                 continue  # no agreeing fact could make this pair a match
             agree, contra = facts(i, j)
             ev = base + FACT_WEIGHT * agree
-            if ev >= MATCH_THRESHOLD:
-                pairs.append((ev + (SAME_SECTION_BONUS if same_section(i, j) else 0.0), i, j, contra))
+            if ev >= MATCH_THRESHOLD:  # agreeing facts make a pair possible; what it says ranks it
+                rank = base + FACT_TIEBREAK * agree + (SAME_SECTION_BONUS if same_section(i, j) else 0.0)
+                pairs.append((rank, i, j, contra))
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
     out = Assignment({}, {}, set())
     for _, i, j, contra in pairs:

@@ -61,11 +61,12 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from judges import dates, matching
+from judges import dates, matching, support
 from judges.text import STOPWORDS, stem, tokens
 from runner.config.prompts import ActionItem, Prompt, ReferenceItems
 
 INVENTED_PENALTY = 0.3
+EXTRA_PENALTY = 0.1
 CONTRADICTED_PENALTY = 0.5
 DUPLICATE_PENALTY = 0.1
 DUPLICATE_DICE = 0.7
@@ -81,7 +82,8 @@ _HEADINGS = {
                                r"|responsibilities|owners (?:and|&) (?:deadlines|due dates|tasks)|(?:action|task|to-?do) (?:list|log|register))$"
                                r"|^who(?:'?s| is)? (?:does|doing|will do|owns) what$|^(?:tasks|actions) (?:and|&) owners$"),
     "open_questions": re.compile(r"^(?:(?:open|unresolved|outstanding|remaining|pending|still open)\s+)?"
-                                 r"(?:questions?|issues|items|points|topics)(?:\s+to resolve)?$"
+                                 r"(?:questions?|issues|items|points|topics)(?:\s+(?:to resolve|outstanding|still open|open"
+                                 r"|pending|unresolved|remaining))?$"
                                  r"|^parking lot$|^unresolved$|^pending$|^open$|^undecided$|^unclear$|^unknowns?$|^tbd$"
                                  r"|^still (?:open|undecided|unclear|unknown|unresolved|to (?:be )?decided?)$"
                                  r"|^risks?(?:\s*(?:/|and|&)\s*(?:open )?questions?)?$|^(?:open )?questions?\s*(?:/|and|&)\s*risks?$"
@@ -108,7 +110,8 @@ _NONE = re.compile(r"^\(?(?:none|n/?a|nothing|-)\b[^.]{0,30}\)?[.!]?$"
                    r"(?:decisions?|action items?|actions?|questions?|items?|tasks?|issues?)\b[^.]{0,40}[.!]?$", re.I)
 _CHATTER = re.compile(r"^(?:let me know|i hope|hope this|feel free|here is|here's|here are|below is|this summary"
                       r"|summary of the|meeting summary|as requested)\b", re.I)
-_OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name"}
+_OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name", "assigned to", "owner(s)"}
+_DUE_COLUMNS = {"due", "due date", "deadline", "when", "by", "by when", "date", "target date", "due by"}
 # Prose joins items in one sentence: "Noor merges the fix by Thursday, and Hugo's team verifies it
 # by Friday", "..., and will write the summary by August 15" (the subject left out).
 _MODAL = r"(?:will|is to|are to|should|must|needs? to|has to)\b"
@@ -141,7 +144,9 @@ _DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "due", "today", "tomorr
                          "am", "goes"])
 _NAME = r"[^\W\d_][\w'-]*"
 _OWNER_LABEL = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who)\s*[:=\-]?\s*\**\s*(" + _NAME + ")", re.I)
-_DUE_CUE = re.compile(r"\b(?:due|by|deadline|before|until|on)\b[:\s]*", re.I)
+# An explicit due cue wins over any other date in the item; a weak one over an uncued date.
+_DUE_CUE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|when(?=\s*:))\b[*_:\s]*", re.I)
+_WEAK_CUE = re.compile(r"\b(?:before|until|on)\b[:\s]*", re.I)
 _NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date|no deadline|date (?:not|un)specified|tbd|not stated)\b", re.I)
 _SPEAKER = re.compile(r"^\s*([^\W\d_][\w'-]+)(?: [^\W\d_][\w'-]+)?:", re.M)
 
@@ -149,7 +154,8 @@ _SPEAKER = re.compile(r"^\s*([^\W\d_][\w'-]+)(?: [^\W\d_][\w'-]+)?:", re.M)
 @dataclass
 class Item:
     text: str
-    section: str | None  # None: an unsectioned answer
+    section: str | None  # None: no section's heading over it
+    context: bool = False  # before the first heading or under one that holds no items: unmatched costs nothing
 
 
 @dataclass
@@ -160,6 +166,7 @@ class Parsed:
 
 
 GUESS = "guess"
+CONTEXT = "context"
 
 
 def _label(line: str) -> tuple[str, str, bool]:
@@ -188,8 +195,12 @@ def heading_kind(line: str) -> tuple[str | None, str]:
     for kind, pattern in _HEADINGS.items():
         if pattern.match(label):
             return kind, rest
-    # a field of one item, not a section: "Action: ...", "Task: ..."
-    if headingish or (not rest and len(label.split()) <= 6 and not _BULLET.match(line)):
+    # a field of one item, not a section: "Action: ...", "Task: ..."; a lead-in ending in a colon
+    # ("And here is what is still unresolved:") or a short numbered label ("3. Questions outstanding")
+    # is one
+    lead_in = line.rstrip().rstrip("*_").endswith(":") and not rest and len(label.split()) <= 10
+    numbered = bool(_BULLET.match(line)) and len(label.split()) <= 3 and not re.search(r"\d", label)
+    if headingish or lead_in or numbered or (not rest and len(label.split()) <= 6 and not _BULLET.match(line)):
         for kind, pattern in _LOOSE.items():
             if pattern.search(label):
                 return kind, ""
@@ -197,42 +208,74 @@ def heading_kind(line: str) -> tuple[str | None, str]:
 
 
 def parse_sections(answer: str, names: set[str] | frozenset = frozenset()) -> Parsed:
-    """Items by section. A heading-looking line that names no section starts an ignored block
-    ("## Attendees"), except a person's name, which makes that person the owner of the items
-    under it (action items grouped by owner)."""
+    """Statements by the block they sit in. A heading that names a section gives its items that
+    kind (a signal the matching weighs, not a precondition). A line holding only a person's name
+    (`**Samuel**`, `*Samuel*`, `### Samuel`, `Samuel:`, "For Samuel:") makes that person the
+    owner of the items under it. Lines before the first heading, and blocks under headings that
+    hold no items ("Attendees", "Summary", "Discussion"), are `context`: read like any other
+    (a reference item stated there is stated), but a statement there that matches nothing costs
+    nothing. Under any other heading each item's content decides its kind."""
     out = Parsed()
     current: str | None = None
     owner: str | None = None
+    headed = False  # a heading of any kind seen
+    blank = False  # the line before was blank
     blocks: dict[tuple[str | None, str | None], list[str]] = {}  # insertion order: the answer's order
     for raw in answer.splitlines():
+        if raw.strip().startswith("```"):
+            continue
         kind, rest = heading_kind(raw)
         if kind:
-            current, owner = kind, None
+            current, owner, headed = kind, None, True
             out.sections.add(kind)
             blocks.setdefault((kind, None), [])
             if rest:
                 blocks[(kind, None)].append(rest)
             continue
-        label, _, headingish = _label(raw)
-        if headingish and label.split()[0] in names and len(label.split()) <= 2:
-            owner = label.split()[0].capitalize()
+        label, rest, headingish = _label(raw)
+        if owner and blank and raw.strip() and not (_BULLET.match(raw) or raw.lstrip().startswith("|")):
+            owner = None  # a new paragraph of prose: the name heading above no longer owns it
+        blank = not raw.strip()
+        who = _owner_heading(raw, label, rest, names)
+        if who:
+            owner = who
+            if current in (None, CONTEXT):
+                current = GUESS
             blocks.setdefault((current, owner), [])
             continue
-        if headingish and (out.sections or _is_heading_line(raw)):
-            # a heading of no known kind: its items are graded, each kind read from its content,
-            # unless the heading names a block that holds none ("Attendees", "Summary")
-            current, owner = ("other" if _NOT_ITEMS.match(label) else GUESS), None
+        if headingish and (headed or _is_heading_line(raw)):
+            current, owner, headed = (CONTEXT if _NOT_ITEMS.match(label) else GUESS), None, True
             out.guessed |= current == GUESS
             continue
-        if current is not None or not out.sections:
-            blocks.setdefault((current, owner), []).append(raw)
-    if out.sections or out.guessed:
-        blocks = {k: v for k, v in blocks.items() if k[0] not in (None, "other")}  # preamble, other sections
+        blocks.setdefault((current, owner), []).append(raw)
     for (kind, who), lines in blocks.items():
+        if kind is None and headed:
+            kind = CONTEXT  # a preamble before the first heading
         for t in _items(lines, names):
             text = f"{who}: {t}" if who else t
-            out.items.append(Item(text, kind_of(text, names) if kind == GUESS else kind))
+            if kind == GUESS:
+                out.items.append(Item(text, kind_of(text, names) if not who else "action_items"))
+            else:
+                out.items.append(Item(text, None if kind == CONTEXT else kind, context=kind == CONTEXT))
     return out
+
+
+_FOR_NAME = re.compile(r"^(?:for|from|owner|assignee|assigned to)\s+|(?:'s)?\s+(?:tasks?|action items?|actions|to-?dos?"
+                       r"|follow-?ups?|items?|part)$")
+
+
+def _owner_heading(raw: str, label: str, rest: str, names: set[str] | frozenset) -> str | None:
+    """The person a name-only line names: `**Samuel**`, `*Samuel*`, `_Samuel_`, `### Samuel`,
+    `Samuel:`, `Samuel (IT):`, "For Samuel:", "Samuel's tasks:"; None for any other line."""
+    if rest or not label:
+        return None
+    body = raw.strip()
+    marked = (body.startswith("#") or _BOLD_LINE.match(body) or re.match(r"^[-+\s]*([*_]).+\1\s*:?\s*$", body)
+              or body.rstrip("*_ ").endswith(":"))
+    words = _FOR_NAME.sub("", label).split()
+    if not marked or not 1 <= len(words) <= 2 or words[0].removesuffix("'s") not in names:
+        return None
+    return words[0].removesuffix("'s").capitalize()
 
 
 def _is_heading_line(line: str) -> bool:
@@ -257,8 +300,19 @@ def kind_of(text: str, names: set[str] | frozenset) -> str:
     return "decisions"
 
 
+_FIELD = re.compile(r"^[\s>*_+-]*(?:owner|assignee|assigned to|who|responsible|due(?: date)?|deadline|when|by|status)"
+                    r"\s*[*_]*\s*:", re.I)
+
+
 def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[str]:
     lines = [ln for ln in lines if not _CHATTER.match(ln.strip().lstrip("-*+ "))]
+    joined: list[str] = []
+    for ln in lines:  # "Owner: Samuel" / "Due: Friday" on their own lines belong to the item above
+        if joined and joined[-1].strip() and _FIELD.match(ln):
+            joined[-1] = joined[-1].rstrip() + "; " + ln.strip().lstrip("-*+ ")
+        else:
+            joined.append(ln)
+    lines = joined
     if any(_BULLET.match(ln) or ln.lstrip().startswith("|") for ln in lines):
         texts = _bullet_items(lines)
     else:  # one item per sentence or joined clause, never spanning a line break
@@ -276,7 +330,8 @@ def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[
 
 def _bullet_items(lines: list[str]) -> list[str]:
     items: list[str] = []
-    joinable = False  # the next plain or indented line continues the last item
+    joinable = False  # the next plain line, or a bullet indented deeper, continues the last item
+    indent = 0  # the last item's bullet's indent
     header: list[str] | None = None
     for ln in lines:
         if not ln.strip():
@@ -289,21 +344,49 @@ def _bullet_items(lines: list[str]) -> list[str]:
                 header = [c.lower() for c in cells]
             else:
                 owner_col = next((i for i, h in enumerate(header or []) if h in _OWNER_COLUMNS), None)
-                if owner_col is not None and owner_col < len(cells):  # the owner first, as "Owner - task - due"
-                    cells = [cells[owner_col], *(c for i, c in enumerate(cells) if i != owner_col)]
-                items.append(" - ".join(c for c in cells if c))
+                due_col = next((i for i, h in enumerate(header or []) if h in _DUE_COLUMNS), None)
+                first = [cells[owner_col]] if owner_col is not None and owner_col < len(cells) else []
+                last = [f"due {cells[due_col]}"] if due_col is not None and due_col < len(cells) and cells[due_col] else []
+                middle = [c for i, c in enumerate(cells) if c and (i != owner_col or not first) and (i != due_col or not last)]
+                items.append(" - ".join(first + middle + last))  # "Owner - task - due <date>", whatever the column order
             joinable = False
-        elif items and joinable and (ln[:1] in (" ", "\t") or not _BULLET.match(ln)):
-            items[-1] += " " + _LEAD.sub("", ln).strip()
+        elif items and joinable and (not _BULLET.match(ln) or _indent(ln) > indent):
+            items[-1] += " " + _LEAD.sub("", ln).strip()  # a wrapped line or a sub-bullet continues the item
         else:
             items.append(_LEAD.sub("", ln).strip())
-            joinable = True
+            joinable, indent = True, _indent(ln)
     return items
 
 
+def _indent(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
+
+
 def _is_table_header(line: str) -> bool:
-    cells = {c.strip().strip("*").lower() for c in line.strip().strip("|").split("|")}
-    return bool(cells & {"owner", "task", "due", "due date", "who", "action", "deadline"})
+    cells = {c.strip().strip("*_ ").lower() for c in line.strip().strip("|").split("|")}
+    return bool(cells & (_OWNER_COLUMNS | _DUE_COLUMNS | {"task", "action", "what", "item", "action item", "description"}))
+
+
+_DUE_PHRASE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|on|before|until)\s*[:\-]?\s*$", re.I)
+_NO_DUE = re.compile(r"\(?\b(?:no (?:\w+ )?(?:due )?date(?: given| set)?|no deadline|date (?:not|un)specified|tbd)\b\)?", re.I)
+_OWNER_MARK = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who|due(?: date)?|deadline|when)\s*[*_]*:\s*", re.I)
+
+
+def _what(text: str, names: set[str] | frozenset, meeting: dt.date | None) -> str:
+    """What an item says without who or when: the text the embedding compares ("Samuel: book the
+    fiber install - due Friday, Feb 14" -> "book the fiber install"). The owner and the date are
+    facts compared on their own; leaving them out of the meaning also lets the same task, written
+    for another owner or date, reuse its embedding."""
+    for start, end in reversed(dates.spans(text, meeting)):  # right to left: earlier offsets stay valid
+        cue = _DUE_PHRASE.search(text[:start])
+        text = text[:cue.start() if cue else start] + " " + text[end:]
+    text = _OWNER_MARK.sub(" ", _NO_DUE.sub(" ", text))
+    # an owner's name where owners are written (first, after a dash, bar or bracket), not "send Tomasz the list"
+    text = re.sub(r"(^|[-\u2013\u2014|(\[,;:]\s*)[*_]*(" + _NAME + r")[*_]*(?='s\b|\b)",
+                  lambda m: m.group(1) if m.group(2).lower().removesuffix("'s") in names else m.group(0), text.strip())
+    text = re.sub(r"(?:\s*[-\u2013\u2014|:;,()]\s*){2,}", " - ", text)
+    text = re.sub(r"\s*[,;:]\s*(?=[.,;:]|$)", "", re.sub(r"\s+", " ", text))
+    return text.strip(" *_:;,-\u2013\u2014|()") or text.strip()
 
 
 def content_stems(text: str, names: set[str]) -> set[str]:
@@ -374,16 +457,30 @@ def due_of(text: str, meeting: dt.date | None, cued_only: bool = False) -> dt.da
     found = dates.find_dates(text, meeting)
     if not found:
         return None
-    cues = [m.end() for m in _DUE_CUE.finditer(text)]
-    for pos, date in found:
-        if any(-4 <= pos - c <= 12 for c in cues):  # a weekday match may start at its own "by "
-            return date
+    for cue in (_DUE_CUE, _WEAK_CUE):
+        cues = [m.end() for m in cue.finditer(text)]
+        for pos, date in found:
+            if any(-4 <= pos - c <= 12 for c in cues):  # a weekday match may start at its own "by "
+                return date
     return None if cued_only else found[-1][1]
 
 
 def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
     """The figures above; `match` is how answer items are paired with reference items
     (judges/matching.py): `semantic` (meaning, words and facts) or `lexical` (words and facts)."""
+    return _grade(prompt, answer, match, None)
+
+
+def explain(prompt: Prompt, answer: str, match: str = "semantic") -> list[dict]:
+    """How each statement of the answer was read: its text, section (None: none), whether it sat
+    in a context block, its status (matched, contradicted, duplicate, extra, invented, chatter,
+    context) and the reference item it states, with the owner and due read from it."""
+    rows: list[dict] = []
+    _grade(prompt, answer, match, rows)
+    return rows
+
+
+def _grade(prompt: Prompt, answer: str, match: str, rows: list[dict] | None) -> dict[str, float] | None:
     refs = prompt.reference_items
     if refs is None or refs.count() == 0:
         return None
@@ -391,47 +488,79 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
         raise ValueError(f"notes matching must be one of {matching.MATCHINGS}, not {match!r}")
     names = candidate_names(prompt, refs)
     meeting = dates.meeting_date(prompt.user_text())
+    transcript = support.Transcript.of(prompt.user_text(), meeting)
     parsed = parse_sections(answer, names)
+    stems_all = [content_stems(it.text, names) for it in parsed.items]
+    chatter = [support.is_chatter(it.text, st, names, transcript, meeting) for it, st in zip(parsed.items, stems_all, strict=True)]
+    items = [it for it, c in zip(parsed.items, chatter, strict=True) if not c]
+    ans_stems = [st for st, c in zip(stems_all, chatter, strict=True) if not c]
     ref_items: list[tuple[str, str | ActionItem]] = [("decisions", d) for d in refs.decisions]
     ref_items += [("action_items", a) for a in refs.action_items]
     ref_items += [("open_questions", q) for q in refs.open_questions]
     ref_texts = [r.task if isinstance(r, ActionItem) else r for _, r in ref_items]
     ref_stems = [content_stems(t, names) for t in ref_texts]
-    ans_stems = [content_stems(it.text, names) for it in parsed.items]
     cos = None
-    if match == "semantic" and parsed.items:
+    if match == "semantic" and items:
         from judges import embedding
 
-        sims = embedding.cosine(ref_texts, [it.text for it in parsed.items])
+        sims = embedding.cosine([_what(t, names, meeting) for t in ref_texts],
+                                [_what(it.text, names, meeting) for it in items])
         cos = lambda i, j: float(sims[i, j])  # noqa: E731
-    ref_dates = [{d for _, d in dates.find_dates(t, meeting)} for t in ref_texts]
-    ans_dates = [{d for _, d in dates.find_dates(it.text, meeting)} for it in parsed.items]
+    ref_dates = [matching.date_polarity(t, meeting) for t in ref_texts]  # (asserted, denied)
+    ans_dates = [matching.date_polarity(it.text, meeting) for it in items]
 
-    owners_of = [owner_of(it.text, names) for it in parsed.items]
+    owners_of = [owner_of(it.text, names) for it in items]
+    crowd = [len({t.removesuffix("s") for t in tokens(it.text)} & names) for it in items]
 
     @functools.cache
     def due_right(i: int, j: int) -> bool:
-        return _due_right(parsed.items[j].text, ref_items[i][1], meeting)
+        return _due_right(items[j].text, ref_items[i][1], meeting)
 
     def facts(i: int, j: int) -> tuple[int, bool]:
         kind, ref = ref_items[i]
-        text = parsed.items[j].text
-        if isinstance(ref, ActionItem):
-            return int(owners_of[j] == ref.owner.split()[0].lower()) + int(due_right(i, j)), False
-        agree = int(bool(ref_dates[i] & ans_dates[j]))
-        contra = bool(ref_dates[i] and ans_dates[j] and not agree)
+        text = items[j].text
+        if isinstance(ref, ActionItem):  # a line naming three people or more ("attendees: ...") owns nothing
+            owner = owners_of[j] == ref.owner.split()[0].lower() and crowd[j] <= 2
+            return int(owner) + int(due_right(i, j)), False
+        (said_r, denied_r), (said_a, denied_a) = ref_dates[i], ans_dates[j]
+        agree = int(bool(said_r & said_a))
+        # another date, or the date the reference left behind, or the reference's date denied
+        contra = bool(said_r and said_a and not agree) or bool(said_a & denied_r) or bool(said_r & denied_a)
         if kind == "decisions" and matching.contradicts(ref_texts[i], text):
             contra = True
         return agree, contra
 
-    found = matching.assign(len(ref_items), len(parsed.items), lambda i, j: overlap(ref_stems[i], ans_stems[j]), cos,
-                            facts, lambda i, j: parsed.items[j].section == ref_items[i][0])
+    found = matching.assign(len(ref_items), len(items), lambda i, j: overlap(ref_stems[i], ans_stems[j]), cos,
+                            facts, lambda i, j: items[j].section == ref_items[i][0])
     ref_to_ans, ans_to_ref = found.ref_to_ans, found.ans_to_ref
-    unmatched = [j for j in range(len(parsed.items)) if j not in ans_to_ref and j not in found.contradicted]
-    duplicates = sum(1 for j in unmatched if any(
-        parsed.items[k].section == parsed.items[j].section and dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE
-        for k in ans_to_ref))
-    invented = len(unmatched) - duplicates
+    unmatched = [j for j in range(len(items)) if j not in ans_to_ref and j not in found.contradicted]
+    duplicates = [j for j in unmatched if any(dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE for k in ans_to_ref)]
+    invented = extra = 0
+    status = {j: "matched" for j in ans_to_ref} | {j: "contradicted" for j in found.contradicted}
+    for j in unmatched:
+        if j in duplicates:
+            status[j] = "duplicate" if not items[j].context else "context"
+        elif not support.is_supported(ans_stems[j], items[j].text, transcript, meeting, items[j].context):
+            invented += 1
+            status[j] = "invented"
+        elif not items[j].context:
+            extra += 1
+            status[j] = "extra"
+        else:
+            status[j] = "context"
+    duplicates = [j for j in duplicates if not items[j].context]
+    if rows is not None:
+        first = {k: next(n for n, (kind, _) in enumerate(ref_items) if kind == k) for k, _ in ref_items}
+        rows.extend({"text": it.text, "status": "chatter"} for it, c in zip(parsed.items, chatter, strict=True) if c)
+        for j, it in enumerate(items):
+            i = ans_to_ref.get(j)
+            ref = None if i is None else ref_items[i][1]
+            action = isinstance(ref, ActionItem)
+            rows.append({"text": it.text, "section": it.section, "context": it.context, "status": status[j],
+                         "states": None if i is None else ref_texts[i], "ref": None if i is None else (ref_items[i][0], i - first[ref_items[i][0]]),
+                         "owner": owners_of[j], "due": due_of(it.text, meeting),
+                         "owner_right": owners_of[j] == ref.owner.split()[0].lower() if action else None,
+                         "due_right": due_right(i, j) if action else None})
 
     owners, dues = [], []
     for i, (_, ref) in enumerate(ref_items):
@@ -443,25 +572,27 @@ def score(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, flo
     for kind in KINDS:
         idx = [i for i, (k, _) in enumerate(ref_items) if k == kind]
         out[f"{kind}_recall"] = sum(i in ref_to_ans for i in idx) / len(idx) if idx else None
-        mine = [j for j, it in enumerate(parsed.items) if it.section == kind]
+        mine = [j for j, it in enumerate(items) if it.section == kind]
         out[f"{kind}_precision"] = (sum(j in ans_to_ref and ref_items[ans_to_ref[j]][0] == kind for j in mine)
                                     / len(mine) if mine else None)
     n_ref = len(ref_items)
     completeness = len(ref_to_ans) / n_ref
     accuracy = (sum(owners) + sum(dues)) / (2 * len(owners)) if owners else 1.0
     contradicted = len(found.contradicted)
-    faithfulness = max(0.0, 1 - INVENTED_PENALTY * invented - DUPLICATE_PENALTY * duplicates
-                       - CONTRADICTED_PENALTY * contradicted)
-    structure = 0.75 + 0.25 * len(parsed.sections) / 3
+    faithfulness = ((1 - INVENTED_PENALTY) ** invented * (1 - CONTRADICTED_PENALTY) ** contradicted
+                    * (1 - DUPLICATE_PENALTY) ** len(duplicates) * (1 - EXTRA_PENALTY) ** extra)
+    graded = [j for j, it in enumerate(items) if not it.context or j in ans_to_ref]
     out.update({
         "recall": completeness,
-        "precision": len(ans_to_ref) / len(parsed.items) if parsed.items else None,
+        "precision": sum(j in ans_to_ref for j in graded) / len(graded) if graded else None,
         "owner_accuracy": sum(owners) / len(owners) if owners else None,
         "due_accuracy": sum(dues) / len(dues) if dues else None,
         "invented": float(invented),
-        "duplicates": float(duplicates),
+        "extra": float(extra),
+        "duplicates": float(len(duplicates)),
         "contradicted": float(contradicted),
+        "chatter": float(sum(chatter)),
         "sections": float(len(parsed.sections)),
-        "score": 1 + 4 * completeness * accuracy * faithfulness * structure,
+        "score": 1 + 4 * completeness * accuracy * faithfulness,
     })
     return out

@@ -184,9 +184,9 @@ def scorer_grader(name: str, options: dict | None = None) -> Grader:
         value = result.get(field)
         return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
 
-    from judges import coverage, dates, matching, notes
+    from judges import coverage, dates, matching, notes, support
 
-    identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching, coverage),
+    identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching, coverage, support),
                 **options}
     if options.get("match") == "semantic":
         from runner.models import embedder

@@ -6,9 +6,15 @@ says of it. One class per answer, the first that applies, in this order:
   repeated back to back (`tail_loop`), or repetition >= LOOP_REPETITION over at least
   LOOP_MIN_WORDS words (repetition = 1 - unique / total word 3-grams, as the `refusal` scorer
   reports it).
-- `echo`: at least ECHO_SHARE of its words sit in a run of ECHO_NGRAM words that also occurs in
-  the system or user prompt, over at least ECHO_MIN_WORDS words: it repeats the prompt (the
-  instructions or the transcript) rather than answering it.
+- `echo`: it repeats the prompt instead of answering it, over at least ECHO_MIN_WORDS words:
+  either the instructions (at least ECHO_SHARE of its words sit in a run of ECHO_NGRAM words that
+  also occurs in the system message or the user message's first paragraph), or the material it
+  was given, retold line by line, at length (`retold`: at least RETELL_LINES lines of the user
+  message, each of >= ECHO_NGRAM words and at least RETELL_COVER of them in the answer's runs,
+  holding at least RETELL_SHARE of the answer's words and at least RETELL_LENGTH of the message's,
+  mostly in the message's order). A summary that quotes the
+  transcript's phrases for its facts ("Raj: technical plan for the sync rewrite by June 13")
+  copies phrases, not lines, and is not an echo.
 - `off_task`: the prompt carries reference_items and the `notes` scorer matched none of them
   (`notes.recall` == 0): read from the answer's grade (runner/store/summary.py), never matched here.
 
@@ -34,13 +40,20 @@ LOOP_MIN_SPAN = 24
 ECHO_NGRAM = 6
 ECHO_SHARE = 0.8
 ECHO_MIN_WORDS = 6
+RETELL_LINES = 3
+RETELL_COVER = 0.8
+RETELL_SHARE = 0.5
+RETELL_LENGTH = 0.25  # "at length": a summary that copies a few of the transcript's sentences is no retelling
+RETELL_ORDER = 0.8  # share of the copied lines that keep the message's order (longest increasing run)
 
 RULES = {
     "loop": f"stopped by the loop stop, or its last words are a run of <= {LOOP_MAX_PERIOD} words repeated "
             f">= {LOOP_REPEATS} times back to back (>= {LOOP_MIN_SPAN} words), or 1 - unique/total word "
             f"3-grams >= {LOOP_REPETITION} over >= {LOOP_MIN_WORDS} words",
-    "echo": f">= {ECHO_SHARE:.0%} of its words (of >= {ECHO_MIN_WORDS}) in a {ECHO_NGRAM}-word run that also "
-            f"occurs in the system or user prompt",
+    "echo": f">= {ECHO_SHARE:.0%} of its words (of >= {ECHO_MIN_WORDS}) in {ECHO_NGRAM}-word runs of the "
+            f"instructions (system message, the user message's first paragraph), or >= {RETELL_LINES} lines of the "
+            f"user message copied (>= {RETELL_COVER:.0%} of each), in order, holding >= {RETELL_SHARE:.0%} of its words "
+            f"and >= {RETELL_LENGTH:.0%} of the message's",
     "empty": "no word",
     "off_task": "the prompt has reference_items and the notes scorer matched none (notes.recall = 0)",
 }
@@ -75,19 +88,71 @@ def is_loop(ws: list[str]) -> bool:
     return tail_loop(ws) is not None or (len(ws) >= LOOP_MIN_WORDS and repetition(ws) >= LOOP_REPETITION)
 
 
-def echo_share(ws: list[str], prompt_texts: Iterable[str]) -> float:
-    """Share of the answer's words covered by a run of ECHO_NGRAM words found in the prompt."""
-    if len(ws) < ECHO_NGRAM:
-        return 0.0
-    seen = set()
-    for text in prompt_texts:
-        pw = words(text)
-        seen.update(zip(*(pw[i:] for i in range(ECHO_NGRAM)), strict=False))
+def _grams(ws: list[str]) -> set[tuple[str, ...]]:
+    return set(zip(*(ws[i:] for i in range(ECHO_NGRAM)), strict=False))
+
+
+def _covered(ws: list[str], seen: set[tuple[str, ...]]) -> list[bool]:
     covered = [False] * len(ws)
     for i in range(len(ws) - ECHO_NGRAM + 1):
         if tuple(ws[i:i + ECHO_NGRAM]) in seen:
             covered[i:i + ECHO_NGRAM] = [True] * ECHO_NGRAM
-    return sum(covered) / len(ws)
+    return covered
+
+
+def echo_share(ws: list[str], prompt_texts: Iterable[str]) -> float:
+    """Share of the answer's words covered by a run of ECHO_NGRAM words found in the prompt."""
+    if len(ws) < ECHO_NGRAM:
+        return 0.0
+    seen: set[tuple[str, ...]] = set()
+    for text in prompt_texts:
+        seen |= _grams(words(text))
+    return sum(_covered(ws, seen)) / len(ws)
+
+
+def instructions_and_material(prompt_texts: Iterable[str]) -> tuple[list[str], str]:
+    """(the instructions, the material): the last text is the user message; its first paragraph
+    and every text before it (the system message) are instructions, the whole of it the material."""
+    texts = [t for t in prompt_texts if t]
+    if not texts:
+        return [], ""
+    user = texts[-1]
+    return [*texts[:-1], user.strip().split("\n\n", 1)[0]], user
+
+
+def retold(ws: list[str], material: str) -> bool:
+    """The answer copies RETELL_LINES or more of the material's lines, in its order, and they hold
+    RETELL_SHARE of the answer's words (the rule above)."""
+    if len(ws) < ECHO_NGRAM or not material:
+        return False
+    answer = _grams(ws)
+    copied: list[tuple[int, set]] = []  # (first position in the answer, the line's runs)
+    material_words = copied_words = 0
+    starts = {g: i for i, g in reversed(list(enumerate(zip(*(ws[i:] for i in range(ECHO_NGRAM)), strict=False))))}
+    for line in material.splitlines():
+        lw = words(line)
+        material_words += len(lw)
+        if len(lw) < ECHO_NGRAM:
+            continue
+        grams = _grams(lw)
+        if sum(_covered(lw, answer & grams)) >= RETELL_COVER * len(lw):
+            copied.append((min(starts[g] for g in grams & answer), grams))
+            copied_words += len(lw)
+    if len(copied) < RETELL_LINES or copied_words < RETELL_LENGTH * material_words:
+        return False
+    share = sum(_covered(ws, set().union(*(g for _, g in copied)))) / len(ws)
+    return share >= RETELL_SHARE and _increasing([p for p, _ in copied]) >= RETELL_ORDER * len(copied)
+
+
+def _increasing(xs: list[int]) -> int:
+    """Length of the longest increasing subsequence."""
+    import bisect
+
+    tails: list[int] = []
+    for x in xs:
+        i = bisect.bisect_left(tails, x)
+        tails[i:i + 1] = [x]
+    return len(tails)
 
 
 def classify(text: str | None, prompt_texts: Iterable[str] = (), stopped_loop: bool = False) -> str | None:
@@ -98,8 +163,10 @@ def classify(text: str | None, prompt_texts: Iterable[str] = (), stopped_loop: b
         return "empty"
     if stopped_loop or is_loop(ws):
         return "loop"
-    if len(ws) >= ECHO_MIN_WORDS and echo_share(ws, prompt_texts) >= ECHO_SHARE:
-        return "echo"
+    if len(ws) >= ECHO_MIN_WORDS:
+        instructions, material = instructions_and_material(prompt_texts)
+        if echo_share(ws, instructions) >= ECHO_SHARE or retold(ws, material):
+            return "echo"
     return None
 
 
