@@ -23,7 +23,8 @@ or a decision or question that names another date than the reference's is `contr
 reference item stays unmatched and the item counts against the answer. An action item with another owner or another due date
 still matches its task (the owner and due are then graded wrong).
 
-Pairs are assigned one to one, best first, ranked by max(lex, cos term) + FACT_TIEBREAK (0.08) x
+Pairs are assigned one to one so that the sum of their ranks is highest (the assignment problem,
+scipy's linear_sum_assignment), each pair ranked by max(lex, cos term) + FACT_TIEBREAK (0.03) x
 facts + SAME_SECTION_BONUS (0.15) when the answer item sits in the reference item's own section:
 agreeing facts make a pair possible (the threshold), what the items say decides which pair it is.
 """
@@ -34,6 +35,8 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from judges import dates
 from judges.text import STOPWORDS, stem
@@ -47,13 +50,13 @@ MAX_FACTS = 2  # owner and date
 # Pairs are ranked by what they say, facts only breaking near-ties: with every owner and date rotated
 # one item down, "Noor - verify the iPad fix - May 22" states the verify task with Noor's facts, and
 # must not be paired with Noor's own item for them.
-FACT_TIEBREAK = 0.08
+FACT_TIEBREAK = 0.03
 
 # A cue and the words it negates, up to the clause's end ("will not use hot-desking; ...").
 _SCOPE = r"((?:[^,;:()!?\n.]|\.(?=\d))*)"  # to the clause's end; "4.50" is one word
 _NEGATED = re.compile(r"\b(?:no|not|never|nobody|none|nothing|neither|nor|zero|without|no longer|rejected|decided against"
                       r"|ruled out|turned down|cancel(?:l?ed)?|won'?t|cannot|can'?t|isn'?t|aren'?t|don'?t|doesn'?t|didn'?t"
-                      r"|shouldn'?t|wouldn'?t|is off|was dropped|is dropped|was scrapped)\b" + _SCOPE, re.I)
+                      r"|shouldn'?t|wouldn'?t|is off|was dropped|is dropped|was scrapped)\b(?!-)" + _SCOPE, re.I)  # "no-go" is a noun
 # What a change leaves behind counts as negated too: "Greenfield instead of Millbrook", "switch
 # from Millbrook to Greenfield" (a short phrase between "from" and a named or numbered "to ...") (so the two agree, and "Millbrook instead of Greenfield" does not).
 _LEFT_BEHIND = re.compile(r"(?:\b(?:instead of|rather than|in place of|replac(?:e|es|ed|ing)|formerly|previously|up from"
@@ -186,12 +189,24 @@ def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callab
             if ev >= MATCH_THRESHOLD:  # agreeing facts make a pair possible; what it says ranks it
                 rank = base + FACT_TIEBREAK * agree + (SAME_SECTION_BONUS if same_section(i, j) else 0.0)
                 pairs.append((rank, i, j, contra))
-    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
     out = Assignment({}, {}, set())
-    for _, i, j, contra in pairs:
-        if i in out.ref_to_ans or j in out.ans_to_ref or j in out.contradicted:
+    if not pairs:
+        return out
+    # The pairing that says the most in total (linear_sum_assignment), not the best pair first: a
+    # decision "screenshot updates are limited to the top 50 articles" may resemble the screenshot
+    # task more than its own decision, and greedy pairing would leave the task's own line unpaired.
+    from scipy.optimize import linear_sum_assignment
+
+    rank = np.full((n_ref, n_ans), -1.0)
+    contra_of = {}
+    for r, i, j, contra in pairs:
+        rank[i, j] = r
+        contra_of[(i, j)] = contra
+    rows, cols = linear_sum_assignment(np.where(rank >= 0, -rank, 1e6))
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        if rank[i, j] < 0:
             continue
-        if contra:  # the best reading of this item contradicts a reference item: it is no match
+        if contra_of[(i, j)]:  # the best reading of this item contradicts a reference item: it is no match
             out.contradicted.add(j)
             continue
         out.ref_to_ans[i], out.ans_to_ref[j] = j, i

@@ -108,8 +108,6 @@ _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
 _NONE = re.compile(r"^\(?(?:none|n/?a|nothing|-)\b[^.]{0,30}\)?[.!]?$"
                    r"|^(?:there (?:were|are|was|is) )?no (?:other |further |new |open |outstanding |specific |formal )?"
                    r"(?:decisions?|action items?|actions?|questions?|items?|tasks?|issues?)\b[^.]{0,40}[.!]?$", re.I)
-_CHATTER = re.compile(r"^(?:let me know|i hope|hope this|feel free|here is|here's|here are|below is|this summary"
-                      r"|summary of the|meeting summary|as requested)\b", re.I)
 _OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name", "assigned to", "owner(s)"}
 _DUE_COLUMNS = {"due", "due date", "deadline", "when", "by", "by when", "date", "target date", "due by"}
 # Prose joins items in one sentence: "Noor merges the fix by Thursday, and Hugo's team verifies it
@@ -118,6 +116,8 @@ _MODAL = r"(?:will|is to|are to|should|must|needs? to|has to)\b"
 _CLAUSE = re.compile(r"(?:;|,? and(?: then)?|, while|, but)\s+(?=(?:[A-Z][\w']*|she|he|they|any|every|all|the|each)"
                      r"(?:\s+[\w']+){0,10}?\s+" + _MODAL + r"|(?:also\s+)?" + _MODAL + ")")
 _PRONOUN = re.compile(r"^(?:she|he|they)\b", re.I)
+_ANAPHOR = re.compile(r"^(?:(?:that|this|which|her|his|their|its|these|those)\b(?!\s+(?:is|are|was) (?:what|how))"
+                     r"|it (?:depends|affects|changes|decides|means|determines|hinges|matters))", re.I)
 
 
 def _clauses(sentence: str, names: set[str] | frozenset) -> list[str]:
@@ -128,6 +128,10 @@ def _clauses(sentence: str, names: set[str] | frozenset) -> list[str]:
     subject = sentence.split(" ", 1)[0]
     out = parts[:1]
     for part in parts[1:]:
+        first = part.split(" ", 1)[0]
+        if first[:1].isupper() and first.lower().removesuffix("'s") not in names and matching.polarity(part)[0]:
+            out[-1] += " and " + part  # "a manual process; HR will not open tickets": one decision, told twice
+            continue
         elided = bool(re.match(r"(?:also\s+)?" + _MODAL, part))
         if elided or _PRONOUN.match(part):
             if subject.lower().removesuffix("'s") not in names:
@@ -138,13 +142,16 @@ def _clauses(sentence: str, names: set[str] | frozenset) -> list[str]:
     return out
 
 
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9\"'(*])")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])")
 _DATE_WORDS = frozenset([*dates.MONTHS, *dates.WEEKDAYS, "due", "today", "tomorrow", "tonight", "date", "owner",
                          "task", "deadline", "eod", "end", "week", "month", "given", "no", "none", "vs", "versus", "pm",
                          "am", "goes"])
 _NAME = r"[^\W\d_][\w'-]*"
 _OWNER_LABEL = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who)\s*[:=\-]?\s*\**\s*(" + _NAME + ")", re.I)
 # An explicit due cue wins over any other date in the item; a weak one over an uncued date.
+# "... falls to Ingrid", "is Renee's job", "assigned to Mateo", "Brandon is responsible for ..."
+_OWNER_CUE = re.compile(r"\b(?:falls to|assigned to|handled by|owned by|goes to|rests with|responsibility of|is with)\s+\**("
+                        + _NAME + r")|\b(" + _NAME + r")'s\s+(?:job|task|responsibility|action|to-?do)\b", re.I)
 _DUE_CUE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|when(?=\s*:))\b[*_:\s]*", re.I)
 _WEAK_CUE = re.compile(r"\b(?:before|until|on)\b[:\s]*", re.I)
 _NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date|no deadline|date (?:not|un)specified|tbd|not stated)\b", re.I)
@@ -305,7 +312,6 @@ _FIELD = re.compile(r"^[\s>*_+-]*(?:owner|assignee|assigned to|who|responsible|d
 
 
 def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[str]:
-    lines = [ln for ln in lines if not _CHATTER.match(ln.strip().lstrip("-*+ "))]
     joined: list[str] = []
     for ln in lines:  # "Owner: Samuel" / "Due: Friday" on their own lines belong to the item above
         if joined and joined[-1].strip() and _FIELD.match(ln):
@@ -316,7 +322,13 @@ def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[
     if any(_BULLET.match(ln) or ln.lstrip().startswith("|") for ln in lines):
         texts = _bullet_items(lines)
     else:  # one item per sentence or joined clause, never spanning a line break
-        texts = [c for ln in lines if ln.strip() for s in _SENTENCE.split(ln.strip()) for c in _clauses(s, names)]
+        texts = []
+        for ln in lines:
+            for sentence in _SENTENCE.split(ln.strip()) if ln.strip() else ():
+                if texts and _ANAPHOR.match(sentence) and not any(t in names for t in tokens(sentence)):
+                    texts[-1] += " " + sentence  # "That depends on cost.": the sentence before goes on
+                else:
+                    texts.extend(_clauses(sentence, names))
     merged: list[str] = []
     for t in (t.strip().strip("*_` ") for t in texts):
         if not t or _NONE.match(t.strip("*_` .")):
@@ -369,6 +381,7 @@ def _is_table_header(line: str) -> bool:
 
 _DUE_PHRASE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|on|before|until)\s*[:\-]?\s*$", re.I)
 _NO_DUE = re.compile(r"\(?\b(?:no (?:\w+ )?(?:due )?date(?: given| set)?|no deadline|date (?:not|un)specified|tbd)\b\)?", re.I)
+_CUE_WORDS = {"due", "by", "deadline", "no"}
 _OWNER_MARK = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who|due(?: date)?|deadline|when)\s*[*_]*:\s*", re.I)
 
 
@@ -379,7 +392,11 @@ def _what(text: str, names: set[str] | frozenset, meeting: dt.date | None) -> st
     for another owner or date, reuse its embedding."""
     for start, end in reversed(dates.spans(text, meeting)):  # right to left: earlier offsets stay valid
         cue = _DUE_PHRASE.search(text[:start])
-        text = text[:cue.start() if cue else start] + " " + text[end:]
+        # a due date (after a cue, or closing the item after a dash, bar, comma or bracket); a date
+        # inside a decision ("ships on Tuesday, May 27 instead of Thursday") is part of what it says
+        closing = re.match(r"^[\s).,;\]]*$", text[end:]) and re.search(r"[-\u2013\u2014|,(\[]\s*[*_]*$", text[:start])
+        if cue and cue.group(0).split()[0].lower().strip(":-") in _CUE_WORDS or closing:
+            text = text[:cue.start() if cue else start] + " " + text[end:]
     text = _OWNER_MARK.sub(" ", _NO_DUE.sub(" ", text))
     # an owner's name where owners are written (first, after a dash, bar or bracket), not "send Tomasz the list"
     text = re.sub(r"(^|[-\u2013\u2014|(\[,;:]\s*)[*_]*(" + _NAME + r")[*_]*(?='s\b|\b)",
@@ -420,12 +437,14 @@ def candidate_names(prompt: Prompt, refs: ReferenceItems | None) -> set[str]:
 
 
 def owner_of(text: str, names: set[str]) -> str | None:
-    """The item's owner: an "Owner:" label; a name opening the item ("Aisha - ...", "Tom's
+    """The item's owner: an "Owner:" label; a cue ("falls to Ingrid", "Renee's job"); a name opening the item ("Aisha - ...", "Tom's
     task: ..."); a name closing it after a dash, bar or bracket ("... - Tom"); a name in
     parentheses; "<name> will/to/:"; else the first name mentioned."""
-    labelled = _OWNER_LABEL.search(text)
-    if labelled and labelled.group(1).lower() in names:
-        return labelled.group(1).lower()
+    for cue in (_OWNER_LABEL, _OWNER_CUE):
+        m = cue.search(text)
+        who = next((g for g in m.groups() if g), "").lower().removesuffix("'s") if m else ""
+        if who in names:
+            return who
     found = [(m.start(), m.end(), m.group(0).lower().removesuffix("'s")) for m in re.finditer(_NAME, text)]
     found = [f for f in found if f[2] in names]
     if not found:
@@ -510,6 +529,9 @@ def _grade(prompt: Prompt, answer: str, match: str, rows: list[dict] | None) -> 
     ans_dates = [matching.date_polarity(it.text, meeting) for it in items]
 
     owners_of = [owner_of(it.text, names) for it in items]
+    # the kind a heading gives, or without one the kind its content reads as (a question; a person
+    # with a task or a date; else a decision); a context line (a preamble) claims no kind
+    kinds = [it.section or (None if it.context else kind_of(it.text, names)) for it in items]
     crowd = [len({t.removesuffix("s") for t in tokens(it.text)} & names) for it in items]
 
     @functools.cache
@@ -531,7 +553,7 @@ def _grade(prompt: Prompt, answer: str, match: str, rows: list[dict] | None) -> 
         return agree, contra
 
     found = matching.assign(len(ref_items), len(items), lambda i, j: overlap(ref_stems[i], ans_stems[j]), cos,
-                            facts, lambda i, j: items[j].section == ref_items[i][0])
+                            facts, lambda i, j: kinds[j] == ref_items[i][0])
     ref_to_ans, ans_to_ref = found.ref_to_ans, found.ans_to_ref
     unmatched = [j for j in range(len(items)) if j not in ans_to_ref and j not in found.contradicted]
     duplicates = [j for j in unmatched if any(dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE for k in ans_to_ref)]

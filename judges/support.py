@@ -41,6 +41,8 @@ certainly great thanks thank clarification further details detail email hi hello
 agenda today outcome outcomes overview quick brief following main list listed highlights next steps step please reach
 additional information glad absolutely okay ok of course assist provide provided want would like pleasure
 mentioned mention said says noted note explained reported asked suggested pointed talked confirmed raised shared
+feel free ask asking changes change adjust adjustments edit edits modify clarify clarifying expand elaborate assistance
+concise short version format formatted below following response reply assigned several few
 """.split())
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
