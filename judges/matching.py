@@ -24,7 +24,7 @@ reference item stays unmatched and the item counts against the answer. An action
 still matches its task (the owner and due are then graded wrong).
 
 Pairs are assigned one to one so that the sum of their ranks is highest (the assignment problem,
-scipy's linear_sum_assignment), each pair ranked by max(lex, cos term) + FACT_TIEBREAK (0.03) x
+scipy's linear_sum_assignment), each pair ranked by max(lex, cos term) + FACT_TIEBREAK (0.01) x
 facts + SAME_SECTION_BONUS (0.15) when the answer item sits in the reference item's own section:
 agreeing facts make a pair possible (the threshold), what the items say decides which pair it is.
 """
@@ -50,7 +50,7 @@ MAX_FACTS = 2  # owner and date
 # Pairs are ranked by what they say, facts only breaking near-ties: with every owner and date rotated
 # one item down, "Noor - verify the iPad fix - May 22" states the verify task with Noor's facts, and
 # must not be paired with Noor's own item for them.
-FACT_TIEBREAK = 0.03
+FACT_TIEBREAK = 0.01
 
 # A cue and the words it negates, up to the clause's end ("will not use hot-desking; ...").
 _SCOPE = r"((?:[^,;:()!?\n.]|\.(?=\d))*)"  # to the clause's end; "4.50" is one word
@@ -175,13 +175,15 @@ class Assignment:
 
 
 def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callable[[int, int], float] | None,
-           facts: Callable[[int, int], tuple[int, bool]], same_section: Callable[[int, int], bool]) -> Assignment:
+           facts: Callable[[int, int], tuple[int, bool]], same_section: Callable[[int, int], bool],
+           weight: Callable[[int], float] | None = None) -> Assignment:
     """One-to-one assignment. `facts(i, j)` gives (agreeing facts, contradicted); `cos` None is
-    lexical matching."""
+    lexical matching; `weight(j)` scales answer item j's evidence from meaning and words (a
+    preamble line states an item only when it says it plainly)."""
     pairs: list[tuple[float, int, int, bool]] = []
     for i in range(n_ref):
         for j in range(n_ans):
-            base = meaning_or_words(lex(i, j), None if cos is None else cos(i, j))
+            base = meaning_or_words(lex(i, j), None if cos is None else cos(i, j)) * (weight(j) if weight else 1.0)
             if base + FACT_WEIGHT * MAX_FACTS < MATCH_THRESHOLD:
                 continue  # no agreeing fact could make this pair a match
             agree, contra = facts(i, j)
@@ -206,7 +208,7 @@ def assign(n_ref: int, n_ans: int, lex: Callable[[int, int], float], cos: Callab
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         if rank[i, j] < 0:
             continue
-        if contra_of[(i, j)]:  # the best reading of this item contradicts a reference item: it is no match
+        if contra_of[(i, j)]:  # the reading of this item the pairing chose contradicts a reference item: no match
             out.contradicted.add(j)
             continue
         out.ref_to_ans[i], out.ans_to_ref[j] = j, i

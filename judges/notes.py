@@ -67,6 +67,7 @@ from runner.config.prompts import ActionItem, Prompt, ReferenceItems
 
 INVENTED_PENALTY = 0.3
 EXTRA_PENALTY = 0.1
+CONTEXT_WEIGHT = 0.5  # a preamble's "the team met to decide whether the release can ship" decides nothing
 CONTRADICTED_PENALTY = 0.5
 DUPLICATE_PENALTY = 0.1
 DUPLICATE_DICE = 0.7
@@ -553,7 +554,8 @@ def _grade(prompt: Prompt, answer: str, match: str, rows: list[dict] | None) -> 
         return agree, contra
 
     found = matching.assign(len(ref_items), len(items), lambda i, j: overlap(ref_stems[i], ans_stems[j]), cos,
-                            facts, lambda i, j: kinds[j] == ref_items[i][0])
+                            facts, lambda i, j: kinds[j] == ref_items[i][0],
+                            lambda j: CONTEXT_WEIGHT if items[j].context else 1.0)
     ref_to_ans, ans_to_ref = found.ref_to_ans, found.ans_to_ref
     unmatched = [j for j in range(len(items)) if j not in ans_to_ref and j not in found.contradicted]
     duplicates = [j for j in unmatched if any(dice(ans_stems[j], ans_stems[k]) >= DUPLICATE_DICE for k in ans_to_ref)]
