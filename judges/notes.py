@@ -207,7 +207,8 @@ def heading_kind(line: str) -> tuple[str | None, str]:
     # ("And here is what is still unresolved:") or a short numbered label ("3. Questions outstanding")
     # is one
     lead_in = line.rstrip().rstrip("*_").endswith(":") and not rest and len(label.split()) <= 10
-    numbered = bool(_BULLET.match(line)) and len(label.split()) <= 3 and not re.search(r"\d", label)
+    numbered = (bool(re.match(r"^\s*\d{1,3}[.)]\s", line)) and not rest and len(label.split()) <= 3
+                and not re.search(r"\d", label))
     if headingish or lead_in or numbered or (not rest and len(label.split()) <= 6 and not _BULLET.match(line)):
         for kind, pattern in _LOOSE.items():
             if pattern.search(label):

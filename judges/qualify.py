@@ -184,10 +184,13 @@ def scorer_grader(name: str, options: dict | None = None) -> Grader:
         value = result.get(field)
         return Graded(None, f"{name} does not apply") if value is None else Graded(float(to_scale(value)))
 
-    from judges import coverage, dates, matching, notes, support
+    from judges import behaviour, coverage, dates, matching, notes, real_answers, renderings, support
 
     identity = {"scorer": name, "figure": field, "source": code_digest(scorers, notes, dates, matching, coverage, support),
                 **options}
+    if name == "notes":  # its behavioural and real-answer figures: the generator, its wordings, the labels
+        identity["checks"] = code_digest(behaviour, renderings, real_answers) + hashlib.sha256(
+            renderings.WORDINGS.read_bytes() + real_answers.REAL_ANSWERS.read_bytes()).hexdigest()[:16]
     if options.get("match") == "semantic":
         from runner.models import embedder
 
@@ -328,10 +331,19 @@ class Gates:
     max_reworded_gap: float = 0.5
     reworded_above_one_defect: bool = True
     words_not_facts: bool = True
+    # the notes scorer's behavioural tests and hand-labelled real answers (judges/behaviour.py,
+    # judges/real_answers.py), where measured
+    min_invariance: float = 0.98
+    min_directional: float = 0.99
+    min_item_agreement: float = 0.9
+    min_real_spearman: float = 0.8
+    layouts: int = 100
 
 
 def gates_of(qcfg) -> Gates:
-    return Gates(float(qcfg.max_reworded_gap), bool(qcfg.reworded_above_one_defect), bool(qcfg.words_not_facts))
+    return Gates(float(qcfg.max_reworded_gap), bool(qcfg.reworded_above_one_defect), bool(qcfg.words_not_facts),
+                 float(qcfg.min_invariance), float(qcfg.min_directional), float(qcfg.min_item_agreement),
+                 float(qcfg.min_real_spearman), int(qcfg.layouts))
 
 
 def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error_rate: float = 0.2,
@@ -364,8 +376,27 @@ def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error
             bad = [t for t, v in fig["words_not_facts"]["per_transcript"].items() if not v]
             why.append(f"a rotated/inverted answer in the reference's words is not below the invented-decision "
                        f"answer ({', '.join(bad)})")
+    beh = fig.get("behaviour")
+    if beh:
+        inv, dirn = beh["invariance"]["rate"], beh["directional"]["rate"]
+        if inv is None or inv < gates.min_invariance:
+            why.append(f"invariance {fmt_figure(inv, '.3f')} < {gates.min_invariance:g} (correct answers in other "
+                       f"layouts graded below {beh['min_correct']:g})")
+        if dirn is None or dirn < gates.min_directional:
+            why.append(f"directional {fmt_figure(dirn, '.3f')} < {gates.min_directional:g} (a defect not graded below "
+                       f"the correct answer by its weight)")
+    real = fig.get("real_answers")
+    if real:
+        if real["spearman"] is None or real["spearman"] < gates.min_real_spearman:
+            why.append(f"Spearman against the person's grades {fmt_figure(real['spearman'], '+.2f')} < "
+                       f"{gates.min_real_spearman:g}")
+        agreement = real.get("item_agreement")
+        if agreement is not None and agreement < gates.min_item_agreement:
+            why.append(f"item agreement with the person's labels {agreement:.2f} < {gates.min_item_agreement:g}")
     return {"passed": not why, "why": "; ".join(why) or None,
             "thresholds": {"min_spearman": min_spearman, "max_injection_lift": max_injection_lift,
+                           "min_invariance": gates.min_invariance, "min_directional": gates.min_directional,
+                           "min_item_agreement": gates.min_item_agreement, "min_real_spearman": gates.min_real_spearman,
                            "max_error_rate": max_error_rate, "max_reworded_gap": gates.max_reworded_gap,
                            "reworded_above_one_defect": gates.reworded_above_one_defect,
                            "words_not_facts": gates.words_not_facts}}
@@ -374,8 +405,9 @@ def verdict(fig: dict, min_spearman: float, max_injection_lift: float, max_error
 # ---------------------------------------------------------------------------- running, caching
 
 
-def cache_path(grader: Grader, calibration: CalibrationSet) -> Path:
-    key = json.dumps({"v": VERSION, "grader": grader.identity, "calibration": calibration.digest}, sort_keys=True)
+def cache_path(grader: Grader, calibration: CalibrationSet, layouts: int = 100) -> Path:
+    key = json.dumps({"v": VERSION, "grader": grader.identity, "calibration": calibration.digest,
+                      "layouts": layouts}, sort_keys=True)
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", grader.name)
     return paths.home() / "qualification" / f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
@@ -417,7 +449,32 @@ def _read_cached(path: Path) -> dict | None:
         return None
 
 
-def _measure(grader: Grader, calibration: CalibrationSet, progress: Callable[[str], None] | None) -> dict:
+def _checks(grader: Grader, calibration: CalibrationSet, layouts: int) -> dict:
+    """The notes scorer's behavioural figures and its agreement with the hand-labelled real
+    answers, on the calibration transcripts that have wordings and labels (none: {})."""
+    if grader.identity.get("scorer") != "notes":
+        return {}
+    from judges import behaviour, notes, real_answers, renderings
+
+    prompts = {t.prompt.id: t.prompt for t in calibration.transcripts}
+    match = grader.identity.get("match", "semantic")
+    out: dict = {}
+
+    def overall(prompt: Prompt, answer: str) -> float | None:
+        return grader.grade(prompt, answer).overall
+
+    if set(renderings.load_wordings()) & set(prompts):
+        out["behaviour"] = behaviour.run(overall, prompts, layouts, behaviour.notes_expected)
+    labelled, _ = real_answers.load()
+    labelled = [a for a in labelled if a.transcript in prompts]
+    if labelled:
+        out["real_answers"] = real_answers.figures(labelled, prompts, overall,
+                                                   lambda p, a: notes.explain(p, a, match))
+    return out
+
+
+def _measure(grader: Grader, calibration: CalibrationSet, progress: Callable[[str], None] | None,
+             layouts: int = Gates.layouts) -> dict:
     """Grade every answer of the calibration set once: the cache entry (figures and grades)."""
     grades: dict[str, dict[str, Graded]] = {}
     started = time.perf_counter()
@@ -436,6 +493,7 @@ def _measure(grader: Grader, calibration: CalibrationSet, progress: Callable[[st
             **figures(grades, ranks, seconds),
             "grades": [{"transcript": t, "kind": k, "rank": ranks[t][k], "overall": g.overall, "error": g.error}
                        for t, by_kind in grades.items() for k, g in by_kind.items()],
+            **_checks(grader, calibration, layouts),
             "measured_at": time.time()}
 
 
@@ -444,13 +502,13 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
             gates: Gates = Gates()) -> dict:
     """Grade the calibration set (or reuse the cached grades) and return the figures with the
     verdict against the given thresholds."""
-    path = cache_path(grader, calibration)
+    path = cache_path(grader, calibration, gates.layouts)
     with _one_measures(path, grader.name):
         cached = None if refresh else _read_cached(path)
         if cached is not None:
             cached["cached"] = True
         else:
-            cached = _measure(grader, calibration, progress)
+            cached = _measure(grader, calibration, progress, gates.layouts)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # a whole entry or none, never half
             tmp.write_text(json.dumps(cached, indent=2))
@@ -477,6 +535,29 @@ def _words_lines(q: dict) -> list[str]:
             f"{', '.join(t for t, v in below['per_transcript'].items() if not v) or 'none'})"]
 
 
+def _checks_lines(q: dict) -> list[str]:
+    lines = []
+    beh = q.get("behaviour")
+    if beh:
+        def worst(f: dict) -> str:
+            cells = sorted(((r, f"{dim}={v}") for dim, vals in f["by"].items() for v, r in vals.items()))[:3]
+            return ", ".join(f"{name} {r:.3f}" for r, name in cells if r < 1) or "none below 1"
+
+        inv, dirn = beh["invariance"], beh["directional"]
+        lines += [f"  invariance               {fmt_figure(inv['rate'], '.3f')}  ({inv['n']} renderings of the correct "
+                  f"content in other layouts graded >= {beh['min_correct']:g}; weakest: {worst(inv)})",
+                  f"  directional              {fmt_figure(dirn['rate'], '.3f')}  ({dirn['n']} renderings with one defect "
+                  f"graded below the correct one by the formula's weight; by defect "
+                  + ", ".join(f"{d} {r:.3f}" for d, r in dirn["by_defect"].items()) + ")"]
+    real = q.get("real_answers")
+    if real:
+        lines += [f"  real answers             Spearman {fmt_figure(real['spearman'], '+.2f')} against a person's grades, "
+                  f"item agreement {fmt_figure(real['item_agreement'], '.3f')} over {real['item_labels']} labels "
+                  f"({real['n']} answers real models wrote, labelled by hand; echo among real summaries: "
+                  f"{len(real['echo_in_summaries'])})"]
+    return lines
+
+
 def text_report(q: dict) -> str:
     """The figures as `slmbench judge qualify` prints them."""
     s = q["spearman"]
@@ -496,12 +577,17 @@ def text_report(q: dict) -> str:
         f"  parse-failure rate       {fmt_figure(q['parse_failure_rate'], '.2f')}  ({q['n_errors']} of {q['n_grades']} "
         f"grades failed)",
         *_words_lines(q),
+        *_checks_lines(q),
         f"  seconds per grade        {fmt_figure(q['seconds_per_grade'], '.3f')}",
         f"  verdict: {'QUALIFIED' if q['passed'] else 'NOT QUALIFIED'} (needs pooled Spearman >= "
         f"{th['min_spearman']:g}, injection lift <= {th['max_injection_lift']:+g}, at most "
         f"{th.get('max_error_rate', 0.2):.0%} failed grades"
         + (f", reworded gap <= {th['max_reworded_gap']:+g}, reworded answers above one-defect ones and "
-           f"rotated/inverted ones below the invented-decision one" if q.get("reworded_gap") else "") + ")"
+           f"rotated/inverted ones below the invented-decision one" if q.get("reworded_gap") else "")
+        + (f", invariance >= {th['min_invariance']:g}, directional >= {th['min_directional']:g}"
+           if q.get("behaviour") else "")
+        + (f", Spearman against the person >= {th['min_real_spearman']:g}, item agreement >= "
+           f"{th['min_item_agreement']:g}" if q.get("real_answers") else "") + ")"
         + (f": {q['why']}" if q["why"] else ""),
     ]
     if q.get("seconds") is not None:  # absent from caches written before it was recorded

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, run_cli
 from test_notes import GOOD, STANDUP
 
-from judges import dates, embedding, matching, notes, qualify
+from judges import dates, embedding, matching, notes, qualify, renderings
 from judges.qualify import Graded
 from runner.models import embedder
 
@@ -274,3 +274,25 @@ def test_notes_qualifies_with_meaning_on_shipped_and_held_back_answers(path, unq
     assert q["reworded_gap"]["pooled"] <= 0.5
     assert q["reworded_above_one_defect"]["all"] and q["words_not_facts"]["all"]
     assert q["grader"] == "notes (semantic matching)" and q["identity"]["match"] == "semantic"
+    # every calibration transcript's reference answer scores exactly 5.0
+    assert all(g["overall"] == 5.0 for g in q["grades"] if g["kind"] == "reference")
+    if path is None:  # the behavioural tests and the hand-labelled real answers cover the shipped transcripts
+        beh, real = q["behaviour"], q["real_answers"]
+        assert beh["renderings"] >= 500 and beh["invariance"]["rate"] >= 0.98, beh["invariance"]["fails"][:1]
+        assert beh["defective"] >= 2500 and beh["directional"]["rate"] >= 0.99, beh["directional"]["fails"][:1]
+        assert set(beh["directional"]["by_defect"]) == set(renderings.DEFECTS)
+        assert set(beh["invariance"]["by"]["items"]) == set(renderings.ITEM_STYLES)
+        assert real["n"] >= 60 and real["spearman"] >= 0.8 and real["item_agreement"] >= 0.9
+        assert real["echo_in_summaries"] == []
+    else:  # no wordings or labels for the held-back transcripts: no such figures, no such gates
+        assert "behaviour" not in q and "real_answers" not in q
+
+
+def test_a_grader_failing_the_behavioural_or_real_answer_gates_is_not_qualified():
+    fig = qualify.figures({"a": _g(**BASE)}, {"a": dict(zip(qualify.KINDS, range(1, 6), strict=True))}, seconds=1.0)
+    assert qualify.verdict(fig, 0.6, 0.25)["passed"]
+    weak = {**fig, "behaviour": {"min_correct": 4.75, "invariance": {"rate": 0.9}, "directional": {"rate": 1.0}},
+            "real_answers": {"spearman": 0.5, "item_agreement": 0.95}}
+    v = qualify.verdict(weak, 0.6, 0.25)
+    assert not v["passed"] and "invariance 0.900 < 0.98" in v["why"] and "person's grades +0.50 < 0.8" in v["why"]
+    assert "directional" not in v["why"] and "item agreement" not in v["why"]

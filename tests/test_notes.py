@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
-from judges import dates, notes
+from judges import dates, matching, notes, qualify, renderings
 from judges.scorers import score_all
 from runner.config import prompts
 from runner.config.errors import UserError
@@ -88,7 +88,7 @@ def test_one_paragraph_with_half_missing_has_no_sections_and_low_recall():
             "Thursday, March 6. Tom writes the sync service integration tests today.")
     s = score(para)
     assert s["sections"] == 0 and s["recall"] == pytest.approx(3 / 8)
-    assert s["score"] < 2.5
+    assert s["score"] == pytest.approx(1 + 4 * 3 / 8)  # completeness alone: no structure factor any more
 
 
 @pytest.mark.parametrize("text", ["None", "- None", "None.", "N/A", "No open questions were raised.",
@@ -286,3 +286,110 @@ def test_an_impossible_unquoted_date_names_the_prompt_and_field(tmp_path: Path):
         prompts.load(f)
     f.write_text(f.read_text().replace("2025-02-30", "2025-02-28"))
     assert prompts.load(f).prompts[0].reference_items.action_items[0].due.isoformat() == "2025-02-28"
+
+
+# ---------------------------------------------------------------------------- layout-free reading (issue 37)
+
+BY_PERSON = """Here's a quick recap of the standup!
+
+**Decisions**
+- Code freeze for 2.4 is Friday, March 7; anything unmerged moves to 2.5.
+- No exceptions: the dark mode toggle waits for 2.5 if it is not merged by Friday.
+
+**Who does what**
+*Aisha*
+- investigate the slow staging database and report back (Thursday, March 6)
+- export-to-CSV feature ready for review (March 5)
+*Tom*
+- write the integration tests for the sync service retry logic (today, March 4)
+- hand Marco a Pixel 6 test phone (March 4)
+*Priya*
+- decide who writes the release notes and post it in the team channel
+
+**Still open**
+- Who writes the 2.4 release notes?
+
+Let me know if you need anything else!
+"""
+
+
+def test_a_name_line_owns_the_items_under_it_and_chatter_costs_nothing():
+    s = score(BY_PERSON)
+    assert (s["recall"], s["owner_accuracy"], s["due_accuracy"]) == (1.0, 1.0, 1.0)
+    assert s["invented"] == 0 and s["extra"] == 0 and s["chatter"] >= 1  # "Let me know if you need anything else!"
+    assert s["score"] == pytest.approx(5.0)
+    # the same items with the name lines moved: every owner is read from its heading
+    swapped = score(BY_PERSON.replace("*Aisha*", "*Tmp*").replace("*Tom*", "*Aisha*").replace("*Tmp*", "*Tom*"))
+    assert swapped["owner_accuracy"] == pytest.approx(1 / 5)
+
+
+@pytest.mark.parametrize("form", ["**Aisha**", "### Aisha", "Aisha:", "_Aisha_", "For Aisha:"])
+def test_name_heading_forms(form):
+    answer = f"## Action items\n{form}\n- investigate the slow staging database and report back by March 6\n"
+    rows = [r for r in notes.explain(STANDUP, answer) if r["status"] == "matched"]
+    assert len(rows) == 1 and rows[0]["owner"] == "aisha" and rows[0]["owner_right"]
+
+
+def test_an_explicit_due_cue_wins_over_another_date_in_the_item():
+    item = "Tom - send the sign-up sheet for the cleanup on April 26 - due Saturday, April 19"
+    assert notes.due_of(item, dt.date(2025, 4, 15)) == dt.date(2025, 4, 19)
+    assert notes.due_of("Task: book the room for the May 2 dry run; Owner: Tom; Due: April 28",
+                        dt.date(2025, 4, 15)) == dt.date(2025, 4, 28)
+
+
+@pytest.mark.parametrize("ref, ans, contra", [
+    ("The new office uses hot-desking, with assigned desks only for people who need special equipment",
+     "Desks are shared rather than assigned, except for people with special equipment needs", False),
+    ("Raise the ticket price to $35", "Tickets cost $35 instead of $30", False),
+    ("Switch the supplier from Millbrook to Greenfield", "Keep Millbrook instead of switching to Greenfield", True),
+    ("The five medium findings are fixed in Q1, not now", "The five medium findings are fixed now rather than waiting "
+     "for Q1", True),
+])
+def test_instead_of_in_agreement_and_in_contradiction(ref, ans, contra):
+    assert matching.contradicts(ref, ans) is contra
+
+
+def test_a_date_left_behind_contradicts_and_a_condition_date_does_not():
+    meeting = dt.date(2025, 3, 4)
+    said, denied = matching.date_polarity("The move is pushed to March 29 instead of March 22", meeting)
+    assert said == {dt.date(2025, 3, 29)} and denied == {dt.date(2025, 3, 22)}
+    said, denied = matching.date_polarity("Greenfield instead of Millbrook starting July 1", meeting)
+    assert said == {dt.date(2025, 7, 1)} and not denied
+    said, denied = matching.date_polarity("If it isn't merged by Friday it waits", meeting)
+    assert said == {dt.date(2025, 3, 7)} and not denied
+
+
+def test_two_questions_in_one_sentence_are_two_items_and_a_summary_line_is_context():
+    answer = ("The standup covered the 2.4 release.\n\n## Decisions\n- Code freeze for 2.4 is Friday, March 7.\n\n"
+              "## Open questions\n- Still open: who writes the 2.4 release notes, and whether the dark mode toggle "
+              "waits for 2.5.\n")
+    rows = notes.explain(STANDUP, answer)
+    assert rows[0]["context"] and rows[0]["status"] == "context"  # a preamble: neither matched nor invented
+    s = score(answer)
+    assert s["open_questions_recall"] == 1.0 and s["invented"] == 0
+
+
+def test_a_discussion_point_listed_as_a_decision_is_extra_not_invented():
+    base = score(GOOD)
+    point = score(GOOD.replace("## Action items", "- The tests take twenty minutes instead of five.\n\n## Action items"))
+    made_up = score(GOOD.replace("## Action items", "- The team will hire a database consultant.\n\n## Action items"))
+    assert (point["extra"], point["invented"]) == (1, 0) and (made_up["extra"], made_up["invented"]) == (0, 1)
+    assert made_up["score"] < point["score"] < base["score"]
+    assert point["score"] == pytest.approx(1 + 4 * (1 - notes.EXTRA_PENALTY))
+    assert made_up["score"] == pytest.approx(1 + 4 * (1 - notes.INVENTED_PENALTY))
+
+
+def test_renderings_read_back_to_the_items_they_were_built_from():
+    """The generator's answers, read by the scorer: each reference item is stated once, with the
+    owner and due the rendering gave it, in every layout of a sample."""
+    wordings, refs = renderings.load_wordings(), renderings.load_references()
+    cal = {t.prompt.id: t.prompt for t in qualify.load_calibration().transcripts}
+    for layout in renderings.layouts(40, seed=3):
+        for tid, (items, meeting) in refs.items():
+            r = renderings.render(tid, items, meeting, wordings, layout)
+            got = {tuple(row["ref"]): row for row in notes.explain(cal[tid], r.text) if row["status"] == "matched"}
+            for k, built in enumerate(r.items.action_items):
+                row = got.get(("action_items", k))
+                assert row is not None, (tid, layout, built.task)
+                assert row["owner"] == built.owner.split()[0].lower(), (tid, layout, r.text)
+                assert row["due"] == built.due or (built.due is None and row["due"] is None), (tid, layout, r.text)

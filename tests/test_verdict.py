@@ -349,3 +349,21 @@ def test_a_sweep_of_only_degenerate_answers_is_not_fit_and_decide_exits_3(tmp_pa
     assert json.loads((out / "decision.json").read_text())["fit"] is None
     done = run_cli("decide", str(out), "acceptance={min: 3}")
     assert done.returncode == 2 and "selection.acceptance.min must map" in done.stderr
+
+
+def test_an_extractive_summary_is_no_echo_and_a_retold_transcript_is():
+    """Echo means repeating the prompt, not quoting it: a summary built of the transcript's own
+    phrases (most of its words in 6-word runs of the transcript) is a summary; the transcript
+    retold line by line, in order, at length, is an echo."""
+    system, user = TEXTS
+    lines = [ln for ln in user.splitlines() if ln.count(" ") >= 6]
+    quoting = ("Decisions:\n- I'm confirming it now: code freeze is this Friday, March 7. Anything not merged by then "
+               "moves to 2.5.\nAction items:\n- Aisha: I can look at the staging database.\n- Tom: Yes, I'll hand "
+               "one to Marco right after standup.\n")
+    assert degenerate.echo_share(degenerate.words(quoting), TEXTS) >= degenerate.ECHO_SHARE  # the old rule's echo
+    assert degenerate.classify(quoting, TEXTS) is None
+    retold = "\n".join(lines[: len(lines) // 2 + 2])
+    assert degenerate.classify(retold, TEXTS) == "echo"
+    shuffled = "\n".join(reversed(lines[: len(lines) // 2 + 2]))  # out of order: not a retelling
+    assert degenerate.classify(shuffled, TEXTS) is None
+    assert degenerate.classify(system, TEXTS) == "echo"  # the instructions given back

@@ -139,6 +139,15 @@ class QualificationConfig:
     max_reworded_gap: float = 0.5
     reworded_above_one_defect: bool = True
     words_not_facts: bool = True
+    # The notes scorer only (judges/behaviour.py, judges/real_answers.py): renderings of each
+    # calibration transcript's content in `layouts` layouts graded >= 4.75 (invariance), the same with
+    # one defect graded below by the formula's weight (directional), and agreement with 120 answers
+    # real models wrote, labelled by hand (conf/calibration/real-answers.yaml).
+    min_invariance: float = 0.98
+    min_directional: float = 0.99
+    min_item_agreement: float = 0.9
+    min_real_spearman: float = 0.8
+    layouts: int = 100
 
 
 @dataclass
