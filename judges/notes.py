@@ -3,33 +3,42 @@
 Deterministic: with `semantic` matching a sentence-embedding model (all-MiniLM-L6-v2, run in
 NumPy) compares meanings; with `lexical` matching no model at all. Steps:
 
-1. **Sections.** The answer is split at heading lines for Decisions, Action items and Open
-   questions in the forms models write (markdown `#`, **bold**, `Label:`, numbered "2. Next
-   steps", any case; synonyms such as "Key decisions", "Outcomes", "What we decided", "Next steps",
-   "Follow-ups", "Who does what", "Unresolved", "Pending", "Still open", "Risks/questions"). Lines
-   before the first heading are a preamble and ignored. Under a heading of no known kind, each
-   item's content decides its kind (a question; a named person with a task cue or a date: an
-   action item; else a decision), except under headings that hold no items ("Attendees",
-   "Summary"). An answer with no heading at all is one unsectioned block.
-2. **Items.** In a section, each bullet or numbered line is an item; an indented line or a line
-   directly under an item continues it; a line after a blank line starts a new item. A section
-   without bullets (and an unsectioned answer) is split into sentences, and a sentence into its
-   joined clauses ("Noor merges the fix by Thursday, and Hugo verifies it by Friday"). "None",
-   "N/A" and "No ... were made" lines are no items. Markdown table rows are items (Owner/Task/Due
-   columns in any order); separator and header rows are not.
+Layout is evidence, not a precondition (docs/quality.md, "Reading any layout"):
+
+1. **Blocks.** Heading lines for Decisions, Action items and Open questions in the forms models
+   write (markdown `#`, **bold**, `Label:`, numbered "2. Next steps", a lead-in ending in a colon,
+   any case and many synonyms) give the items under them that kind. A line holding only a
+   person's name (`**Samuel**`, `*Samuel*`, `### Samuel`, `Samuel:`, "For Samuel:") makes that
+   person the owner of the items under it, until the next heading or prose paragraph. Lines
+   before the first heading and blocks under headings that hold no items ("Summary",
+   "Attendees", "Discussion") are `context`: matched like any line, with their evidence weighed
+   CONTEXT_WEIGHT, and an unmatched context line costs nothing. Under any other heading, or with
+   none, an item's content gives its kind (a question; a named person with a task cue or a date:
+   an action item; else a decision).
+2. **Statements.** Each bullet or numbered line, table row (Owner/Task/Due columns in any order
+   and names; the due column read as "due <cell>") or sentence is a statement; a wrapped line or
+   a deeper sub-bullet continues it, as do "Owner: X"/"Due: Y" field lines and a sentence opening
+   with "That/This/It depends..."; a sentence is cut into joined clauses with a person's name as
+   subject ("Noor merges the fix by Thursday, and Hugo verifies it by Friday"). "None" lines are
+   no statements. **Chatter** (judges/support.py: no name, date, number or content word of the
+   transcript beyond words of talk about a summary) is neither matched nor invented.
 3. **Matching** (judges/matching.py): evidence(ref, ans) = max(stem overlap, (embedding cosine -
-   0.25) / 0.75) + 0.15 x agreeing facts (owner, date); a pair may match at >= 0.4; pairs are
-   assigned one to one, best first. Content stems: word tokens (judges.text.tokens) minus
-   stopwords, people's names and date words, with a trailing "s" dropped and cut to 6 characters;
-   overlap = |stems(ref) & stems(ans)| / |stems(ref)|. `lexical` matching leaves the cosine out.
-   A decision that negates the reference's, or a decision or question naming another date, is
-   `contradicted`, not matched.
+   0.25) / 0.75) + 0.15 x agreeing facts (owner, date); a pair may match at >= 0.4; the pairing
+   is the one of highest total rank (evidence from meaning and words + 0.01 x facts + 0.15 when
+   the kinds agree), one to one. The embedding compares what an item says without who and when
+   (`_what`). Content stems: word tokens (judges.text.tokens) minus stopwords, people's names and
+   date words, with a trailing "s" dropped and cut to 6 characters; overlap = |stems(ref) &
+   stems(ans)| / |stems(ref)|. `lexical` matching leaves the cosine out. A decision that negates
+   the reference's, or a decision or question naming another date or the date the reference left
+   behind, is `contradicted`, not matched.
 4. **Fields** of a matched action item: the owner is a name from the transcript's speakers and
-   the reference's owners (an "Owner:" label first, then a name opening the item, then one in
-   parentheses, then "<name> will/to/:", then the first name mentioned), compared by first name,
-   case-insensitive. The due date (judges.dates; relative forms against the meeting's date, the
-   first date in the transcript) prefers a date after "due"/"by", else the item's last date; a
-   reference due of null is met by an item with no date.
+   the reference's owners (an "Owner:" label first, a cue such as "falls to X" or "X's job", a
+   name opening the item, one closing it after a dash, one in parentheses, "<name> will/to/:",
+   then the first name mentioned), compared by first name, case-insensitive. The due date
+   (judges.dates; relative forms against the meeting's date, the first date in the transcript)
+   is a date after an explicit cue ("due", "by", "deadline", "no later than"), else after a weak
+   one ("on", "before", "until"), else the item's last date; a reference due of null is met by
+   an item with no date.
 
 Figures per answer (each None where undefined):
 - `<section>_recall` = matched reference items of that kind / reference items of that kind;
@@ -39,19 +48,20 @@ Figures per answer (each None where undefined):
   answer items;
 - `owner_accuracy`, `due_accuracy` = share of matched action items with the right owner / due;
 - `contradicted` = answer items that state a reference decision's opposite or another date;
-- `duplicates` = unmatched answer items that restate a matched item of the same section (Dice
-  coefficient of their stems, 2|A & B| / (|A| + |B|), >= 0.7); `invented` = the other unmatched
-  answer items (a made-up decision that borrows an action item's nouns is still invented);
-- `sections` = how many of the three sections have a heading (0-3);
-- `score` (1-5) = 1 + 4 x completeness x accuracy x faithfulness x structure, where
+- `duplicates` = unmatched answer items that restate a matched item (Dice coefficient of their
+  stems, 2|A & B| / (|A| + |B|), >= 0.7); `extra` = other unmatched items the transcript supports
+  (judges/support.py: a discussion point listed as a decision); `invented` = unmatched items it
+  does not support; `chatter` = statements that state nothing (not counted elsewhere);
+- `sections` = how many of the three sections have a heading (0-3; reported, not scored);
+- `score` (1-5) = 1 + 4 x completeness x accuracy x faithfulness, where
   completeness = `recall`;
   accuracy = mean over matched action items of (owner right + due right) / 2 (1 when none);
-  faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x contradicted);
-  structure = 0.75 + 0.25 x sections / 3.
+  faithfulness = 0.7^invented x 0.5^contradicted x 0.9^duplicates x 0.9^extra.
   Each factor is a share, so a defect costs in proportion: one wrong owner among five action
   items costs 10%, one invented item 30% (a made-up decision misleads more than a gap), one
-  contradicted item 50% plus its reference item unmatched (the opposite of what was decided
-  misleads more than a made-up item).
+  extra or repeated item 10%, one contradicted item 50% plus its reference item unmatched (the
+  opposite of what was decided misleads more than a made-up item); defects multiply, so many of
+  them never make a real summary score like a loop.
 """
 
 from __future__ import annotations

@@ -458,6 +458,15 @@ def _checks(grader: Grader, calibration: CalibrationSet, layouts: int) -> dict:
 
     prompts = {t.prompt.id: t.prompt for t in calibration.transcripts}
     match = grader.identity.get("match", "semantic")
+    # keyed by what they read (the transcripts, not the calibration answers): an edited answer of
+    # the calibration set grades its 55 answers again, not 3,600 renderings and real answers
+    key = json.dumps({"v": VERSION, "grader": grader.identity, "layouts": layouts,
+                      "transcripts": sorted((p.id, p.user_text(), repr(p.reference_items)) for p in prompts.values())},
+                     sort_keys=True)
+    path = paths.home() / "qualification" / f"checks-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    cached = _read_cached(path)
+    if cached is not None:
+        return cached
     out: dict = {}
 
     def overall(prompt: Prompt, answer: str) -> float | None:
@@ -470,6 +479,10 @@ def _checks(grader: Grader, calibration: CalibrationSet, layouts: int) -> dict:
     if labelled:
         out["real_answers"] = real_answers.figures(labelled, prompts, overall,
                                                    lambda p, a: notes.explain(p, a, match))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
     return out
 
 

@@ -9,7 +9,9 @@ Figures (`figures`):
   action item both stated, whether its owner and its due are right. n counts those labels;
 - `echo_in_summaries`: answers the person judged real summaries that runner/metrics/degenerate.py
   classes `echo` (must be none), and `summaries_degenerate` any class at all;
-- `by_model`: the person's mean grade and the grader's, per model.
+- `by_model`: the person's mean grade and the grader's, per model;
+- `disagreements`: counts by label and direction ("owner.person_yes_grader_no": the person read
+  the owner right, the grader did not).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def figures(answers: list[Labelled], prompts: dict[str, Prompt], grade: Callable
                     if bool(want) == bool(have):
                         agree += 1
                     else:
-                        disagreements[f"{what}: person {'yes' if want else 'no'}, grader {'yes' if have else 'no'}"] += 1
+                        # a name MLflow takes as a metric's: letters, digits, "_", "." only
+                        disagreements[f"{what}.person_{'yes' if want else 'no'}_grader_{'yes' if have else 'no'}"] += 1
     return {"n": len(answers), "graded": len(grader), "spearman": spearman(grader, person) if len(grader) > 2 else None,
             "item_agreement": agree / total if total else None, "item_labels": total,
             "disagreements": dict(sorted(disagreements.items(), key=lambda kv: -kv[1])),

@@ -275,12 +275,12 @@ from judges import notes as _notes  # noqa: E402
 def notes(prompt: Prompt, answer: str, match: str = "semantic") -> dict[str, float] | None:
     """Meeting notes checked item by item against `prompt.reference_items` (judges/notes.py
     gives every step): per-section recall and precision, owner and due-date accuracy over
-    matched action items, invented, duplicated and contradicted items, sections present, and
-    score = 1 + 4 x completeness x accuracy x faithfulness x structure (completeness = recall;
+    matched action items, invented, extra, duplicated, contradicted and chatter statements, sections
+    present, and score = 1 + 4 x completeness x accuracy x faithfulness (completeness = recall;
     accuracy = mean (owner right + due right) / 2 over matched action items; faithfulness =
-    max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x contradicted); structure = 0.75 +
-    0.25 x sections / 3). Items are paired by `match` (judges/matching.py): semantic (meaning,
-    words, facts) or lexical (words, facts). None without reference_items."""
+    0.7^invented x 0.5^contradicted x 0.9^duplicates x 0.9^extra). Any layout: headings are
+    evidence, not a precondition. Items are paired by `match` (judges/matching.py): semantic
+    (meaning, words, facts) or lexical (words, facts). None without reference_items."""
     return _notes.score(prompt, answer, match)
 
 

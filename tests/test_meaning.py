@@ -289,7 +289,8 @@ def test_notes_qualifies_with_meaning_on_shipped_and_held_back_answers(path, unq
 
 
 def test_a_grader_failing_the_behavioural_or_real_answer_gates_is_not_qualified():
-    fig = qualify.figures({"a": _g(**BASE)}, {"a": dict(zip(qualify.KINDS, range(1, 6), strict=True))}, seconds=1.0)
+    ranks = {k: i + 1 for i, k in enumerate(qualify.KINDS)} | {"injected": 4}
+    fig = qualify.figures({"a": _g(**BASE)}, {"a": ranks}, seconds=1.0)
     assert qualify.verdict(fig, 0.6, 0.25)["passed"]
     weak = {**fig, "behaviour": {"min_correct": 4.75, "invariance": {"rate": 0.9}, "directional": {"rate": 1.0}},
             "real_answers": {"spearman": 0.5, "item_agreement": 0.95}}

@@ -87,7 +87,8 @@ def test_verdict_thresholds():
     assert not verdict(f, 0.6, 0.25)["passed"] and "0.59 < 0.6" in verdict(f, 0.6, 0.25)["why"]
     assert verdict(f, 0.5, 0.25) == {"passed": True, "why": None, "thresholds": {
         "min_spearman": 0.5, "max_injection_lift": 0.25, "max_error_rate": 0.2, "max_reworded_gap": 0.5,
-        "reworded_above_one_defect": True, "words_not_facts": True}}
+        "reworded_above_one_defect": True, "words_not_facts": True, "min_invariance": 0.98, "min_directional": 0.99,
+        "min_item_agreement": 0.9, "min_real_spearman": 0.8}}
     assert not verdict({"spearman": {"pooled": None}, "injection_lift": 0.0}, 0.6, 0.25)["passed"]
 
 
@@ -110,7 +111,9 @@ def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, unqualified_ho
     grader.grade = lambda p, a: calls.append(1) or inner(p, a)
     cal = qualify.load_calibration()
     first = qualify.qualify(grader, cal)
-    n = sum(len(t.answers) for t in cal.transcripts)
+    # the calibration answers, then the behavioural renderings and the hand-labelled real answers
+    n = sum(len(t.answers) for t in cal.transcripts) + first["behaviour"]["renderings"] + first["behaviour"][
+        "defective"] + first["real_answers"]["n"]
     assert first["passed"] and not first["cached"] and len(calls) == n
     assert first["spearman"]["pooled"] >= 0.8 and first["adjacent_accuracy"] >= 0.75
     assert first["injection_lift"] <= 0
@@ -119,10 +122,11 @@ def test_notes_qualifies_and_the_result_is_cached(tmp_path: Path, unqualified_ho
     assert not again["passed"]  # thresholds apply at read time
     # the cache key is the grader's identity and the calibration set's digest: change either, grade again
     edited = tmp_path / "cal.yaml"
-    edited.write_text(Path(cal.path).read_text().replace("Friday", "Friday ", 1))
+    edited.write_text(Path(cal.path).read_text().replace("description: ", "description:  ", 1))  # the set, not a transcript
     other = qualify.load_calibration(edited)
     assert other.digest != cal.digest and qualify.cache_path(grader, other) != qualify.cache_path(grader, cal)
-    assert not qualify.qualify(grader, other)["cached"] and len(calls) == 2 * n
+    # the behavioural and real-answer figures read the transcripts, which the edit left alone: reused
+    assert not qualify.qualify(grader, other)["cached"] and len(calls) == n + sum(len(t.answers) for t in cal.transcripts)
     judge, changed = qualify.Grader("j", {"code": "a"}, grader.grade), qualify.Grader("j", {"code": "b"}, grader.grade)
     assert qualify.cache_path(judge, cal) != qualify.cache_path(changed, cal)
 

@@ -301,10 +301,11 @@ def quality_section(q: dict) -> list[str]:
         rows = [[k, fmt(v["mean"], 3), v["n"]] for k, v in q["scorers"].items()]
         match = (((q.get("qualifications") or {}).get("notes") or {}).get("identity") or {}).get("match")
         lines += ["Cheap scorers (judges/scorers.py; formulas in their docstrings). `notes.score` = 1 + 4 x "
-                  "completeness x accuracy x faithfulness x structure, where completeness = `notes.recall` "
+                  "completeness x accuracy x faithfulness, where completeness = `notes.recall` "
                   "(reference items matched / reference items), accuracy = mean of (owner right + due right) / 2 "
-                  "over matched action items, faithfulness = max(0, 1 - 0.3 x invented - 0.1 x duplicates - 0.5 x "
-                  "contradicted), structure = 0.75 + 0.25 x sections / 3 (judges/notes.py). "
+                  "over matched action items, faithfulness = 0.7^invented x 0.5^contradicted x 0.9^duplicates x "
+                  "0.9^extra (extra: statements the transcript supports that are no reference item) "
+                  "(judges/notes.py). "
                   + (f"Items were paired by **{match} matching**: " if match else "Items are paired by ")
                   + "evidence = max(content-stem overlap, (embedding cosine - 0.25) / 0.75) + 0.15 x agreeing facts "
                   "(owner, date), >= 0.4, one to one (lexical matching leaves the cosine out); a decision that "
