@@ -519,7 +519,7 @@ def _grade(prompt: Prompt, answer: str, match: str, rows: list[dict] | None) -> 
         raise ValueError(f"notes matching must be one of {matching.MATCHINGS}, not {match!r}")
     names = candidate_names(prompt, refs)
     meeting = dates.meeting_date(prompt.user_text())
-    transcript = support.Transcript.of(prompt.user_text(), meeting)
+    transcript = support.Transcript.of(prompt.user_text(), meeting, content_stems)
     parsed = parse_sections(answer, names)
     stems_all = [content_stems(it.text, names) for it in parsed.items]
     chatter = [support.is_chatter(it.text, st, names, transcript, meeting) for it, st in zip(parsed.items, stems_all, strict=True)]

@@ -66,8 +66,6 @@ def figures(answers: list[Labelled], prompts: dict[str, Prompt], grade: Callable
             read: Callable[[Prompt, str], list[dict]] | None = None) -> dict:
     """The figures above; `read` gives a grader's item reading (notes.explain), None for graders
     that give only an overall grade."""
-    from judges.qualify import spearman
-
     person, grader = [], []
     agree = total = 0
     disagreements: dict[str, int] = defaultdict(int)
@@ -107,12 +105,21 @@ def figures(answers: list[Labelled], prompts: dict[str, Prompt], grade: Callable
                     else:
                         # a name MLflow takes as a metric's: letters, digits, "_", "." only
                         disagreements[f"{what}.person_{'yes' if want else 'no'}_grader_{'yes' if have else 'no'}"] += 1
-    return {"n": len(answers), "graded": len(grader), "spearman": spearman(grader, person) if len(grader) > 2 else None,
+    return {"n": len(answers), "graded": len(grader), "spearman": _spearman(grader, person),
             "item_agreement": agree / total if total else None, "item_labels": total,
             "disagreements": dict(sorted(disagreements.items(), key=lambda kv: -kv[1])),
             "echo_in_summaries": echo, "summaries_degenerate": flagged,
             "by_model": {m: {"n": len(v), "person": mean(p for p, _ in v), "grader": mean(g for _, g in v)}
                          for m, v in sorted(per_model.items())}}
+
+
+def _spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rho with average ranks for ties (scipy); None for fewer than 3 pairs or a constant side."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
 
 
 def _stated(rows: list[dict]) -> dict[tuple[str, int], dict]:

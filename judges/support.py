@@ -16,7 +16,8 @@ extra or invented.
   up: CONTEXT_SHARE of its stems anywhere in the transcript support it.
 - **invented**: the rest: what nobody in the meeting said.
 
-The transcript's sentences, stems and dates are computed once per prompt (`Transcript.of`).
+The transcript's sentences, stems and dates are computed once per prompt (`Transcript.of`), with
+the scorer's own stems (passed in: this module sits below judges/notes.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from judges import dates
@@ -60,9 +62,9 @@ class Transcript:
 
     @staticmethod
     @functools.lru_cache(maxsize=64)
-    def of(text: str, meeting: dt.date | None) -> Transcript:
-        from judges.notes import content_stems
-
+    def of(text: str, meeting: dt.date | None, content_stems: Callable[[str, set[str]], set[str]]) -> Transcript:
+        """The transcript read once; `content_stems` is the scorer's own (judges.notes.content_stems),
+        so a statement and the transcript are cut into the same stems."""
         sentences = tuple(s.strip() for line in text.splitlines() for s in _SENTENCE.split(_SPEAKER.sub("", line))
                           if s.strip())
         stems = tuple(frozenset(content_stems(s, set())) for s in sentences)
