@@ -119,6 +119,8 @@ _TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{2,}")
 _NONE = re.compile(r"^\(?(?:none|n/?a|nothing|-)\b[^.]{0,30}\)?[.!]?$"
                    r"|^(?:there (?:were|are|was|is) )?no (?:other |further |new |open |outstanding |specific |formal )?"
                    r"(?:decisions?|action items?|actions?|questions?|items?|tasks?|issues?)\b[^.]{0,40}[.!]?$", re.I)
+# The names of an item's owner and due fields ("Owner: Samuel; Due: Friday").
+_FIELD_NAMES = r"owner|assignee|assigned to|responsible|who|due(?: date)?|deadline|when"
 _OWNER_COLUMNS = {"owner", "who", "assignee", "responsible", "person", "name", "assigned to", "owner(s)"}
 _DUE_COLUMNS = {"due", "due date", "deadline", "when", "by", "by when", "date", "target date", "due by"}
 # Prose joins items in one sentence: "Noor merges the fix by Thursday, and Hugo's team verifies it
@@ -165,7 +167,8 @@ _OWNER_CUE = re.compile(r"\b(?:falls to|assigned to|handled by|owned by|goes to|
                         + _NAME + r")|\b(" + _NAME + r")'s\s+(?:job|task|responsibility|action|to-?do)\b", re.I)
 _DUE_CUE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|when(?=\s*:))\b[*_:\s]*", re.I)
 _WEAK_CUE = re.compile(r"\b(?:before|until|on)\b[:\s]*", re.I)
-_NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date|no deadline|date (?:not|un)specified|tbd|not stated)\b", re.I)
+_NO_DATE = re.compile(r"\b(?:no (?:\w+ )?(?:due )?date(?: given| set)?|no deadline|date (?:not|un)specified|tbd"
+                      r"|not stated)\b", re.I)
 _SPEAKER = re.compile(r"^\s*([^\W\d_][\w'-]+)(?: [^\W\d_][\w'-]+)?:", re.M)
 
 
@@ -180,7 +183,6 @@ class Item:
 class Parsed:
     items: list[Item] = field(default_factory=list)
     sections: set[str] = field(default_factory=set)
-    guessed: bool = False  # some items sat under a heading of no known kind
 
 
 GUESS = "guess"
@@ -264,7 +266,6 @@ def parse_sections(answer: str, names: set[str] | frozenset = frozenset()) -> Pa
             continue
         if headingish and (headed or _is_heading_line(raw)):
             current, owner, headed = (CONTEXT if _NOT_ITEMS.match(label) else GUESS), None, True
-            out.guessed |= current == GUESS
             continue
         blocks.setdefault((current, owner), []).append(raw)
     for (kind, who), lines in blocks.items():
@@ -319,8 +320,7 @@ def kind_of(text: str, names: set[str] | frozenset) -> str:
     return "decisions"
 
 
-_FIELD = re.compile(r"^[\s>*_+-]*(?:owner|assignee|assigned to|who|responsible|due(?: date)?|deadline|when|by|status)"
-                    r"\s*[*_]*\s*:", re.I)
+_FIELD = re.compile(r"^[\s>*_+-]*(?:" + _FIELD_NAMES + r"|by|status)\s*[*_]*\s*:", re.I)
 
 
 def _items(lines: list[str], names: set[str] | frozenset = frozenset()) -> list[str]:
@@ -392,9 +392,8 @@ def _is_table_header(line: str) -> bool:
 
 
 _DUE_PHRASE = re.compile(r"\b(?:due(?: date)?|by|deadline|no later than|on|before|until)\s*[:\-]?\s*$", re.I)
-_NO_DUE = re.compile(r"\(?\b(?:no (?:\w+ )?(?:due )?date(?: given| set)?|no deadline|date (?:not|un)specified|tbd)\b\)?", re.I)
 _CUE_WORDS = {"due", "by", "deadline", "no"}
-_OWNER_MARK = re.compile(r"\b(?:owner|assignee|assigned to|responsible|who|due(?: date)?|deadline|when)\s*[*_]*:\s*", re.I)
+_OWNER_MARK = re.compile(r"\b(?:" + _FIELD_NAMES + r")\s*[*_]*:\s*", re.I)
 
 
 def _what(text: str, names: set[str] | frozenset, meeting: dt.date | None) -> str:
@@ -409,7 +408,7 @@ def _what(text: str, names: set[str] | frozenset, meeting: dt.date | None) -> st
         closing = re.match(r"^[\s).,;\]]*$", text[end:]) and re.search(r"[-\u2013\u2014|,(\[]\s*[*_]*$", text[:start])
         if cue and cue.group(0).split()[0].lower().strip(":-") in _CUE_WORDS or closing:
             text = text[:cue.start() if cue else start] + " " + text[end:]
-    text = _OWNER_MARK.sub(" ", _NO_DUE.sub(" ", text))
+    text = _OWNER_MARK.sub(" ", _NO_DATE.sub(" ", text))
     # an owner's name where owners are written (first, after a dash, bar or bracket), not "send Tomasz the list"
     text = re.sub(r"(^|[-\u2013\u2014|(\[,;:]\s*)[*_]*(" + _NAME + r")[*_]*(?='s\b|\b)",
                   lambda m: m.group(1) if m.group(2).lower().removesuffix("'s") in names else m.group(0), text.strip())

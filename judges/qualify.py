@@ -442,6 +442,14 @@ def _one_measures(path: Path, name: str) -> Iterator[None]:
         yield
 
 
+def _write_whole(path: Path, entry: dict) -> None:
+    """A cache entry written whole or not at all (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(entry, indent=2))
+    tmp.replace(path)
+
+
 def _read_cached(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text()) if path.is_file() else None
@@ -479,10 +487,7 @@ def _checks(grader: Grader, calibration: CalibrationSet, layouts: int) -> dict:
     if labelled:
         out["real_answers"] = real_answers.figures(labelled, prompts, overall,
                                                    lambda p, a: notes.explain(p, a, match))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
+    _write_whole(path, out)
     return out
 
 
@@ -522,10 +527,7 @@ def qualify(grader: Grader, calibration: CalibrationSet, min_spearman: float = 0
             cached["cached"] = True
         else:
             cached = _measure(grader, calibration, progress, gates.layouts)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # a whole entry or none, never half
-            tmp.write_text(json.dumps(cached, indent=2))
-            tmp.replace(path)
+            _write_whole(path, cached)
             cached["cached"] = False
     return {**cached, **verdict(cached, min_spearman, max_injection_lift, max_error_rate, gates)}
 
