@@ -4,6 +4,7 @@ the rationale) and the prompt's `<1-5>` example, tried on the calibration set of
     python benchmarks/rubric_variants.py [JUDGE_ALIAS ...]   (default: smollm2-135m-int8 smollm2-135m-fp32)
     python benchmarks/rubric_variants.py MODEL_ID --base-url URL   (a judge served by an OpenAI-compatible endpoint)
     python benchmarks/rubric_variants.py smollm2-135m-int4 --variants 1 --transcripts 1   (the smallest run)
+    python benchmarks/rubric_variants.py qwen2.5-coder-1.5b-int4 --backend genai --pick 2,4   (rationale first, on genai)
 
 Prints, per judge and variant, the qualification figures (judges/qualify.py) and the share of
 aspect scores that were 1. One run, one machine; docs/quality.md keeps three int8 rows of one run and says so.
@@ -37,8 +38,8 @@ def calibration(transcripts: int | None):
                                digest=f"{cal.digest}[:{transcripts}]")
 
 
-def run(aliases: list[str], variants: int, transcripts: int | None, base_url: str | None = None,
-        api_key_env: str | None = None) -> None:
+def run(aliases: list[str], variants: list[int], transcripts: int | None, base_url: str | None = None,
+        api_key_env: str | None = None, backend_option: str | None = None) -> None:
     from judges import qualify
     from judges.grading import judge_backend
     from judges.rubric import RubricJudge
@@ -47,10 +48,12 @@ def run(aliases: list[str], variants: int, transcripts: int | None, base_url: st
     cal = calibration(transcripts)
     for alias in aliases:
         endpoint = {"backend": "openai", "base_url": base_url, "api_key_env": api_key_env} if base_url else {}
+        if backend_option:
+            endpoint["backend"] = backend_option
         backend = judge_backend(JudgeConfig(name=alias, model=alias, **endpoint))
         backend.load()
         try:
-            for label, (rationale_first, example) in list(VARIANTS.items())[:variants]:
+            for label, (rationale_first, example) in [list(VARIANTS.items())[i - 1] for i in variants]:
                 judge = RubricJudge(backend, alias, rationale_first=rationale_first, score_example=example)
                 scores: Counter = Counter()
 
@@ -79,18 +82,30 @@ def main(argv: list[str] | None = None) -> None:
                         "with --base-url, the ids of models that endpoint serves")
     parser.add_argument("--variants", type=int, choices=range(1, len(VARIANTS) + 1), default=len(VARIANTS),
                         metavar="N", help=f"the first N of the {len(VARIANTS)} variants (default: all)")
+    parser.add_argument("--pick", metavar="K,K", help="these variants only, by their number (1-based, in the "
+                        "order above; e.g. 2,4: the rationale-first pair)")
     parser.add_argument("--transcripts", type=int, default=None, metavar="N",
                         help="grade only the first N calibration transcripts (default: all)")
     parser.add_argument("--base-url", metavar="URL", help="grade on this OpenAI-compatible endpoint (e.g. "
                         "http://127.0.0.1:8000/v1) instead of in process")
     parser.add_argument("--api-key-env", metavar="VAR", help="with --base-url: the environment variable holding "
                         "the endpoint's API key")
+    parser.add_argument("--backend", metavar="NAME", help="the conf/backend option an in-process judge runs on "
+                        "(default: foundry; genai reuses each transcript's shared prefix)")
     args = parser.parse_args(argv)
     if args.transcripts is not None and args.transcripts < 1:
         parser.error("--transcripts must be >= 1")
     if args.base_url and not args.aliases:
         parser.error("--base-url needs the ids of the models to try (JUDGE_ALIAS ...)")
-    run(args.aliases or DEFAULT_JUDGES, args.variants, args.transcripts, args.base_url, args.api_key_env)
+    picked = list(range(1, args.variants + 1))
+    if args.pick:
+        try:
+            picked = [int(k) for k in args.pick.split(",")]
+        except ValueError:
+            parser.error(f"--pick takes variant numbers like 2,4, not {args.pick!r}")
+        if not all(1 <= k <= len(VARIANTS) for k in picked):
+            parser.error(f"--pick: variants are numbered 1-{len(VARIANTS)}")
+    run(args.aliases or DEFAULT_JUDGES, picked, args.transcripts, args.base_url, args.api_key_env, args.backend)
 
 
 if __name__ == "__main__":

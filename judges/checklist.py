@@ -85,6 +85,9 @@ def messages(qs: list[Question], answer: str, reasoning: bool = True) -> list[di
     listed = "\n".join(f"{q.id}: {q.text}" for q in qs)
     shape = '{{"reasoning": "<what the summary says>", "verdict": "<yes or no>"}}' if reasoning else '"<yes or no>"'
     example = ", ".join(f'"{q.id}": {shape.format()}' for q in qs[:2])
+    # The summary comes first although the questions are what every answer to one prompt shares (a
+    # backend=genai judge would then read them once): with the questions first the 1.5B judge said
+    # "no" to all 66 questions of office-move's six answers, the reference's included (2026-12-08).
     user = (f"<summary>\n{answer}\n</summary>\n\nQuestions:\n{listed}\n\n"
             f"Reply with one JSON object holding every question id, like {{{example}, ...}}, and nothing else.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]

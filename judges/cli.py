@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("name", help="a judge (conf/judge/NAME or a model alias, optionally NAME/checklist) or a scorer "
                                 f"({', '.join(qualify.SCORER_FIGURES)})")
     q.add_argument("--mode", choices=sorted(modes.MODES), default=None, help="judge mode (default: the config's)")
+    q.add_argument("--backend", default=None, help="the conf/backend option the judge runs on (default: the "
+                                                   "config's; genai: in process, reusing each prompt's shared prefix)")
     q.add_argument("--base-url", default=None, help="judge=openai: the endpoint")
     q.add_argument("--model-id", default=None, help="the model id the judge's backend is asked for")
     q.add_argument("--api-key-env", default=None, help="name of the env var holding the endpoint's key")
@@ -88,7 +90,8 @@ def cmd_qualify(args) -> int:
         from judges.grading import judge_backend, qualify_judge
         from runner.backends import BackendError
 
-        judge = judge_config(args.name, args.mode, {"base_url": args.base_url, "model_id": args.model_id,
+        judge = judge_config(args.name, args.mode, {"backend": args.backend, "base_url": args.base_url,
+                                                    "model_id": args.model_id,
                                                     "api_key_env": args.api_key_env, "reasoning": args.reasoning},
                              {**thresholds, "calibration": args.calibration})
         try:

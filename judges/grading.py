@@ -158,6 +158,9 @@ def _run_judge(judge, job_dir: Path, ok: list[dict], by_id: dict, qualifications
     for r in ok[: judge.injection_probe]:
         todo.append((r, 0, "injection"))
     todo = [t for t in todo if (t[0]["round"], t[0]["prompt_id"], t[1], t[2]) not in done]
+    # One prompt's grades in a row: a backend that keeps its last request's state (backend=genai)
+    # then reads each prompt's shared part (system prompt, transcript, reference) once.
+    todo.sort(key=lambda t: t[0]["prompt_id"])
     if not todo and judge_name in known:
         return {}
     try:

@@ -34,6 +34,9 @@ SMALLEST = {
     "conversion.py": ([SMALLEST_MODEL, "--prompts", "1", "--new-tokens", "4"],
                       ("smollm2-135m-fp32)", "wall: float32 reference check")),
     "judge_prefix.py": ([SMALLEST_MODEL, "--transcripts", "1", "--answers", "2"], "less prefill"),
+    # a 135M checklist judge, verdicts only, on the direct runtime: ~3 s a grade
+    "judge_real_answers.py": ([f"{SMALLEST_MODEL}/checklist", "--backend", "genai", "--limit", "3"],
+                              ("Spearman vs the person", "s a grade")),
     "loadgen.py": (["--seconds", "0.2"], "b) client path at   400 req/s"),
     "models.py": ([SMALLEST_MODEL], "one fresh process per model"),
     # both paths must generate the same tokens, or the comparison is void
@@ -49,7 +52,7 @@ SMALLEST = {
     "tracking.py": (["--jobs", "1"], "limit"),
     "tracking_traces.py": (["--requests-per-prompt", "1"], "assessments"),
 }
-NEEDS_PACK = {"conversion.py", "judge_prefix.py", "models.py", "overhead.py", "penalties.py"}
+NEEDS_PACK = {"conversion.py", "judge_prefix.py", "judge_real_answers.py", "models.py", "overhead.py", "penalties.py"}
 # Where scripts are quoted as commands to run.
 PAGES = [ROOT / "README.md", BENCHMARKS / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 QUOTED = re.compile(r"(?:\.venv/bin/)?python\s+benchmarks/([\w-]+\.py)([^`\n#]*)")

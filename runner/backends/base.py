@@ -113,3 +113,19 @@ class Backend(ABC):
 
     def describe(self) -> dict:
         return {"backend": self.name}
+
+
+def folder_token_counts(folder: str | None, texts: list[str]) -> list[int] | None:
+    """Each text's length in tokens by a model folder's own tokenizer.json (the `tokenizers` package,
+    installed with the `import` extra); None when either is missing or unreadable."""
+    if not folder:
+        return None
+    try:
+        from pathlib import Path
+
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    except Exception:  # no package, no file, an unreadable file: the caller estimates instead
+        return None
+    return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]

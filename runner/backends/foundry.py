@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
-from runner.backends.base import Backend, BackendError, Capabilities, Completion, GenParams, Message, OnDelta
+from runner.backends.base import (
+    Backend,
+    BackendError,
+    Capabilities,
+    Completion,
+    GenParams,
+    Message,
+    OnDelta,
+    folder_token_counts,
+)
 from runner.models import catalog, memory
 
 _FINISH = {0: None, 1: "error", 2: "stop", 3: "length", 4: "tool_calls"}
@@ -146,18 +154,11 @@ class FoundryBackend(Backend):
         return reply["choices"][0]["message"].get("content") or ""
 
     def count_tokens(self, texts: list[str]) -> list[int] | None:
-        """With the model folder's own tokenizer.json (the `tokenizers` package, installed with the
-        `import` extra); None when either is missing."""
         try:
-            from tokenizers import Tokenizer
-
             path = self._folder()
-            tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json")) if path else None
-        except Exception:  # no package, no folder, no or an unreadable tokenizer.json: estimate instead
+        except Exception:  # an unregistered model: estimate instead
             return None
-        if tokenizer is None:
-            return None
-        return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return folder_token_counts(path, texts)
 
     def _folder(self) -> str | None:
         if self.spec is not None and self.spec.source.kind != "remote":

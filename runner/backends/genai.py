@@ -1,0 +1,218 @@
+"""ONNX Runtime GenAI in process, called directly: the runtime Foundry Local embeds, on the same
+model folders (a built pack or imported model), without Foundry Local's request layer.
+
+What that buys is a generator that outlives a request. `complete` (the judges' untimed path) keeps
+the last request's generator and its KV cache, and reads only the tokens a new prompt does not
+share with the last one: the grades of one transcript's answers share the system prompt, the
+transcript and the reference, so only the answer and what follows it are read anew
+(`Generator.rewind_to`; the JSON-schema guidance is reset by the rewind). A greedy reply is the
+same as a fresh read's (tests/test_genai_backend.py compares whole replies; `complete(...,
+reuse=False)` is the fresh read). A sampled request (temperature > 0: a judge's retries and
+repeats) always starts a fresh generator, so its seed means what it says.
+
+`chat` (the timed path) reads every request anew in a fresh generator, as Foundry Local does: a
+benchmark request must not see the one before it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from runner.backends.base import (
+    Backend,
+    BackendError,
+    Capabilities,
+    Completion,
+    GenParams,
+    Message,
+    OnDelta,
+    folder_token_counts,
+)
+from runner.models import memory
+
+# The smallest KV capacity (prompt + reply tokens) a kept generator is built with: the grades of a
+# calibration transcript fit, so one generator serves them all; a longer request builds a larger one.
+MIN_CAPACITY = 4096
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class GenAIBackend(Backend):
+    name = "genai"
+    # repetition_penalty is ORT GenAI's own search option (multiplicative, 1.0 = off), passed as is.
+    capabilities = Capabilities(in_process=True, structured_output=True, parallel_safe=False,
+                                penalties=("repetition_penalty",))
+
+    def __init__(self, model_id: str, timeout_s: float = 120.0, spec=None, reuse_prefix: bool = True):
+        self.model_id, self.timeout_s, self.spec = model_id, timeout_s, spec
+        self.reuse_prefix = reuse_prefix
+        self._model = self._tokenizer = None
+        self._kept = None  # (settings key, generator, prompt ids, capacity) of the last greedy complete()
+        self.reuse_stats = {"requests": 0, "prompt_tokens": 0, "reused_tokens": 0}  # tokens read and reused (tests, benchmarks)
+
+    @classmethod
+    def from_config(cls, backend_cfg, model) -> GenAIBackend:
+        options = dict(getattr(backend_cfg, "options", None) or {})
+        return cls(model.id, backend_cfg.timeout_s, model, **options)
+
+    def _folder(self) -> str:
+        from runner.models import pack
+
+        if self.spec is None or self.spec.source.kind == "remote" or not pack.is_built(self.spec):
+            alias = self.spec.alias if self.spec is not None else self.model_id
+            raise BackendError(f"backend genai runs built pack or imported models; '{alias}' is not built "
+                               f"(run `slmbench models pack {alias}` or `slmbench models import`)")
+        return str(pack.model_folder(self.spec))
+
+    def load(self) -> float:
+        import onnxruntime_genai as og
+
+        folder = self._folder()
+        if short := memory.shortfall(self.spec.alias, "loading it", self.spec.run_memory_mb):
+            raise BackendError(short)
+        t0 = time.perf_counter()
+        try:
+            self._model = og.Model(folder)
+            self._tokenizer = og.Tokenizer(self._model)
+        except Exception as exc:  # native errors carry no stable type
+            raise BackendError(f"loading {folder} failed: {exc}") from None
+        self._context = _context_length(folder)
+        return time.perf_counter() - t0
+
+    def unload(self) -> None:
+        self._kept = None
+        self._model = self._tokenizer = None
+
+    def model_path(self) -> str | None:
+        return self._folder() if self._model is not None else None
+
+    def _ids(self, messages: list[Message]) -> list[int]:
+        if self._model is None:
+            raise BackendError("model is not loaded")
+        text = self._tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+        return [int(t) for t in self._tokenizer.encode(text)]
+
+    def _generator(self, params: GenParams, capacity: int, json_schema: dict | None):
+        import onnxruntime_genai as og
+
+        if capacity > self._context:
+            raise BackendError(f"prompt and reply need {capacity} tokens; the model's context is {self._context}")
+        search = {"max_length": capacity, "do_sample": params.temperature > 0}
+        if params.temperature > 0:
+            search["temperature"] = params.temperature
+        for key, value in (("top_p", params.top_p), ("top_k", params.top_k), ("random_seed", params.seed),
+                           ("repetition_penalty", params.repetition_penalty)):
+            if value is not None:
+                search[key] = value
+        gp = og.GeneratorParams(self._model)
+        gp.set_search_options(**search)
+        if json_schema is not None:
+            gp.set_guidance("json_schema", json.dumps(json_schema))
+        return og.Generator(self._model, gp)
+
+    def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
+        ids = self._ids(messages)
+        gen = self._generator(params, len(ids) + params.max_tokens, None)
+        stream = self._tokenizer.create_stream()
+        deltas: list[tuple[float, str]] = []
+        stopped, finish, produced = False, "length", 0
+        t_sent = time.perf_counter()
+        try:
+            gen.append_tokens(ids)
+            while produced < params.max_tokens:
+                gen.generate_next_token()
+                produced += 1
+                text = stream.decode(int(gen.get_next_tokens()[0]))
+                if text:
+                    deltas.append((time.perf_counter(), text))
+                    if on_delta is not None and on_delta(text):
+                        stopped = True
+                        break
+                if gen.is_done():
+                    finish = "stop"
+                    break
+                if time.perf_counter() - t_sent >= self.timeout_s:
+                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"generation failed: {exc}") from None
+        t_end = deltas[-1][0] if stopped else time.perf_counter()
+        return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas, prompt_tokens=len(ids),
+                          completion_tokens=produced, finish_reason=None if stopped else finish, stopped=stopped)
+
+    def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None,
+                 reuse: bool | None = None) -> str:
+        """One whole reply, constrained to `json_schema`; greedy requests reuse the prefix the last
+        one shares (unless `reuse` or the backend's `reuse_prefix` says not to)."""
+        ids = self._ids(messages)
+        reuse = self.reuse_prefix if reuse is None else reuse
+        key = json.dumps([json_schema, params.top_p, params.top_k, params.repetition_penalty], sort_keys=True)
+        need = len(ids) + params.max_tokens
+        if need > self._context:
+            raise BackendError(f"prompt and reply need {need} tokens; the model's context is {self._context}")
+        kept = None
+        if reuse and params.temperature == 0:
+            kept, self._kept = self._kept, None  # taken: a failure below leaves no half-read generator kept
+        try:
+            if kept is not None and kept[0] == key and need <= kept[3]:
+                gen, start = kept[1], min(shared_prefix(kept[2], ids), len(ids) - 1)
+                gen.rewind_to(start)
+                capacity = kept[3]
+            else:
+                capacity = max(MIN_CAPACITY, need) if reuse else need
+                gen, start = self._generator(params, min(capacity, self._context), json_schema), 0
+            gen.append_tokens(ids[start:])
+            out, t0 = [], time.perf_counter()
+            while len(out) < params.max_tokens and not gen.is_done():
+                gen.generate_next_token()
+                out.append(int(gen.get_next_tokens()[0]))
+                if time.perf_counter() - t0 >= self.timeout_s:
+                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"generation failed: {exc}") from None
+        if reuse and params.temperature == 0:
+            self._kept = (key, gen, ids, capacity)
+        self.reuse_stats["requests"] += 1
+        self.reuse_stats["prompt_tokens"] += len(ids)
+        self.reuse_stats["reused_tokens"] += start
+        return self._tokenizer.decode(out)
+
+    def count_tokens(self, texts: list[str]) -> list[int] | None:
+        try:
+            return folder_token_counts(self._folder(), texts)
+        except BackendError:
+            return None
+
+    def execution_provider(self) -> tuple[str | None, str]:
+        from runner.backends.hardware import folder_provider
+
+        try:
+            folder = self._folder()
+            return folder_provider(folder), f"{folder}/genai_config.json decoder provider_options (ORT GenAI)"
+        except (BackendError, OSError, ValueError) as exc:
+            return None, str(exc)
+
+    def describe(self) -> dict:
+        import onnxruntime_genai
+
+        return {"backend": self.name, "runtime": f"onnxruntime-genai {onnxruntime_genai.__version__}",
+                "reuse_prefix": self.reuse_prefix}
+
+
+def _context_length(folder: str) -> int:
+    """The model's context window (genai_config.json model.context_length)."""
+    from pathlib import Path
+
+    config = json.loads((Path(folder) / "genai_config.json").read_text())
+    return int(config["model"]["context_length"])
