@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.transcripts is not None and args.transcripts < 1:
         parser.error("--transcripts must be >= 1")
+    if args.base_url and args.backend:
+        parser.error("--backend is for a judge in process; --base-url already names the endpoint's")
+    if args.pick and args.variants != len(VARIANTS):
+        parser.error("give --variants or --pick, not both")
     if args.base_url and not args.aliases:
         parser.error("--base-url needs the ids of the models to try (JUDGE_ALIAS ...)")
     picked = list(range(1, args.variants + 1))

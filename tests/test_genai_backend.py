@@ -39,15 +39,24 @@ def test_prefix_reuse_gives_the_fresh_reply_and_reads_only_the_rest(backend):
     _, requests = _rubric_requests(3)
     params = GenParams(max_tokens=32, temperature=0.0, seed=42)
     ids = [backend._ids(m) for m in requests]
-    before = dict(backend.reuse_stats)
     for msgs in requests:
         reused = backend.complete(msgs, params, SCORE, reuse=True)
         fresh = backend.complete(msgs, params, SCORE, reuse=False)
         assert reused == fresh
         assert set(json.loads(reused)) == {"score"}  # the schema holds after a rewind
+    # unconstrained, a wrong cache would show in free text sooner than in a 1-5 score
+    free = GenParams(max_tokens=40, temperature=0.0)
+    for msgs in requests:
+        assert backend.complete(msgs, free, None, reuse=True) == backend.complete(msgs, free, None, reuse=False)
+    # what reuse reads: the first request all of it, each later one only what follows the shared part
+    hello = [{"role": "user", "content": "Hello"}]
+    backend.complete(hello, params, SCORE)  # another prompt kept before: only the chat template's start shared
+    before = dict(backend.reuse_stats)
+    for msgs in requests:
+        backend.complete(msgs, params, SCORE, reuse=True)
     shared = shared_prefix(ids[0], ids[1]) + shared_prefix(ids[1], ids[2])
-    # the first request reads everything; each later one only what follows the transcript they share
-    assert backend.reuse_stats["reused_tokens"] - before["reused_tokens"] == shared
+    start = shared_prefix(backend._ids(hello), ids[0])
+    assert backend.reuse_stats["reused_tokens"] - before["reused_tokens"] == start + shared
     assert shared > 0.5 * (len(ids[1]) + len(ids[2]))  # the transcript is most of a rubric prompt
 
 
@@ -62,13 +71,15 @@ def test_a_sampled_request_starts_fresh_so_its_seed_holds(backend):
 
 
 def test_chat_streams_and_counts_its_tokens(backend):
-    done = backend.chat([{"role": "user", "content": "Count from one to twenty in words."}],
-                        GenParams(max_tokens=6, temperature=0.0))
-    assert done.prompt_tokens == len(backend._ids([{"role": "user", "content": "Count from one to twenty in words."}]))
-    assert 1 <= done.completion_tokens <= 6 and not done.tokens_estimated
-    assert done.finish_reason in ("stop", "length") and done.text
-    times = [t for t, _ in done.deltas]
-    assert done.t_sent < times[0] and times == sorted(times) and times[-1] <= done.t_end
+    msgs = [{"role": "user", "content": "Count from one to twenty in words."}]
+    cut = backend.chat(msgs, GenParams(max_tokens=6, temperature=0.0))
+    assert cut.prompt_tokens == len(backend._ids(msgs))
+    assert cut.completion_tokens == 6 and not cut.tokens_estimated and cut.finish_reason == "length"
+    times = [t for t, _ in cut.deltas]
+    assert cut.t_sent < times[0] and times == sorted(times) and times[-1] <= cut.t_end
+    ended = backend.chat([{"role": "user", "content": "Reply with the single word: yes"}],
+                         GenParams(max_tokens=64, temperature=0.0))
+    assert ended.finish_reason == "stop" and 1 <= ended.completion_tokens < 64  # the end token is not counted
 
 
 def test_the_repetition_penalty_reaches_the_runtime(backend):

@@ -3,8 +3,8 @@ model folders (a built pack or imported model), without Foundry Local's request 
 
 What that buys is a generator that outlives a request. `complete` (the judges' untimed path) keeps
 the last request's generator and its KV cache, and reads only the tokens a new prompt does not
-share with the last one: the grades of one transcript's answers share the system prompt, the
-transcript and the reference, so only the answer and what follows it are read anew
+share with the last one: a rubric judge's grades of one transcript's answers share the system
+prompt, the transcript and the reference, so only the answer and what follows it are read anew
 (`Generator.rewind_to`; the JSON-schema guidance is reset by the rewind). A greedy reply is the
 same as a fresh read's (tests/test_genai_backend.py compares whole replies; `complete(...,
 reuse=False)` is the fresh read). A sampled request (temperature > 0: a judge's retries and
@@ -17,6 +17,7 @@ benchmark request must not see the one before it.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from runner.backends.base import (
@@ -56,6 +57,7 @@ class GenAIBackend(Backend):
         self.reuse_prefix = reuse_prefix
         self._model = self._tokenizer = None
         self._kept = None  # (settings key, generator, prompt ids, capacity) of the last greedy complete()
+        self._lock = threading.Lock()
         self.reuse_stats = {"requests": 0, "prompt_tokens": 0, "reused_tokens": 0}  # tokens read and reused (tests, benchmarks)
 
     @classmethod
@@ -82,9 +84,10 @@ class GenAIBackend(Backend):
         try:
             self._model = og.Model(folder)
             self._tokenizer = og.Tokenizer(self._model)
-        except Exception as exc:  # native errors carry no stable type
+            self._eos = {int(t) for t in self._tokenizer.eos_token_ids}
+            self._context = _context_length(folder)
+        except Exception as exc:  # native errors carry no stable type; a config without context_length
             raise BackendError(f"loading {folder} failed: {exc}") from None
-        self._context = _context_length(folder)
         return time.perf_counter() - t0
 
     def unload(self) -> None:
@@ -119,31 +122,37 @@ class GenAIBackend(Backend):
         return og.Generator(self._model, gp)
 
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
-        ids = self._ids(messages)
-        gen = self._generator(params, len(ids) + params.max_tokens, None)
-        stream = self._tokenizer.create_stream()
         deltas: list[tuple[float, str]] = []
+        # "stop" only on an end-of-sequence token (not counted: it writes nothing); a reply cut at the
+        # cap is "length" (the runtime is also done at max_length, so is_done alone cannot tell them apart)
         stopped, finish, produced = False, "length", 0
-        t_sent = time.perf_counter()
         try:
+            ids = self._ids(messages)
+            gen = self._generator(params, len(ids) + params.max_tokens, None)
+            stream = self._tokenizer.create_stream()
+            t_sent = time.perf_counter()
             gen.append_tokens(ids)
             while produced < params.max_tokens:
                 gen.generate_next_token()
+                token = int(gen.get_next_tokens()[0])
+                if token in self._eos:
+                    finish = "stop"
+                    break
                 produced += 1
-                text = stream.decode(int(gen.get_next_tokens()[0]))
+                text = stream.decode(token)
                 if text:
                     deltas.append((time.perf_counter(), text))
                     if on_delta is not None and on_delta(text):
                         stopped = True
                         break
-                if gen.is_done():
-                    finish = "stop"
+                if gen.is_done():  # an end the runtime knows of beyond the tokenizer's EOS ids, or the cap
+                    finish = "stop" if produced < params.max_tokens else "length"
                     break
                 if time.perf_counter() - t_sent >= self.timeout_s:
                     raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
         except BackendError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # native errors carry no stable type
             raise BackendError(f"generation failed: {exc}") from None
         t_end = deltas[-1][0] if stopped else time.perf_counter()
         return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas, prompt_tokens=len(ids),
@@ -151,37 +160,52 @@ class GenAIBackend(Backend):
 
     def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None,
                  reuse: bool | None = None) -> str:
-        """One whole reply, constrained to `json_schema`; greedy requests reuse the prefix the last
-        one shares (unless `reuse` or the backend's `reuse_prefix` says not to)."""
+        """One whole reply, constrained to `json_schema`; a greedy request reuses the prefix it shares
+        with the last one (unless `reuse` or the backend's `reuse_prefix` says not to). One request at
+        a time: the kept generator is this backend's state."""
+        with self._lock:
+            try:
+                return self._complete(messages, params, json_schema, reuse)
+            except BackendError:
+                raise
+            except Exception as exc:  # native errors carry no stable type
+                raise BackendError(f"generation failed: {exc}") from None
+
+    def _complete(self, messages, params: GenParams, json_schema, reuse) -> str:
         ids = self._ids(messages)
-        reuse = self.reuse_prefix if reuse is None else reuse
+        keep = (self.reuse_prefix if reuse is None else reuse) and params.temperature == 0
         key = json.dumps([json_schema, params.top_p, params.top_k, params.repetition_penalty], sort_keys=True)
         need = len(ids) + params.max_tokens
         if need > self._context:
             raise BackendError(f"prompt and reply need {need} tokens; the model's context is {self._context}")
-        kept = None
-        if reuse and params.temperature == 0:
-            kept, self._kept = self._kept, None  # taken: a failure below leaves no half-read generator kept
-        try:
-            if kept is not None and kept[0] == key and need <= kept[3]:
-                gen, start = kept[1], min(shared_prefix(kept[2], ids), len(ids) - 1)
-                gen.rewind_to(start)
-                capacity = kept[3]
-            else:
-                capacity = max(MIN_CAPACITY, need) if reuse else need
-                gen, start = self._generator(params, min(capacity, self._context), json_schema), 0
-            gen.append_tokens(ids[start:])
-            out, t0 = [], time.perf_counter()
-            while len(out) < params.max_tokens and not gen.is_done():
-                gen.generate_next_token()
-                out.append(int(gen.get_next_tokens()[0]))
-                if time.perf_counter() - t0 >= self.timeout_s:
-                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"generation failed: {exc}") from None
-        if reuse and params.temperature == 0:
+        kept, start, gen = (self._kept if keep else None), 0, None
+        t0 = time.perf_counter()
+        if kept is not None:
+            self._kept = None  # taken: a failure below leaves no half-read generator kept
+            if kept[0] == key and need <= kept[3]:
+                gen, start, capacity = kept[1], min(shared_prefix(kept[2], ids), len(ids) - 1), kept[3]
+                try:
+                    gen.rewind_to(start)
+                    gen.append_tokens(ids[start:])
+                except Exception:  # a runtime or model that cannot rewind: read it anew, and stop trying
+                    self.reuse_prefix, keep, gen, start = False, False, None, 0
+            kept = None  # not kept on: its KV cache is freed before another is allocated
+        if gen is None:
+            capacity = min(max(MIN_CAPACITY, need), self._context) if keep else need
+            gen = self._generator(params, capacity, json_schema)
+            gen.append_tokens(ids)
+        out: list[int] = []
+        while len(out) < params.max_tokens:
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            if token in self._eos:
+                break
+            out.append(token)
+            if gen.is_done():
+                break
+            if time.perf_counter() - t0 >= self.timeout_s:
+                raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
+        if keep:
             self._kept = (key, gen, ids, capacity)
         self.reuse_stats["requests"] += 1
         self.reuse_stats["prompt_tokens"] += len(ids)

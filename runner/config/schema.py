@@ -103,7 +103,8 @@ class DecodingConfig:
     # Penalties on repeated tokens; None sends nothing (the runtime's default). Which a backend sends
     # is its declared capability (`Capabilities.penalties`): endpoints frequency_penalty and
     # presence_penalty (-2..2, 0 = off) and repetition_penalty ((0, 2], 1.0 = off; vLLM, llama.cpp);
-    # Foundry Local in process none (its SDK refuses or ignores them: runner/backends/foundry.py).
+    # backend=genai repetition_penalty (ONNX Runtime GenAI's own search option); Foundry Local in
+    # process none (its SDK refuses or ignores them: runner/backends/foundry.py).
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
