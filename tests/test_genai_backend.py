@@ -51,12 +51,12 @@ def test_prefix_reuse_gives_the_fresh_reply_and_reads_only_the_rest(backend):
     # what reuse reads: the first request all of it, each later one only what follows the shared part
     hello = [{"role": "user", "content": "Hello"}]
     backend.complete(hello, params, SCORE)  # another prompt kept before: only the chat template's start shared
-    before = dict(backend.reuse_stats)
+    before = backend.reused_tokens
     for msgs in requests:
         backend.complete(msgs, params, SCORE, reuse=True)
     shared = shared_prefix(ids[0], ids[1]) + shared_prefix(ids[1], ids[2])
     start = shared_prefix(backend._ids(hello), ids[0])
-    assert backend.reuse_stats["reused_tokens"] - before["reused_tokens"] == start + shared
+    assert backend.reused_tokens - before == start + shared
     assert shared > 0.5 * (len(ids[1]) + len(ids[2]))  # the transcript is most of a rubric prompt
 
 
@@ -64,10 +64,10 @@ def test_a_sampled_request_starts_fresh_so_its_seed_holds(backend):
     _, requests = _rubric_requests(1)
     params = GenParams(max_tokens=24, temperature=0.9, seed=7)
     backend.complete(requests[0], GenParams(max_tokens=8), None)  # a kept greedy generator beside it
-    reused = backend.reuse_stats["reused_tokens"]
+    reused = backend.reused_tokens
     first = backend.complete(requests[0], params)
     assert backend.complete(requests[0], params) == first
-    assert backend.reuse_stats["reused_tokens"] == reused
+    assert backend.reused_tokens == reused
 
 
 def test_chat_streams_and_counts_its_tokens(backend):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any, NamedTuple
 
 from runner.backends.base import (
     Backend,
@@ -35,6 +36,15 @@ from runner.models import memory
 # The smallest KV capacity (prompt + reply tokens) a kept generator is built with: the grades of a
 # calibration transcript fit, so one generator serves them all; a longer request builds a larger one.
 MIN_CAPACITY = 4096
+
+
+class _Kept(NamedTuple):
+    """The last greedy complete()'s generator, and what it was built for and has read."""
+
+    settings: str  # the schema and search options it was built with (JSON)
+    generator: Any
+    ids: list[int]  # the prompt it read
+    capacity: int  # its max_length: prompt + reply tokens it can hold
 
 
 def shared_prefix(a: list[int], b: list[int]) -> int:
@@ -56,9 +66,9 @@ class GenAIBackend(Backend):
         self.model_id, self.timeout_s, self.spec = model_id, timeout_s, spec
         self.reuse_prefix = reuse_prefix
         self._model = self._tokenizer = None
-        self._kept = None  # (settings key, generator, prompt ids, capacity) of the last greedy complete()
+        self._kept: _Kept | None = None
         self._lock = threading.Lock()
-        self.reuse_stats = {"requests": 0, "prompt_tokens": 0, "reused_tokens": 0}  # tokens read and reused (tests, benchmarks)
+        self.reused_tokens = 0  # prompt tokens complete() did not read again: what reuse saved
 
     @classmethod
     def from_config(cls, backend_cfg, model) -> GenAIBackend:
@@ -94,20 +104,23 @@ class GenAIBackend(Backend):
         self._kept = None
         self._model = self._tokenizer = None
 
-    def model_path(self) -> str | None:
-        return self._folder() if self._model is not None else None
-
     def _ids(self, messages: list[Message]) -> list[int]:
         if self._model is None:
             raise BackendError("model is not loaded")
         text = self._tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
         return [int(t) for t in self._tokenizer.encode(text)]
 
+    def _prompt(self, messages: list[Message], max_tokens: int) -> list[int]:
+        """The prompt's token ids; BackendError when it and the reply would not fit the context."""
+        ids = self._ids(messages)
+        if len(ids) + max_tokens > self._context:
+            raise BackendError(f"prompt and reply need {len(ids) + max_tokens} tokens; "
+                               f"the model's context is {self._context}")
+        return ids
+
     def _generator(self, params: GenParams, capacity: int, json_schema: dict | None):
         import onnxruntime_genai as og
 
-        if capacity > self._context:
-            raise BackendError(f"prompt and reply need {capacity} tokens; the model's context is {self._context}")
         search = {"max_length": capacity, "do_sample": params.temperature > 0}
         if params.temperature > 0:
             search["temperature"] = params.temperature
@@ -121,23 +134,31 @@ class GenAIBackend(Backend):
             gp.set_guidance("json_schema", json.dumps(json_schema))
         return og.Generator(self._model, gp)
 
+    def _reply(self, gen, max_tokens: int, started: float):
+        """The reply's tokens as they are generated, until an end token (not yielded: it writes
+        nothing), the runtime is done or `max_tokens`; BackendError once backend.timeout_s has passed
+        since `started`."""
+        for _ in range(max_tokens):
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            if token in self._eos:
+                return
+            yield token
+            if gen.is_done():
+                return
+            if time.perf_counter() - started >= self.timeout_s:
+                raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
+
     def chat(self, messages: list[Message], params: GenParams, on_delta: OnDelta | None = None) -> Completion:
         deltas: list[tuple[float, str]] = []
-        # "stop" only on an end-of-sequence token (not counted: it writes nothing); a reply cut at the
-        # cap is "length" (the runtime is also done at max_length, so is_done alone cannot tell them apart)
-        stopped, finish, produced = False, "length", 0
+        stopped, produced = False, 0
         try:
-            ids = self._ids(messages)
+            ids = self._prompt(messages, params.max_tokens)
             gen = self._generator(params, len(ids) + params.max_tokens, None)
             stream = self._tokenizer.create_stream()
             t_sent = time.perf_counter()
             gen.append_tokens(ids)
-            while produced < params.max_tokens:
-                gen.generate_next_token()
-                token = int(gen.get_next_tokens()[0])
-                if token in self._eos:
-                    finish = "stop"
-                    break
+            for token in self._reply(gen, params.max_tokens, t_sent):
                 produced += 1
                 text = stream.decode(token)
                 if text:
@@ -145,18 +166,15 @@ class GenAIBackend(Backend):
                     if on_delta is not None and on_delta(text):
                         stopped = True
                         break
-                if gen.is_done():  # an end the runtime knows of beyond the tokenizer's EOS ids, or the cap
-                    finish = "stop" if produced < params.max_tokens else "length"
-                    break
-                if time.perf_counter() - t_sent >= self.timeout_s:
-                    raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
         except BackendError:
             raise
         except Exception as exc:  # native errors carry no stable type
             raise BackendError(f"generation failed: {exc}") from None
         t_end = deltas[-1][0] if stopped else time.perf_counter()
+        # "stop": it ended before the cap (on an end token); "length": cut at the cap
+        finish = None if stopped else "length" if produced == params.max_tokens else "stop"
         return Completion(t_sent=t_sent, t_end=t_end, deltas=deltas, prompt_tokens=len(ids),
-                          completion_tokens=produced, finish_reason=None if stopped else finish, stopped=stopped)
+                          completion_tokens=produced, finish_reason=finish, stopped=stopped)
 
     def complete(self, messages: list[Message], params: GenParams, json_schema: dict | None = None,
                  reuse: bool | None = None) -> str:
@@ -172,18 +190,16 @@ class GenAIBackend(Backend):
                 raise BackendError(f"generation failed: {exc}") from None
 
     def _complete(self, messages, params: GenParams, json_schema, reuse) -> str:
-        ids = self._ids(messages)
+        ids = self._prompt(messages, params.max_tokens)
         keep = (self.reuse_prefix if reuse is None else reuse) and params.temperature == 0
-        key = json.dumps([json_schema, params.top_p, params.top_k, params.repetition_penalty], sort_keys=True)
+        settings = json.dumps([json_schema, params.top_p, params.top_k, params.repetition_penalty], sort_keys=True)
         need = len(ids) + params.max_tokens
-        if need > self._context:
-            raise BackendError(f"prompt and reply need {need} tokens; the model's context is {self._context}")
         kept, start, gen = (self._kept if keep else None), 0, None
         t0 = time.perf_counter()
         if kept is not None:
             self._kept = None  # taken: a failure below leaves no half-read generator kept
-            if kept[0] == key and need <= kept[3]:
-                gen, start, capacity = kept[1], min(shared_prefix(kept[2], ids), len(ids) - 1), kept[3]
+            if kept.settings == settings and need <= kept.capacity:
+                gen, start, capacity = kept.generator, min(shared_prefix(kept.ids, ids), len(ids) - 1), kept.capacity
                 try:
                     gen.rewind_to(start)
                     gen.append_tokens(ids[start:])
@@ -194,22 +210,10 @@ class GenAIBackend(Backend):
             capacity = min(max(MIN_CAPACITY, need), self._context) if keep else need
             gen = self._generator(params, capacity, json_schema)
             gen.append_tokens(ids)
-        out: list[int] = []
-        while len(out) < params.max_tokens:
-            gen.generate_next_token()
-            token = int(gen.get_next_tokens()[0])
-            if token in self._eos:
-                break
-            out.append(token)
-            if gen.is_done():
-                break
-            if time.perf_counter() - t0 >= self.timeout_s:
-                raise BackendError(f"request exceeded backend.timeout_s={self.timeout_s}")
+        out = list(self._reply(gen, params.max_tokens, t0))
         if keep:
-            self._kept = (key, gen, ids, capacity)
-        self.reuse_stats["requests"] += 1
-        self.reuse_stats["prompt_tokens"] += len(ids)
-        self.reuse_stats["reused_tokens"] += start
+            self._kept = _Kept(settings, gen, ids, capacity)
+        self.reused_tokens += start
         return self._tokenizer.decode(out)
 
     def count_tokens(self, texts: list[str]) -> list[int] | None:
